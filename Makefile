@@ -1,0 +1,25 @@
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PRESET ?= digits500
+JOBS ?= 2
+
+.PHONY: modelset test venv clean
+
+# Set-up: a local virtual environment with the project and its test tools, torch pinned.
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[test,cluster]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+modelset: $(STAMP)
+	$(VENV)/bin/modelset build --preset $(PRESET) --out data/$(PRESET).h5 --jobs $(JOBS)
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+clean:
+	rm -rf $(VENV) data/*.h5 data/.*.shards

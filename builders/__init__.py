@@ -1,0 +1,1 @@
+"""Turning a preset into a trained zoo: plan, work units, training engines, executor, shards, merge."""

@@ -1,0 +1,127 @@
+"""preset -> plan -> work units -> executor -> shards -> one writer -> archive.
+
+Determinism: a unit's composition comes from the plan alone, and every unit trains with torch
+pinned to one intra-op thread (thread count changes reduction order), in the parent or a worker
+alike; so weights depend only on the preset, never on --jobs or on interruptions.
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import torch
+from joblib import Parallel, delayed
+from tqdm.auto import tqdm
+
+from modelset.archive import CURVES, param_checksum
+from modelset.datasets import load_dataset
+from modelset.preset import Preset
+from modelset.splits import make_splits
+from modelset.writer import ArchiveWriter
+
+from .plan import Plan, make_plan, unit_hash, work_units
+from .shards import METRICS, load_shard, save_shard, shard_path
+from .train import model_layout, train_reference
+
+log = logging.getLogger("modelset.build")
+
+SPLIT_DESCRIPTIONS = {
+    "task_id": "task identification: per task, train seeds vs held-out seeds (test); score top-1/5 on test",
+    "retrieval": "retrieval on unseen tasks: train tasks vs unseen tasks, whose models are split into "
+                 "query and gallery; score mAP and CMC@1/5/10 of queries against the gallery",
+}
+
+
+@contextmanager
+def pinned_threads(n: int = 1):
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def train_unit(unit) -> tuple[str, list]:
+    """Train one work unit; runs in a worker or in-process, with the same thread pinning."""
+    with pinned_threads(1):
+        return unit_hash(unit), [train_reference(e) for e in unit]
+
+
+def shard_dir_for(out: Path) -> Path:
+    return out.parent / f".{out.name}.shards"
+
+
+def is_up_to_date(out: Path, plan: Plan) -> bool:
+    try:
+        with h5py.File(out, "r") as f:
+            return f.attrs.get("plan_hash") == plan.hash
+    except OSError:
+        return False
+
+
+def build(preset: Preset, out, jobs: int = 1, force: bool = False, keep_shards: bool = False,
+          progress: bool = True) -> dict:
+    """Build ``preset`` into the archive ``out``; resume from any shards already trained."""
+    out = Path(out)
+    plan = make_plan(preset)  # validates tasks against the dataset before anything is written
+    if not force and out.exists() and is_up_to_date(out, plan):
+        return {"status": "up to date", "out": str(out), "models": len(plan.entries), "trained": 0}
+    units = work_units(plan)
+    shards = shard_dir_for(out)
+    todo = [u for u in units if not shard_path(shards, unit_hash(u)).exists()]
+    n_todo = sum(len(u) for u in todo)
+    log.info("%s: %d models in %d work units; %d already trained, %d to train",
+             preset.name, len(plan.entries), len(units), len(plan.entries) - n_todo, n_todo)
+    with tqdm(total=len(plan.entries), initial=len(plan.entries) - n_todo, unit="model", desc="train",
+              disable=not progress, mininterval=1.0, dynamic_ncols=True) as bar:
+        runner = Parallel(n_jobs=jobs, return_as="generator_unordered")
+        for h, results in runner(delayed(train_unit)(u) for u in todo):
+            save_shard(shard_path(shards, h), results)
+            bar.update(len(results))
+    merge(plan, units, shards, out)
+    if not keep_shards:
+        shutil.rmtree(shards, ignore_errors=True)
+    return {"status": "built", "out": str(out), "models": len(plan.entries), "trained": n_todo}
+
+
+def merge(plan: Plan, units, shards: Path, out: Path) -> None:
+    """The one writer: stream every shard, in plan order, into a temporary archive, then rename."""
+    preset, entries = plan.preset, plan.entries
+    dataset = load_dataset(preset["dataset"])
+    archs = sorted({e.arch for e in entries})
+    rows = {a: 0 for a in archs}
+    counts = {a: sum(e.arch == a for e in entries) for a in archs}
+    max_epochs = max(e.hparams["epochs"] for e in entries)
+    curves = {name: np.full((len(entries), max_epochs), np.nan, np.float32) for name in CURVES}
+    records = []
+    attrs = {"name": preset.name, "preset": preset.text, "dataset": preset["dataset"], "seed": preset["seed"],
+             "plan_hash": plan.hash, "n_models": len(entries)}
+    with ArchiveWriter(out, attrs) as w:
+        w.write_dataset(dataset)
+        w.write_tasks(plan.tasks, dataset.n_classes, plan.relations)
+        for a in archs:
+            layout_rows, arch_attrs = model_layout(next(e for e in entries if e.arch == a))
+            w.create_architecture(a, layout_rows, counts[a], arch_attrs)
+        for unit in units:
+            results = load_shard(shard_path(shards, unit_hash(unit)))
+            arch = unit[0].arch
+            w.write_params(arch, rows[arch], np.stack([r.params for r in results]))
+            for e, r in zip(unit, results):
+                for name in CURVES:
+                    curves[name][e.id, : len(r.curves[name])] = r.curves[name]
+                records.append({"id": e.id, "arch": e.arch, "family": e.family, "row": rows[arch],
+                                "task": e.task, "seed": e.seed, "init_seed": e.init_seed,
+                                "data_seed": e.data_seed, **e.hparams,
+                                **{k: r.metrics[k] for k in METRICS},
+                                "n_params": int(r.params.size), "checksum": param_checksum(r.params)})
+                rows[arch] += 1
+        models = pd.DataFrame.from_records(records)
+        w.write_models(models)
+        w.write_curves(curves)
+        w.write_splits(make_splits(models, len(plan.tasks), preset["splits"], preset["seed"]), SPLIT_DESCRIPTIONS)

@@ -1,0 +1,102 @@
+"""Preset -> plan: one entry per model with everything that determines its weights.
+
+A model's init and data-order seeds derive from the build seed, its task's identity (classes and
+transform, not its position) and its seed value only, so models of one task differ only by seed,
+and a grid point's models share the init of their seed: grid factors are controlled comparisons.
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from dataclasses import asdict, dataclass
+
+from modelset.datasets import load_dataset
+from modelset.preset import Preset
+from modelset.tasks import Task, make_tasks, relation_matrix
+
+# Bump when training code changes what a plan entry produces: stale shards are then never reused.
+ENGINE_VERSION = 1
+
+
+def derive_seed(*parts) -> int:
+    """A 62-bit seed from any JSON-able parts, stable across processes and machines."""
+    digest = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 2
+
+
+@dataclass(frozen=True)
+class PlanEntry:
+    id: int
+    task: int
+    classes: tuple[int, ...]
+    transform: str
+    seed: int
+    arch: str
+    family: str
+    dataset: str
+    train: tuple  # sorted (key, value) pairs of the training recipe
+    init_seed: int
+    data_seed: int
+
+    @property
+    def hparams(self) -> dict:
+        return dict(self.train)
+
+    def key(self) -> dict:
+        """What determines this model's weights (its id and task index do not)."""
+        d = asdict(self)
+        del d["id"], d["task"]
+        return d
+
+
+@dataclass(frozen=True)
+class Plan:
+    preset: Preset
+    tasks: list[Task]
+    entries: list[PlanEntry]
+
+    @property
+    def relations(self):
+        return relation_matrix(self.tasks)
+
+    @property
+    def hash(self) -> str:
+        blob = json.dumps([ENGINE_VERSION, [e.key() for e in self.entries]], sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def make_plan(preset: Preset) -> Plan:
+    dataset = load_dataset(preset["dataset"])
+    tasks = make_tasks(preset["tasks"], dataset, preset["seed"])
+    grid = preset["grid"]
+    points = [dict(zip(grid, values)) for values in itertools.product(*grid.values())] or [{}]
+    entries = []
+    for task in tasks:
+        identity = [list(task.classes), task.transform]
+        for point in points:
+            train = tuple(sorted({**preset["train"], **point}.items()))
+            for seed in preset.seed_values:
+                entries.append(PlanEntry(
+                    id=len(entries), task=task.id, classes=task.classes, transform=task.transform,
+                    seed=seed, arch=preset["arch"], family=preset["family"], dataset=preset["dataset"],
+                    train=train,
+                    init_seed=derive_seed(preset["seed"], "init", identity, seed),
+                    data_seed=derive_seed(preset["seed"], "data", identity, seed),
+                ))
+    return Plan(preset=preset, tasks=tasks, entries=entries)
+
+
+def work_units(plan: Plan) -> list[list[PlanEntry]]:
+    """Consecutive runs of ``unit_size`` entries of one architecture: fixed by the plan alone."""
+    size = plan.preset["unit_size"]
+    units = []
+    for _, group in itertools.groupby(plan.entries, key=lambda e: e.arch):
+        group = list(group)
+        units += [group[i : i + size] for i in range(0, len(group), size)]
+    return units
+
+
+def unit_hash(unit: list[PlanEntry]) -> str:
+    blob = json.dumps([ENGINE_VERSION, [e.key() for e in unit]], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]

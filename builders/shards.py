@@ -1,0 +1,56 @@
+"""Shard files: one work unit's results, named by the hash of its plan entries.
+
+A shard is written to a temporary name, fsynced and renamed, so a shard that exists is complete;
+a changed plan entry changes the name, so a stale shard is never reused.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from modelset.archive import CURVES
+
+from .train import ModelResult
+
+METRICS = ("train_loss", "train_acc", "test_loss", "test_acc")
+
+
+def shard_path(shard_dir: Path, unit_hash: str) -> Path:
+    return Path(shard_dir) / f"unit-{unit_hash}.npz"
+
+
+def save_shard(path: Path, results: list[ModelResult]) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    epochs = max(len(r.curves["train_loss"]) for r in results)
+    arrays = {"params": np.stack([r.params for r in results]).astype(np.float32),
+              "metrics": np.array([[r.metrics[k] for k in METRICS] for r in results], dtype=np.float64),
+              "epochs": np.array([len(r.curves["train_loss"]) for r in results], dtype=np.int64)}
+    for name in CURVES:
+        c = np.full((len(results), epochs), np.nan, np.float32)
+        for i, r in enumerate(results):
+            c[i, : len(r.curves[name])] = r.curves[name]
+        arrays[name] = c
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **arrays)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def load_shard(path: Path) -> list[ModelResult]:
+    with np.load(path, allow_pickle=False) as z:
+        params, metrics, epochs = z["params"], z["metrics"], z["epochs"]
+        curves = {name: z[name] for name in CURVES}
+    return [ModelResult(params=params[i],
+                        curves={name: c[i, : epochs[i]] for name, c in curves.items()},
+                        metrics=dict(zip(METRICS, metrics[i].tolist())))
+            for i in range(len(params))]

@@ -1,0 +1,95 @@
+"""The reference training loop: one model at a time, plain PyTorch.
+
+Everything random comes from the plan entry: the init from ``init_seed`` (torch's global RNG,
+forked so nothing leaks), the minibatch order from ``data_seed`` (a private generator).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from modelset.archs import create_model, flatten, layout
+from modelset.datasets import load_dataset
+from modelset.tasks import task_arrays
+
+from .plan import PlanEntry
+
+
+@dataclass
+class ModelResult:
+    params: np.ndarray  # (P,) float32 in the architecture's layout
+    curves: dict  # per-epoch train_loss, train_acc, test_loss, test_acc
+    metrics: dict  # final train_loss, train_acc, test_loss, test_acc
+
+
+@lru_cache(maxsize=64)
+def task_tensors(dataset: str, classes: tuple, transform: str):
+    ds = load_dataset(dataset)
+    out = []
+    for split in ("train", "test"):
+        x, y = task_arrays(ds, classes, transform, split)
+        out += [torch.from_numpy(x), torch.from_numpy(y)]
+    return tuple(out), ds.input_shape[0], len(classes)
+
+
+def init_model(entry: PlanEntry):
+    _, in_channels, n_classes = task_tensors(entry.dataset, entry.classes, entry.transform)
+    hp = entry.hparams
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(entry.init_seed)
+        return create_model(entry.arch, in_channels=in_channels, n_classes=n_classes,
+                            activation=hp["activation"], init=hp["init"])
+
+
+def make_optimizer(params, hp: dict):
+    if hp["optimizer"] == "sgd":
+        return torch.optim.SGD(params, lr=hp["lr"], momentum=hp["momentum"], weight_decay=hp["weight_decay"])
+    cls = torch.optim.AdamW if hp["optimizer"] == "adamw" else torch.optim.Adam
+    return cls(params, lr=hp["lr"], weight_decay=hp["weight_decay"])
+
+
+@torch.no_grad()
+def evaluate(model, x, y) -> tuple[float, float]:
+    model.eval()
+    logits = model(x)
+    return F.cross_entropy(logits, y).item(), (logits.argmax(1) == y).float().mean().item()
+
+
+def train_reference(entry: PlanEntry) -> ModelResult:
+    (xtr, ytr, xte, yte), _, _ = task_tensors(entry.dataset, entry.classes, entry.transform)
+    hp = entry.hparams
+    model = init_model(entry)
+    opt = make_optimizer(model.parameters(), hp)
+    gen = torch.Generator().manual_seed(entry.data_seed)
+    curves = {k: np.zeros(hp["epochs"], np.float32) for k in ("train_loss", "train_acc", "test_loss", "test_acc")}
+    n, bs = len(ytr), hp["batch_size"]
+    for epoch in range(hp["epochs"]):
+        model.train()
+        perm = torch.randperm(n, generator=gen)
+        loss_sum = correct = 0.0
+        for i in range(0, n, bs):
+            idx = perm[i : i + bs]
+            logits = model(xtr[idx])
+            loss = F.cross_entropy(logits, ytr[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            loss_sum += loss.item() * len(idx)
+            correct += (logits.argmax(1) == ytr[idx]).sum().item()
+        curves["train_loss"][epoch], curves["train_acc"][epoch] = loss_sum / n, correct / n
+        curves["test_loss"][epoch], curves["test_acc"][epoch] = evaluate(model, xte, yte)
+    train_loss, train_acc = evaluate(model, xtr, ytr)
+    metrics = {"train_loss": train_loss, "train_acc": train_acc,
+               "test_loss": float(curves["test_loss"][-1]), "test_acc": float(curves["test_acc"][-1])}
+    return ModelResult(params=flatten(model), curves=curves, metrics=metrics)
+
+
+def model_layout(entry: PlanEntry):
+    """Layout rows and architecture attributes for the archive, from an untrained model."""
+    _, in_channels, n_classes = task_tensors(entry.dataset, entry.classes, entry.transform)
+    model = create_model(entry.arch, in_channels=in_channels, n_classes=n_classes)
+    return layout(model), {"in_channels": in_channels, "n_classes": n_classes}

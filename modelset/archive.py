@@ -1,0 +1,207 @@
+"""Reading a modelset archive (format v1; data/README.md is the public spec).
+
+    ms = modelset.load("data/digits500.h5")
+    ms.models, ms.tasks            # pandas DataFrames
+    ms.relations                   # T x T known task relation
+    ms.params(ids)                 # numpy rows, read lazily from disk
+    ms.state_dict(i), ms.model(i)  # torch
+    ms.split("task_id")            # {"train": ids, "test": ids}
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+
+import h5py
+import numpy as np
+import pandas as pd
+
+from .errors import ModelsetError
+
+FORMAT = "modelset"
+FORMAT_VERSION = 1
+CURVES = ("train_loss", "train_acc", "test_loss", "test_acc")
+
+
+def param_checksum(row: np.ndarray) -> str:
+    """sha256 of a parameter row as little-endian float32 bytes."""
+    return hashlib.sha256(np.ascontiguousarray(row, dtype="<f4").tobytes()).hexdigest()
+
+
+def table_to_struct(df: pd.DataFrame) -> np.ndarray:
+    """A DataFrame as a numpy structured array h5py can store: strings become UTF-8 bytes."""
+    fields = []
+    for col in df.columns:
+        s = df[col]
+        if s.dtype == object or pd.api.types.is_string_dtype(s.dtype):
+            enc = s.astype(str).str.encode("utf-8")
+            fields.append((col, enc.to_numpy(dtype=f"S{max(1, enc.str.len().max() or 1)}")))
+        else:
+            fields.append((col, s.to_numpy()))
+    out = np.empty(len(df), dtype=[(n, a.dtype) for n, a in fields])
+    for n, a in fields:
+        out[n] = a
+    return out
+
+
+def struct_to_table(arr: np.ndarray) -> pd.DataFrame:
+    df = pd.DataFrame(arr)
+    for col in df.columns:
+        if arr.dtype[col].kind == "S":
+            df[col] = df[col].str.decode("utf-8")
+    return df
+
+
+def open_h5(path) -> h5py.File:
+    """Open an archive read-only, turning every way it can be wrong into one clear error."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ModelsetError(f"{path}: no such archive; build one with `modelset build --preset digits500`")
+    try:
+        f = h5py.File(path, "r")
+    except OSError:
+        raise ModelsetError(f"{path}: not a readable HDF5 file (truncated or not an archive); rebuild it") from None
+    if f.attrs.get("format") != FORMAT:
+        f.close()
+        raise ModelsetError(f"{path}: not a modelset archive (root attribute format != 'modelset')")
+    version = int(f.attrs.get("format_version", -1))
+    if version > FORMAT_VERSION:
+        f.close()
+        raise ModelsetError(f"{path}: archive format v{version} is newer than this modelset reads "
+                            f"(v{FORMAT_VERSION}); upgrade modelset")
+    if version < 1:
+        f.close()
+        raise ModelsetError(f"{path}: archive has no valid format_version")
+    return f
+
+
+class Archive:
+    """A read-only view of one archive. Tables are read on first use; parameters on request."""
+
+    def __init__(self, path):
+        self.path = os.fspath(path)
+        self._f = open_h5(self.path)
+        self._cache = {}
+
+    # -- tables -------------------------------------------------------------------------------
+    @property
+    def attrs(self) -> dict:
+        return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in self._f.attrs.items()}
+
+    @property
+    def models(self) -> pd.DataFrame:
+        if "models" not in self._cache:
+            self._cache["models"] = struct_to_table(self._f["models"][()]).set_index("id", drop=False)
+        return self._cache["models"]
+
+    @property
+    def tasks(self) -> pd.DataFrame:
+        if "tasks" not in self._cache:
+            df = struct_to_table(self._f["tasks"][()])
+            mask = self._f["tasks_classes"][()]
+            df.insert(2, "classes", [tuple(int(c) for c in np.flatnonzero(m)) for m in mask])
+            self._cache["tasks"] = df.set_index("id", drop=False)
+        return self._cache["tasks"]
+
+    @property
+    def relations(self) -> np.ndarray:
+        return self._f["relations"][()]
+
+    @property
+    def architectures(self) -> list[str]:
+        return list(self._f["architectures"])
+
+    def layout(self, arch: str) -> pd.DataFrame:
+        df = struct_to_table(self._f[f"architectures/{self._arch(arch)}/layout"][()])
+        df["shape"] = [tuple(int(x) for x in s.split(",")) if s else () for s in df["shape"]]
+        return df
+
+    def curves(self, name: str) -> np.ndarray:
+        """Per-epoch curve (n_models x max_epochs, NaN past a model's last epoch)."""
+        if name not in CURVES:
+            raise ModelsetError(f"unknown curve {name!r}; available: {', '.join(CURVES)}")
+        return self._f[f"curves/{name}"][()]
+
+    def split(self, name: str) -> dict[str, np.ndarray]:
+        if name not in self._f["splits"]:
+            raise ModelsetError(f"unknown split {name!r}; available: {', '.join(self._f['splits'])}")
+        g = self._f["splits"][name]
+        return {part: g[part][()] for part in g}
+
+    # -- parameters ---------------------------------------------------------------------------
+    def _arch(self, arch):
+        if arch is None:
+            if len(self.architectures) != 1:
+                raise ModelsetError(f"the archive holds several architectures; pass arch= one of {self.architectures}")
+            return self.architectures[0]
+        if arch not in self._f["architectures"]:
+            raise ModelsetError(f"unknown architecture {arch!r}; the archive holds {self.architectures}")
+        return arch
+
+    def params(self, ids=None, arch=None) -> np.ndarray:
+        """Parameter rows (float32, layout order) of the given model ids, all of one architecture.
+
+        With no ids: every model of ``arch`` (or of the only architecture), in row order.
+        """
+        if ids is None:
+            return self._f[f"architectures/{self._arch(arch)}/params"][()]
+        ids = np.atleast_1d(np.asarray(ids, dtype=np.int64))
+        m = self.models
+        unknown = np.setdiff1d(ids, m.index.to_numpy())
+        if len(unknown):
+            raise ModelsetError(f"unknown model id {unknown[0]}; ids run 0..{len(m) - 1}")
+        archs = m.loc[ids, "arch"].unique()
+        if len(archs) != 1:
+            raise ModelsetError(f"params(): the ids span architectures {list(archs)}; ask one at a time")
+        rows = m.loc[ids, "row"].to_numpy()
+        uniq, inverse = np.unique(rows, return_inverse=True)  # h5py wants increasing indices
+        return self._f[f"architectures/{archs[0]}/params"][uniq][inverse]
+
+    def state_dict(self, model_id: int):
+        from .archs import unflatten
+
+        arch = self.models.loc[model_id, "arch"]
+        layout = self.layout(arch)
+        return unflatten(self.params([model_id])[0], layout[["name", "shape", "offset", "size"]].itertuples(index=False))
+
+    def model(self, model_id: int):
+        """The torch module of one model, in eval mode, with its stored weights."""
+        from .archs import create_model
+
+        row = self.models.loc[model_id]
+        g = self._f[f"architectures/{row.arch}"]
+        net = create_model(row.arch, in_channels=int(g.attrs["in_channels"]), n_classes=int(g.attrs["n_classes"]),
+                           activation=row.activation)
+        net.load_state_dict(self.state_dict(model_id))
+        return net.eval()
+
+    def task_data(self, task_id: int, split: str = "test"):
+        """(x, y) torch tensors of one task's train or test split, as the models saw them."""
+        import torch
+
+        from .datasets import load_dataset
+        from .tasks import task_arrays
+
+        t = self.tasks.loc[task_id]
+        x, y = task_arrays(load_dataset(self.attrs["dataset"]), t.classes, t.transform, split)
+        return torch.from_numpy(x), torch.from_numpy(y)
+
+    # -- housekeeping -------------------------------------------------------------------------
+    def close(self):
+        self._f.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self):
+        a = self._f.attrs
+        return (f"<modelset archive {os.path.basename(self.path)!r}: {len(self.models)} models, "
+                f"{len(self.tasks)} tasks, preset {a.get('name')!r}, format v{a.get('format_version')}>")
+
+
+def load(path) -> Archive:
+    """Open a modelset archive for reading."""
+    return Archive(path)

@@ -1,0 +1,99 @@
+"""Registry of zoo architectures (timm-style): ``create_model(name, ...)`` builds a torch module.
+
+Parameter layout = the module's ``state_dict`` order; the archive stores every model of one
+architecture as one flat float32 row in that layout (see ``flatten`` / ``unflatten``).
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import ModelsetError
+
+ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "tanh": torch.tanh, "silu": F.silu}
+
+# Weight initialisations; biases keep torch's default. "default" is torch's own
+# (kaiming-uniform with a=sqrt(5)).
+INITS = {
+    "default": None,
+    "kaiming_normal": lambda w: nn.init.kaiming_normal_(w, nonlinearity="relu"),
+    "kaiming_uniform": lambda w: nn.init.kaiming_uniform_(w, nonlinearity="relu"),
+    "xavier_normal": nn.init.xavier_normal_,
+    "xavier_uniform": nn.init.xavier_uniform_,
+    "orthogonal": nn.init.orthogonal_,
+}
+
+_ARCHS = {}
+
+
+def register_arch(fn):
+    _ARCHS[fn.__name__] = fn
+    return fn
+
+
+def list_archs() -> list[str]:
+    return sorted(_ARCHS)
+
+
+def create_model(name, *, in_channels, n_classes, activation="relu", init="default"):
+    if name not in _ARCHS:
+        raise ModelsetError(f"unknown architecture {name!r}; available: {', '.join(list_archs())}")
+    if activation not in ACTIVATIONS:
+        raise ModelsetError(f"unknown activation {activation!r}; available: {', '.join(ACTIVATIONS)}")
+    if init not in INITS:
+        raise ModelsetError(f"unknown init {init!r}; available: {', '.join(INITS)}")
+    model = _ARCHS[name](in_channels=in_channels, n_classes=n_classes, activation=activation)
+    if INITS[init] is not None:
+        for m in model.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                INITS[init](m.weight)
+    return model
+
+
+class SmallCNN(nn.Module):
+    """3x3 convs with biases, an activation after each, global average pooling, linear head."""
+
+    def __init__(self, in_channels, n_classes, width=16, depth=3, activation="relu"):
+        super().__init__()
+        chans = [in_channels] + [width] * depth
+        self.convs = nn.ModuleList(nn.Conv2d(a, b, 3, padding=1) for a, b in zip(chans, chans[1:]))
+        self.head = nn.Linear(width, n_classes)
+        self.activation = activation
+
+    def forward(self, x):
+        act = ACTIVATIONS[self.activation]
+        for conv in self.convs:
+            x = act(conv(x))
+        return self.head(x.mean(dim=(2, 3)))
+
+
+@register_arch
+def small_cnn(in_channels, n_classes, activation="relu"):
+    """Small CNN Zoo shape: 3 conv layers of 16 channels, GAP, linear head (4,851 params at 1->3)."""
+    return SmallCNN(in_channels, n_classes, width=16, depth=3, activation=activation)
+
+
+def layout(model: nn.Module) -> list[tuple[str, tuple[int, ...], int, int, bool]]:
+    """(tensor name, shape, offset, size, trainable) for each state_dict entry, in order."""
+    trainable = {n for n, _ in model.named_parameters()}
+    rows, offset = [], 0
+    for name, t in model.state_dict().items():
+        rows.append((name, tuple(t.shape), offset, t.numel(), name in trainable))
+        offset += t.numel()
+    return rows
+
+
+def flatten(model: nn.Module) -> np.ndarray:
+    return torch.cat([t.detach().reshape(-1).float().cpu() for t in model.state_dict().values()]).numpy()
+
+
+def unflatten(row: np.ndarray, layout_rows) -> "OrderedDict[str, torch.Tensor]":
+    row = np.asarray(row, dtype=np.float32)
+    return OrderedDict(
+        (name, torch.from_numpy(row[off : off + size].reshape(shape).copy()))
+        for name, shape, off, size, *_ in layout_rows
+    )

@@ -1,0 +1,125 @@
+"""The `modelset` command: build, presets, info, verify."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+import numpy as np
+
+from .errors import ModelsetError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line and exit 2, as for every other bad input
+        raise ModelsetError(f"{message} (see `{self.prog} --help`)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="modelset", description="Build model zoos into HDF5 archives and inspect them.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    b = sub.add_parser("build", help="train a preset's zoo into an archive (resumable)")
+    b.add_argument("--preset", required=True, help="a built-in preset name or a TOML file")
+    b.add_argument("--out", help="archive path (default: data/<preset name>.h5)")
+    b.add_argument("--jobs", type=int, default=1, help="worker processes (default 1; -1 = all cores)")
+    b.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a preset field, e.g. --set seeds=2 --set epochs=5 (repeatable)")
+    b.add_argument("--force", action="store_true", help="rebuild even if the archive is up to date")
+    b.add_argument("--keep-shards", action="store_true", help="keep the per-unit shard files after merging")
+    b.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    sub.add_parser("presets", help="list the built-in presets")
+
+    i = sub.add_parser("info", help="counts, accuracy distribution and sizes of an archive")
+    i.add_argument("path")
+
+    v = sub.add_parser("verify", help="re-check schema and every checksum; exit 1 on any problem")
+    v.add_argument("path")
+    return p
+
+
+def _build(args) -> int:
+    from builders.build import build
+
+    from .preset import load_preset
+
+    preset = load_preset(args.preset, args.overrides)
+    if args.jobs == 0 or args.jobs < -1:
+        raise ModelsetError(f"--jobs must be >= 1 or -1 (all cores), got {args.jobs}")
+    out = args.out or os.path.join("data", f"{preset.name}.h5")
+    if os.path.isdir(out):
+        raise ModelsetError(f"--out {out!r} is a directory; give a file path such as {out}/{preset.name}.h5")
+    report = build(preset, out, jobs=args.jobs, force=args.force, keep_shards=args.keep_shards,
+                   progress=not args.no_progress)
+    if report["status"] == "up to date":
+        print(f"{out}: up to date ({report['models']} models); --force rebuilds it")
+    else:
+        print(f"{out}: {report['models']} models ({report['trained']} trained now), "
+              f"{os.path.getsize(out) / 2**20:.1f} MiB")
+    return 0
+
+
+def _presets(args) -> int:
+    from .preset import list_presets
+
+    for name, desc in list_presets().items():
+        print(f"{name:24s} {desc}")
+    return 0
+
+
+def _info(args) -> int:
+    from .archive import load
+
+    with load(args.path) as ms:
+        m, a = ms.models, ms.attrs
+        acc = m["test_acc"].to_numpy()
+        print(f"{args.path}: preset {a['name']!r}, format v{a['format_version']}, dataset {a['dataset']}, "
+              f"built {a['created']} with modelset {a['modelset_version']}, torch {a['torch_version']}")
+        print(f"models {len(m)}  tasks {len(ms.tasks)}  seeds {m['seed'].nunique()}  "
+              f"families {', '.join(sorted(m['family'].unique()))}")
+        for arch in ms.architectures:
+            d = ms._f[f"architectures/{arch}/params"]
+            print(f"architecture {arch}: {d.shape[0]} models x {d.shape[1]} params "
+                  f"({d.id.get_storage_size() / 2**20:.2f} MiB stored, "
+                  f"{d.size * 4 / 2**20:.2f} MiB raw)")
+        q = np.quantile(acc, [0, 0.05, 0.5, 0.95, 1])
+        print(f"test accuracy: mean {acc.mean():.4f}  min {q[0]:.4f}  p5 {q[1]:.4f}  median {q[2]:.4f}  "
+              f"p95 {q[3]:.4f}  max {q[4]:.4f}")
+        print(f"train accuracy: mean {m['train_acc'].mean():.4f}  min {m['train_acc'].min():.4f}")
+        for name in ms._f["splits"]:
+            parts = ms.split(name)
+            print(f"split {name}: " + "  ".join(f"{k} {len(v)}" for k, v in parts.items()))
+        print(f"file size {os.path.getsize(args.path) / 2**20:.2f} MiB")
+    return 0
+
+
+def _verify(args) -> int:
+    from .verify import verify
+
+    problems = verify(args.path)
+    for p in problems:
+        print(f"{args.path}: {p}")
+    if problems:
+        print(f"{args.path}: {len(problems)} problem(s) found", file=sys.stderr)
+        return 1
+    print(f"{args.path}: OK (schema and all parameter checksums)")
+    return 0
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        args = _parser().parse_args(argv)
+        return {"build": _build, "presets": _presets, "info": _info, "verify": _verify}[args.command](args)
+    except ModelsetError as e:
+        print(f"modelset: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("modelset: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,216 @@
+"""Presets: a TOML description of a zoo, validated, with ``--set key=value`` overrides.
+
+A preset names a dataset, tasks, an architecture, seeds and a training recipe; [grid] sweeps
+any [train] key over a list of values. ``Preset.text`` is the resolved TOML stored in archives.
+"""
+from __future__ import annotations
+
+import copy
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import tomli_w
+
+from .archs import ACTIVATIONS, INITS, list_archs
+from .datasets import list_datasets
+from .errors import ModelsetError
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+FAMILIES = ("dense",)
+
+# Every valid key with its type and a check; the defaults fill what a preset file omits.
+DEFAULTS = {
+    "name": "custom",
+    "description": "",
+    "dataset": "digits",
+    "arch": "small_cnn",
+    "family": "dense",
+    "seed": 0,
+    "seeds": 10,
+    "unit_size": 10,
+    "tasks": {"classes_per_task": 3, "count": 50, "classes": [], "transform": "none"},
+    "train": {
+        "epochs": 30,
+        "batch_size": 32,
+        "optimizer": "adam",
+        "lr": 0.003,
+        "momentum": 0.9,
+        "weight_decay": 0.0,
+        "activation": "relu",
+        "init": "default",
+    },
+    "grid": {},
+    "splits": {
+        "task_id_train_fraction": 0.6,
+        "retrieval_train_fraction": 0.6,
+        "retrieval_query_fraction": 0.5,
+    },
+}
+
+
+def list_presets() -> dict[str, str]:
+    """Built-in preset names with their one-line descriptions."""
+    out = {}
+    for f in sorted(resources.files("modelset.presets").iterdir(), key=lambda p: p.name):
+        if f.name.endswith(".toml"):
+            out[f.name[:-5]] = tomllib.loads(f.read_text()).get("description", "")
+    return out
+
+
+@dataclass(frozen=True)
+class Preset:
+    data: dict
+
+    def __getitem__(self, key):
+        return self.data[key]
+
+    @property
+    def name(self) -> str:
+        return self.data["name"]
+
+    @property
+    def text(self) -> str:
+        return tomli_w.dumps(self.data)
+
+    @property
+    def seed_values(self) -> list[int]:
+        s = self.data["seeds"]
+        return list(range(s)) if isinstance(s, int) else list(s)
+
+
+def load_preset(name_or_file: str, overrides: list[str] = ()) -> Preset:
+    """A built-in preset by name, or a TOML file by path; then ``key=value`` overrides."""
+    path = Path(name_or_file)
+    if name_or_file.endswith(".toml") or path.exists():
+        if not path.is_file():
+            raise ModelsetError(f"preset file {name_or_file!r} not found; give a TOML file or one of: "
+                                f"{', '.join(list_presets())}")
+        text, origin = path.read_text(), str(path)
+    else:
+        builtin = resources.files("modelset.presets").joinpath(f"{name_or_file}.toml")
+        if not builtin.is_file():
+            raise ModelsetError(f"unknown preset {name_or_file!r}; `modelset presets` lists them: "
+                                f"{', '.join(list_presets())}")
+        text, origin = builtin.read_text(), name_or_file
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ModelsetError(f"preset {origin}: malformed TOML: {e}") from None
+    data = _merge(copy.deepcopy(DEFAULTS), raw, origin)
+    for item in overrides:
+        _apply_override(data, item)
+    _validate(data)
+    return Preset(data)
+
+
+def _merge(base: dict, raw: dict, origin: str, prefix="") -> dict:
+    for key, value in raw.items():
+        if key not in base:
+            raise ModelsetError(f"preset {origin}: unknown key {prefix + key!r}; valid keys: "
+                                f"{', '.join(_flat_keys(DEFAULTS))}")
+        if isinstance(base[key], dict) and key != "grid":
+            if not isinstance(value, dict):
+                raise ModelsetError(f"preset {origin}: {prefix + key!r} must be a table")
+            _merge(base[key], value, origin, prefix + key + ".")
+        else:
+            base[key] = value
+    return base
+
+
+def _flat_keys(d: dict, prefix="") -> list[str]:
+    keys = []
+    for k, v in d.items():
+        if isinstance(v, dict) and k != "grid":
+            keys += _flat_keys(v, prefix + k + ".")
+        else:
+            keys.append(prefix + k)
+    return keys
+
+
+def _apply_override(data: dict, item: str) -> None:
+    """``key=value`` with a TOML value; a key may drop its table when unambiguous (epochs)."""
+    key, sep, value_text = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ModelsetError(f"--set {item!r}: expected key=value, e.g. --set seeds=2")
+    try:
+        value = tomllib.loads(f"v = {value_text.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = value_text.strip()  # a bare word is a string: --set train.optimizer=sgd
+    keys = _flat_keys(DEFAULTS)
+    if key.startswith("grid."):
+        if key[5:] not in DEFAULTS["train"]:
+            raise ModelsetError(f"--set {key}: grid factors are [train] keys: {', '.join(DEFAULTS['train'])}")
+        data["grid"][key[5:]] = value
+        return
+    if key not in keys:
+        matches = [k for k in keys if k.endswith("." + key)]
+        if len(matches) != 1:
+            raise ModelsetError(f"--set: unknown key {key!r}; valid keys: {', '.join(keys)}")
+        key = matches[0]
+    *tables, leaf = key.split(".")
+    target = data
+    for t in tables:
+        target = target[t]
+    target[leaf] = value
+
+
+def _check(cond, msg):
+    if not cond:
+        raise ModelsetError(f"invalid preset: {msg}")
+
+
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+_TRAIN_CHECKS = {
+    "epochs": (lambda v: _is_int(v) and v >= 1, "a whole number >= 1"),
+    "batch_size": (lambda v: _is_int(v) and v >= 1, "a whole number >= 1"),
+    "optimizer": (lambda v: v in OPTIMIZERS, "one of " + ", ".join(OPTIMIZERS)),
+    "lr": (lambda v: _is_num(v) and v > 0, "a number > 0"),
+    "momentum": (lambda v: _is_num(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "weight_decay": (lambda v: _is_num(v) and v >= 0, "a number >= 0"),
+    "activation": (lambda v: v in ACTIVATIONS, "one of " + ", ".join(ACTIVATIONS)),
+    "init": (lambda v: v in INITS, "one of " + ", ".join(INITS)),
+}
+
+
+def _validate(d: dict) -> None:
+    _check(isinstance(d["name"], str) and d["name"], "name must be a non-empty string")
+    _check(d["dataset"] in list_datasets(), f"dataset {d['dataset']!r} is unknown; available: {', '.join(list_datasets())}")
+    _check(d["arch"] in list_archs(), f"arch {d['arch']!r} is unknown; available: {', '.join(list_archs())}")
+    _check(d["family"] in FAMILIES, f"family {d['family']!r} is unknown; available: {', '.join(FAMILIES)}")
+    _check(_is_int(d["seed"]) and d["seed"] >= 0, "seed must be a whole number >= 0")
+    s = d["seeds"]
+    _check((_is_int(s) and s >= 1) or (isinstance(s, list) and s and all(_is_int(v) and v >= 0 for v in s)
+                                         and len(set(s)) == len(s)),
+           f"seeds must be a count >= 1 or a list of distinct seeds >= 0, got {s!r}")
+    _check(_is_int(d["unit_size"]) and d["unit_size"] >= 1, "unit_size must be a whole number >= 1")
+    t = d["tasks"]
+    _check(_is_int(t["classes_per_task"]) and t["classes_per_task"] >= 2, "tasks.classes_per_task must be >= 2")
+    _check(_is_int(t["count"]) and t["count"] >= 1, "tasks.count must be a whole number >= 1")
+    _check(isinstance(t["classes"], list) and all(isinstance(c, list) and all(_is_int(x) for x in c)
+                                                   for c in t["classes"]),
+           "tasks.classes must be a list of class lists, e.g. [[0, 1, 2], [3, 4, 5]]")
+    if t["classes"]:
+        _check(len({len(c) for c in t["classes"]}) == 1, "all tasks in tasks.classes need the same number of classes")
+    from .tasks import TRANSFORMS
+
+    _check(t["transform"] in TRANSFORMS, f"tasks.transform must be one of {', '.join(TRANSFORMS)}")
+    for key, (ok, what) in _TRAIN_CHECKS.items():
+        _check(ok(d["train"][key]), f"train.{key} must be {what}, got {d['train'][key]!r}")
+    for key, values in d["grid"].items():
+        _check(key in _TRAIN_CHECKS, f"grid.{key}: grid factors are [train] keys: {', '.join(_TRAIN_CHECKS)}")
+        _check(isinstance(values, list) and values, f"grid.{key} must be a non-empty list")
+        ok, what = _TRAIN_CHECKS[key]
+        for v in values:
+            _check(ok(v), f"grid.{key}: each value must be {what}, got {v!r}")
+    for key, v in d["splits"].items():
+        _check(_is_num(v) and 0 < v < 1, f"splits.{key} must be a fraction in (0, 1), got {v!r}")

@@ -1,0 +1,1 @@
+"""Built-in presets: one TOML file each."""

@@ -1,0 +1,115 @@
+"""Writing an archive: everything goes to a temporary file beside the target, which is renamed
+over it only once complete, so a reader never sees a half-written archive."""
+from __future__ import annotations
+
+import os
+import platform
+import tempfile
+from datetime import datetime, timezone
+
+import h5py
+import numpy as np
+import pandas as pd
+
+from .archive import CURVES, FORMAT, FORMAT_VERSION, table_to_struct
+from .datasets import Dataset
+from .tasks import RELATION_DEFINITION, Task
+
+
+def provenance() -> dict:
+    import torch
+
+    from . import __version__
+
+    # SOURCE_DATE_EPOCH pins the creation time for byte-for-byte reproducible files.
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    created = datetime.fromtimestamp(int(epoch), timezone.utc) if epoch else datetime.now(timezone.utc)
+    return {
+        "created": created.isoformat(timespec="seconds"),
+        "modelset_version": __version__,
+        "python_version": platform.python_version(),
+        "torch_version": str(torch.__version__),  # a str subclass h5py cannot store
+        "numpy_version": str(np.__version__),
+        "h5py_version": str(h5py.__version__),
+    }
+
+
+class ArchiveWriter:
+    def __init__(self, path, attrs: dict):
+        self.path = os.fspath(path)
+        directory = os.path.dirname(os.path.abspath(self.path))
+        os.makedirs(directory, exist_ok=True)
+        fd, self.tmp = tempfile.mkstemp(prefix=f".{os.path.basename(self.path)}.", suffix=".tmp", dir=directory)
+        os.close(fd)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(self.tmp, 0o666 & ~umask)  # mkstemp makes 0600; an archive is a normal file
+        try:
+            self.f = h5py.File(self.tmp, "w")
+            self.f.attrs.update({"format": FORMAT, "format_version": FORMAT_VERSION, **provenance(), **attrs})
+        except BaseException:
+            os.unlink(self.tmp)
+            raise
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        self.f.close()
+        if exc_type is None:
+            with open(self.tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.replace(self.tmp, self.path)
+        else:
+            os.unlink(self.tmp)
+        return False
+
+    def write_dataset(self, ds: Dataset):
+        g = self.f.create_group("dataset")
+        g.attrs.update({"name": ds.name, "n_samples": len(ds.labels), "n_classes": ds.n_classes,
+                        "input_shape": np.asarray(ds.input_shape), "class_names": np.array(ds.class_names, dtype=h5py.string_dtype())})
+        g.create_dataset("test", data=ds.test)
+
+    def write_tasks(self, tasks: list[Task], n_base_classes: int, relations: np.ndarray):
+        table = pd.DataFrame({"id": np.arange(len(tasks), dtype=np.int64),
+                              "name": [t.name for t in tasks],
+                              "transform": [t.transform for t in tasks],
+                              "n_classes": np.array([len(t.classes) for t in tasks], dtype=np.int64)})
+        self.f.create_dataset("tasks", data=table_to_struct(table))
+        mask = np.zeros((len(tasks), n_base_classes), dtype=bool)
+        for t in tasks:
+            mask[t.id, list(t.classes)] = True
+        self.f.create_dataset("tasks_classes", data=mask)
+        r = self.f.create_dataset("relations", data=relations.astype(np.float32))
+        r.attrs["definition"] = RELATION_DEFINITION
+
+    def create_architecture(self, arch: str, layout_rows, n_rows: int, attrs: dict):
+        g = self.f.create_group(f"architectures/{arch}")
+        g.attrs.update(attrs)
+        table = pd.DataFrame([{"name": n, "shape": ",".join(map(str, s)), "offset": o, "size": z, "trainable": t}
+                              for n, s, o, z, t in layout_rows])
+        g.create_dataset("layout", data=table_to_struct(table))
+        n_params = int(table["size"].sum())
+        g.create_dataset("params", shape=(n_rows, n_params), dtype="<f4",
+                         # ~256 KiB chunks of whole rows: reading one model decompresses little.
+                         chunks=(max(1, min(n_rows, 2**18 // (4 * n_params))), n_params),
+                         compression="gzip", compression_opts=4,
+                         shuffle=True)
+
+    def write_params(self, arch: str, start_row: int, rows: np.ndarray):
+        self.f[f"architectures/{arch}/params"][start_row : start_row + len(rows)] = rows
+
+    def write_models(self, models: pd.DataFrame):
+        self.f.create_dataset("models", data=table_to_struct(models))
+
+    def write_curves(self, curves: dict[str, np.ndarray]):
+        g = self.f.create_group("curves")
+        for name in CURVES:
+            g.create_dataset(name, data=curves[name].astype(np.float32), compression="gzip", shuffle=True)
+
+    def write_splits(self, splits: dict, description: dict):
+        for protocol, parts in splits.items():
+            g = self.f.create_group(f"splits/{protocol}")
+            g.attrs["description"] = description[protocol]
+            for part, ids in parts.items():
+                g.create_dataset(part, data=np.asarray(ids, dtype=np.int64))
