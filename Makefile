@@ -3,7 +3,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PRESET ?= digits500
-JOBS ?= 2
+JOBS ?= -1
 
 .PHONY: modelset test venv clean
 

@@ -101,6 +101,7 @@ def merge(plan: Plan, units, shards: Path, out: Path) -> None:
     curves = {name: np.full((len(entries), max_epochs), np.nan, np.float32) for name in CURVES}
     records = []
     attrs = {"name": preset.name, "preset": preset.text, "dataset": preset["dataset"], "seed": preset["seed"],
+             "dataset_fingerprint": dataset.fingerprint,
              "plan_hash": plan.hash, "n_models": len(entries)}
     with ArchiveWriter(out, attrs) as w:
         w.write_dataset(dataset)

@@ -35,6 +35,7 @@ class PlanEntry:
     arch: str
     family: str
     dataset: str
+    data_version: str  # the dataset's fingerprint
     train: tuple  # sorted (key, value) pairs of the training recipe
     init_seed: int
     data_seed: int
@@ -80,6 +81,7 @@ def make_plan(preset: Preset) -> Plan:
                 entries.append(PlanEntry(
                     id=len(entries), task=task.id, classes=task.classes, transform=task.transform,
                     seed=seed, arch=preset["arch"], family=preset["family"], dataset=preset["dataset"],
+                    data_version=dataset.fingerprint,
                     train=train,
                     init_seed=derive_seed(preset["seed"], "init", identity, seed),
                     data_seed=derive_seed(preset["seed"], "data", identity, seed),

@@ -5,8 +5,9 @@ The default, scikit-learn's digits, ships inside the package so that it works of
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from importlib import resources
 
 import numpy as np
@@ -17,10 +18,19 @@ from .errors import ModelsetError
 @dataclass(frozen=True, eq=False)
 class Dataset:
     name: str
-    images: np.ndarray  # (N, C, H, W) float32, scaled to [0, 1]
+    images: np.ndarray  # (N, C, H, W) float32, standardised as ``normalization`` says
     labels: np.ndarray  # (N,) int64, base-dataset class index
     test: np.ndarray  # (N,) bool: the fixed test split
     class_names: tuple[str, ...]
+    normalization: str  # how raw pixels became ``images``
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """Digest of the data as models see it: a change retrains, never reuses, old results."""
+        h = hashlib.sha256()
+        for a in (self.images, self.labels, self.test):
+            h.update(np.ascontiguousarray(a).tobytes())
+        return h.hexdigest()[:16]
 
     @property
     def n_classes(self) -> int:
@@ -63,10 +73,15 @@ def _digits() -> Dataset:
     with resources.files("modelset.data").joinpath("digits.npz").open("rb") as fh:
         z = np.load(fh)
         images, labels, test = z["images"], z["labels"], z["test"]
+    x = images.astype(np.float32)[:, None]
+    # Zero-mean inputs: with raw 0..16 (or 0..1) pixels the small CNN trains markedly slower and
+    # a few models per 500 stall below 85 %.
+    mean, std = x[~test].mean(), x[~test].std()
     return Dataset(
         name="digits",
-        images=(images.astype(np.float32) / 16.0)[:, None],
+        images=(x - mean) / std,
         labels=labels.astype(np.int64),
         test=test.astype(bool),
         class_names=tuple(str(i) for i in range(10)),
+        normalization=f"(pixel - {mean:.6g}) / {std:.6g}: mean and std of the train split's 0..16 pixels",
     )

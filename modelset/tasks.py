@@ -14,10 +14,10 @@ import numpy as np
 from .datasets import Dataset
 from .errors import ModelsetError
 
-# Transforms act on (N, C, H, W) arrays in [0, 1] and keep the shape.
+# Transforms act on standardised (N, C, H, W) arrays and keep the shape.
 TRANSFORMS = {
     "none": lambda x: x,
-    "invert": lambda x: 1.0 - x,
+    "invert": lambda x: -x,
     "hflip": lambda x: x[..., ::-1],
     "vflip": lambda x: x[..., ::-1, :],
     "rot90": lambda x: np.rot90(x, 1, axes=(-2, -1)),

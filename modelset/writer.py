@@ -66,7 +66,7 @@ class ArchiveWriter:
 
     def write_dataset(self, ds: Dataset):
         g = self.f.create_group("dataset")
-        g.attrs.update({"name": ds.name, "n_samples": len(ds.labels), "n_classes": ds.n_classes,
+        g.attrs.update({"name": ds.name, "n_samples": len(ds.labels), "n_classes": ds.n_classes, "normalization": ds.normalization,
                         "input_shape": np.asarray(ds.input_shape), "class_names": np.array(ds.class_names, dtype=h5py.string_dtype())})
         g.create_dataset("test", data=ds.test)
 

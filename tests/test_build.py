@@ -1,0 +1,89 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import h5py
+import numpy as np
+import pytest
+
+from builders.build import build, shard_dir_for
+from modelset.archive import load
+from modelset.preset import load_preset
+
+from .conftest import SMALL
+
+
+def _params(path):
+    with h5py.File(path, "r") as f:
+        return {a: f[f"architectures/{a}/params"][()] for a in f["architectures"]}
+
+
+def _metadata(path):
+    """Every table and attribute but the creation time."""
+    with load(path) as ms:
+        attrs = {k: v for k, v in ms.attrs.items() if k != "created"}
+        return attrs, ms.models.to_dict("list"), ms.tasks.to_dict("list"), {
+            s: {p: v.tolist() for p, v in ms.split(s).items()} for s in ("task_id", "retrieval")}
+
+
+def test_same_preset_is_bit_identical_whatever_jobs(small_archive, tmp_path):
+    other = tmp_path / "jobs2.h5"
+    build(load_preset("digits500", SMALL), other, jobs=2, progress=False)
+    a, b = _params(small_archive), _params(other)
+    assert a.keys() == b.keys()
+    for arch in a:
+        assert a[arch].tobytes() == b[arch].tobytes()
+    assert _metadata(small_archive) == _metadata(other)
+
+
+def test_up_to_date_archive_is_not_rebuilt(small_archive):
+    before = os.stat(small_archive).st_mtime_ns
+    report = build(load_preset("digits500", SMALL), small_archive, jobs=1, progress=False)
+    assert report["status"] == "up to date" and os.stat(small_archive).st_mtime_ns == before
+
+
+def test_changed_preset_rebuilds_and_reuses_no_stale_shard(small_archive, tmp_path):
+    out = tmp_path / "a.h5"
+    build(load_preset("digits500", SMALL), out, jobs=1, keep_shards=True, progress=False)
+    assert len(list(shard_dir_for(out).glob("unit-*.npz"))) == 6
+    report = build(load_preset("digits500", SMALL + ["lr=0.01"]), out, jobs=1, keep_shards=True, progress=False)
+    assert report["trained"] == 12  # nothing reused from the old recipe
+    assert not np.array_equal(_params(out)["small_cnn"], _params(small_archive)["small_cnn"])
+
+
+def test_resume_after_sigkill_trains_only_the_missing_models(small_archive, tmp_path):
+    out = tmp_path / "killed.h5"
+    cmd = [sys.executable, "-m", "modelset.cli", "build", "--preset", "digits500", "--out", str(out),
+           "--jobs", "1", "--no-progress"] + [a for s in SMALL for a in ("--set", s)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    shards = shard_dir_for(out)
+    deadline = time.time() + 120
+    while len(list(shards.glob("unit-*.npz"))) < 2 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = len(list(shards.glob("unit-*.npz")))
+    assert proc.returncode == -signal.SIGKILL and 2 <= done < 6 and not out.exists()
+
+    resumed = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"{2 * done} already trained, {12 - 2 * done} to train" in resumed.stderr
+    assert _params(out)["small_cnn"].tobytes() == _params(small_archive)["small_cnn"].tobytes()
+    assert _metadata(out) == _metadata(small_archive)
+    assert not shards.exists() and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_failed_merge_leaves_no_partial_file(tmp_path, monkeypatch):
+    import builders.build as b
+
+    def boom(*a, **k):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(b, "make_splits", boom)
+    out = tmp_path / "x.h5"
+    with pytest.raises(RuntimeError):
+        build(load_preset("digits500", ["seeds=1", "tasks.count=2", "epochs=1"]), out, jobs=1, progress=False)
+    assert not out.exists() and not list(tmp_path.glob(".x.h5.*.tmp"))
+    assert shard_dir_for(out).exists()  # trained work is kept for the next run
