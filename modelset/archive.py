@@ -183,7 +183,7 @@ class Archive:
         from .tasks import task_arrays
 
         t = self.tasks.loc[task_id]
-        x, y = task_arrays(load_dataset(self.attrs["dataset"]), t.classes, t.transform, split)
+        x, y = task_arrays(load_dataset(self.attrs["dataset"]), t["classes"], t["transform"], split)
         return torch.from_numpy(x), torch.from_numpy(y)
 
     # -- housekeeping -------------------------------------------------------------------------

@@ -1,0 +1,126 @@
+"""Baseline similarity methods: weight-space (raw, statistics, unlearned Gram, a learned
+first-order net) and functional references that run the models on a fixed probe batch."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy.spatial.distance import cdist
+
+from .lps import EmbeddingHead, chained_gram
+from .methods import SimilarityMethod
+
+QUANTILES = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def _trainable(view) -> np.ndarray:
+    cols = np.concatenate([np.arange(r.offset, r.offset + r.size)
+                           for r in view.layout.itertuples() if r.trainable])
+    return view.params[:, cols]
+
+
+class RawCosine(SimilarityMethod):
+    """Cosine between flattened parameter vectors: no alignment at all."""
+
+    def embed(self, view):
+        return _trainable(view)
+
+
+class RawEuclidean(SimilarityMethod):
+    """Negative Euclidean distance between flattened parameter vectors."""
+
+    def similarity(self, view):
+        return -cdist(_trainable(view), _trainable(view))
+
+
+class WeightStats(SimilarityMethod):
+    """Per-tensor mean, std and quantiles (the Small CNN Zoo features), standardised, then cosine.
+
+    Standardisation uses the training models when fitted, else the view itself.
+    """
+
+    @staticmethod
+    def features(view):
+        cols = []
+        for r in view.layout.itertuples():
+            if r.trainable:
+                w = view.params[:, r.offset : r.offset + r.size].astype(np.float64)
+                cols += [w.mean(1), w.std(1), *np.quantile(w, QUANTILES, axis=1)]
+        return np.stack(cols, axis=1)
+
+    def fit(self, view):
+        f = self.features(view)
+        self.mean_, self.std_ = f.mean(0), f.std(0) + 1e-12
+        return self
+
+    def embed(self, view):
+        f = self.features(view)
+        mean, std = (self.mean_, self.std_) if hasattr(self, "mean_") else (f.mean(0), f.std(0) + 1e-12)
+        return (f - mean) / std
+
+
+class ChainedGram(SimilarityMethod):
+    """LPS's chained second-order statistics with no learning: centred, then cosine."""
+
+    def fit(self, view):
+        self.mean_ = chained_gram(view).mean(0)
+        return self
+
+    def embed(self, view):
+        f = chained_gram(view)
+        return f - (self.mean_ if hasattr(self, "mean_") else f.mean(0))
+
+
+class FirstOrderNet(SimilarityMethod):
+    """The "no alignment" learned baseline: flattened weights -> linear embedding, trained with
+    cross-entropy over the training tasks like LPS's head."""
+
+    learned = True
+
+    def fit(self, view):
+        self.head_ = EmbeddingHead(seed=self.seed, hidden=0, weight_decay=1e-3).fit(_trainable(view), view.labels)
+        self.classes_ = self.head_.classes_
+        return self
+
+    def embed(self, view):
+        return self.head_.transform(_trainable(view))[0]
+
+    def predict_scores(self, view):
+        return self.head_.transform(_trainable(view))[1]
+
+
+@torch.no_grad()
+def _run(view):
+    """(penultimate features, softmax outputs) of every model on the probe batch."""
+    x = torch.from_numpy(view.probe)
+    feats, outs = [], []
+    for net in view.modules():
+        heads = [m for m in net.modules() if isinstance(m, torch.nn.Linear)]
+        captured = []
+        hook = heads[-1].register_forward_hook(lambda m, inp, out: captured.append(inp[0]))
+        outs.append(torch.softmax(net(x), dim=1).reshape(-1).numpy())
+        hook.remove()
+        feats.append(captured[0].numpy())
+    return np.stack(feats), np.stack(outs)
+
+
+class LinearCKA(SimilarityMethod):
+    """Linear CKA between the models' penultimate activations on the probe batch (runs the models)."""
+
+    functional = True
+
+    def similarity(self, view):
+        feats = torch.from_numpy(_run(view)[0]).double()  # (n, m, d)
+        feats = feats - feats.mean(dim=1, keepdim=True)
+        grams = feats @ feats.transpose(1, 2)  # centred (m x m) Gram of each model
+        flat = grams.reshape(len(view), -1)
+        flat = flat / flat.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        return (flat @ flat.T).numpy()
+
+
+class OutputAgreement(SimilarityMethod):
+    """Cosine of the models' softmax outputs on the probe batch: the functional reference."""
+
+    functional = True
+
+    def embed(self, view):
+        return _run(view)[1]

@@ -1,0 +1,92 @@
+"""What a similarity method sees: a ``ModelView`` of some models of one architecture.
+
+A view gives weights (numpy rows in the archive layout, per-tensor arrays, torch state dicts and
+runnable modules) and a fixed probe batch of inputs for methods that run the models. Only views of
+training models carry ``labels`` (task ids); everything else about a model stays hidden.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass(eq=False)
+class ModelView:
+    params: np.ndarray  # (n, P) float32
+    layout: pd.DataFrame  # name, shape, offset, size, trainable
+    arch: str
+    in_channels: int
+    n_classes: int
+    activation: np.ndarray  # (n,) str: needed to run the models
+    probe: np.ndarray  # (m, C, H, W) float32 inputs shared by every model
+    labels: np.ndarray | None = None  # (n,) task ids, training views only
+
+    def __len__(self) -> int:
+        return len(self.params)
+
+    def tensor(self, name: str) -> np.ndarray:
+        """One named tensor of every model: (n, *shape)."""
+        r = self.layout.set_index("name").loc[name]
+        return self.params[:, r.offset : r.offset + r.size].reshape(len(self), *r.shape)
+
+    def weight_names(self) -> list[str]:
+        """Trainable weight tensors (not biases) in layer order: the layers a method walks."""
+        return [n for n, t in zip(self.layout["name"], self.layout["trainable"]) if t and n.endswith("weight")]
+
+    def state_dicts(self):
+        from modelset.archs import unflatten
+
+        rows = list(self.layout[["name", "shape", "offset", "size"]].itertuples(index=False))
+        return [unflatten(p, rows) for p in self.params]
+
+    def modules(self):
+        """Torch modules of every model, in eval mode (for methods that run the models)."""
+        from modelset.archs import create_model
+
+        nets = []
+        for act, sd in zip(self.activation, self.state_dicts()):
+            net = create_model(self.arch, in_channels=self.in_channels, n_classes=self.n_classes, activation=str(act))
+            net.load_state_dict(sd)
+            nets.append(net.eval())
+        return nets
+
+    def subset(self, idx) -> "ModelView":
+        idx = np.asarray(idx)
+        return ModelView(self.params[idx], self.layout, self.arch, self.in_channels, self.n_classes,
+                         self.activation[idx], self.probe, None if self.labels is None else self.labels[idx])
+
+    @staticmethod
+    def concat(a: "ModelView", b: "ModelView") -> "ModelView":
+        """Both views' models, unlabelled (used where training and test models are compared)."""
+        return ModelView(np.concatenate([a.params, b.params]), a.layout, a.arch, a.in_channels, a.n_classes,
+                         np.concatenate([a.activation, b.activation]), a.probe, None)
+
+
+def probe_batch(ms, size: int = 256, seed: int = 0) -> np.ndarray:
+    """A fixed batch of base-dataset test inputs (all classes), the same for every method."""
+    from modelset.datasets import load_dataset
+
+    ds = load_dataset(ms.attrs["dataset"])
+    idx = np.flatnonzero(ds.test)
+    pick = np.sort(np.random.default_rng(seed).choice(idx, size=min(size, len(idx)), replace=False))
+    return ds.images[pick]
+
+
+def archive_view(ms, ids, with_labels: bool, probe: np.ndarray | None = None) -> ModelView:
+    """A view of the given model ids of an opened archive."""
+    ids = np.asarray(ids, dtype=np.int64)
+    m = ms.models.loc[ids]
+    arch = m["arch"].iloc[0]
+    attrs = ms._f[f"architectures/{arch}"].attrs
+    return ModelView(
+        params=ms.params(ids),
+        layout=ms.layout(arch),
+        arch=arch,
+        in_channels=int(attrs["in_channels"]),
+        n_classes=int(attrs["n_classes"]),
+        activation=m["activation"].to_numpy().astype(str),
+        probe=probe_batch(ms) if probe is None else probe,
+        labels=m["task"].to_numpy() if with_labels else None,
+    )
