@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 PRESET ?= digits500
 JOBS ?= -1
 
-.PHONY: modelset test venv clean
+.PHONY: modelset test venv clean leaderboard
 
 # Set-up: a local virtual environment with the project and its test tools, torch pinned.
 $(STAMP): pyproject.toml constraints.txt
@@ -17,6 +17,12 @@ venv: $(STAMP)
 
 modelset: $(STAMP)
 	$(VENV)/bin/modelset build --preset $(PRESET) --out data/$(PRESET).h5 --jobs $(JOBS)
+
+# Scores every built-in method on the default archive (built first if missing).
+METHODS := raw-cosine raw-euclidean weight-stats gram first-order lps cka output-agreement
+leaderboard: modelset
+	for m in $(METHODS); do $(VENV)/bin/modelset leaderboard submit --archive data/$(PRESET).h5 --method $$m || exit 1; done
+	cat data/leaderboard/$(PRESET)/leaderboard.md
 
 test: $(STAMP)
 	$(PY) -m pytest

@@ -15,10 +15,14 @@ Our choices, where the paper leaves room or where we simplify:
   (in_1*k*k)^2 for every layer. Biases are not used.
 - Each G_l is divided by its trace: ReLU networks are unchanged by rescaling a layer by c > 0 and
   the next by 1/c, and the trace removes that nuisance. Features are the upper triangles of all G_l.
-- The head is an MLP (features standardised on the training models -> 256 -> ReLU -> 64) whose
+- The classifier layer's chain M_L (classes x in_1*k*k) also enters as is, normalised: its rows
+  follow the task's class order, which is meaningful (labels are ordered by class), not a symmetry
+  to remove. On digits500 this lifts retrieval mAP from about 0.24 (Grams only) to about 0.35.
+- The head is linear (features standardised on the training models -> 64, dropout 0.1) and its
   L2-normalised output feeds a cosine classifier (scale 16) over the training tasks, so training and
-  test both compare directions. Adam, 300 full-batch epochs, weight decay 1e-4, dropout 0.1. The
-  paper's learnable projections inside the second-order layers are not reproduced.
+  test both compare directions. Adam, 300 full-batch epochs, weight decay 1e-2; an MLP head measured
+  worse (it overfits the 30-50 training tasks). The paper's learnable projections inside the
+  second-order layers are not reproduced.
 """
 from __future__ import annotations
 
@@ -30,8 +34,9 @@ from torch import nn
 from .methods import SimilarityMethod
 
 
-def chained_gram(view) -> np.ndarray:
-    """(n, F) trace-normalised chained Gram features of every model in the view."""
+def chained_gram(view, with_class_map: bool = False) -> np.ndarray:
+    """(n, F) trace-normalised chained Gram features of every model in the view, optionally
+    followed by the normalised class-by-input map of the whole chain."""
     chain = None
     feats = []
     for name in view.weight_names():
@@ -45,6 +50,8 @@ def chained_gram(view) -> np.ndarray:
         g = g / g.diagonal(dim1=1, dim2=2).sum(-1).clamp_min(1e-12)[:, None, None]
         iu = torch.triu_indices(g.shape[1], g.shape[2])
         feats.append(g[:, iu[0], iu[1]])
+    if with_class_map:
+        feats.append(chain.flatten(1) / chain.flatten(1).norm(dim=1, keepdim=True).clamp_min(1e-12))
     return torch.cat(feats, dim=1).float().numpy()
 
 
@@ -99,12 +106,13 @@ class LPS(SimilarityMethod):
     learned = True
 
     def fit(self, view):
-        self.head_ = EmbeddingHead(seed=self.seed).fit(chained_gram(view), view.labels)
+        self.head_ = EmbeddingHead(seed=self.seed, hidden=0, weight_decay=1e-2)
+        self.head_.fit(chained_gram(view, with_class_map=True), view.labels)
         self.classes_ = self.head_.classes_
         return self
 
     def embed(self, view):
-        return self.head_.transform(chained_gram(view))[0]
+        return self.head_.transform(chained_gram(view, with_class_map=True))[0]
 
     def predict_scores(self, view):
-        return self.head_.transform(chained_gram(view))[1]
+        return self.head_.transform(chained_gram(view, with_class_map=True))[1]

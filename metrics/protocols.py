@@ -87,7 +87,9 @@ class RelationEvaluator:
         gains = rel[labels][:, labels].astype(np.float64)
         iu = np.triu_indices(n, 1)
         differ = labels[iu[0]] != labels[iu[1]]
-        rho = spearmanr(sim[iu][differ], gains[iu][differ]).statistic
+        x, y = sim[iu][differ], gains[iu][differ]
+        # Undefined when either side is constant (e.g. all unseen tasks equally related): report 0.
+        rho = spearmanr(x, y).statistic if len(x) > 1 and np.ptp(x) > 0 and np.ptp(y) > 0 else 0.0
         off = ~np.eye(n, dtype=bool)  # a model does not retrieve itself
         s = np.where(off, sim, -np.inf)
         g = np.where(off, gains, 0.0)

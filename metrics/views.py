@@ -28,8 +28,8 @@ class ModelView:
 
     def tensor(self, name: str) -> np.ndarray:
         """One named tensor of every model: (n, *shape)."""
-        r = self.layout.set_index("name").loc[name]
-        return self.params[:, r.offset : r.offset + r.size].reshape(len(self), *r.shape)
+        r = self.layout.set_index("name").loc[name]  # r["shape"]: a Series has its own .shape
+        return self.params[:, r["offset"] : r["offset"] + r["size"]].reshape(len(self), *r["shape"])
 
     def weight_names(self) -> list[str]:
         """Trainable weight tensors (not biases) in layer order: the layers a method walks."""

@@ -1,4 +1,4 @@
-"""The `modelset` command: build, presets, info, verify."""
+"""The `modelset` command: build, presets, info, verify, leaderboard."""
 from __future__ import annotations
 
 import argparse
@@ -37,6 +37,28 @@ def _parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("verify", help="re-check schema and every checksum; exit 1 on any problem")
     v.add_argument("path")
+
+    lb = sub.add_parser("leaderboard", help="score similarity methods on an archive's fixed splits")
+    lsub = lb.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    s = lsub.add_parser("submit", help="score a method in a separate process and record the result")
+    s.add_argument("--archive", required=True)
+    what = s.add_mutually_exclusive_group(required=True)
+    what.add_argument("--method", help="built-in name, module:Class or path/to/file.py:Class")
+    what.add_argument("--embeddings", help=".npz with one (n, d) array per protocol, rows in the public file's order")
+    s.add_argument("--name", help="name on the leaderboard (default: the method's)")
+    s.add_argument("--seeds", help="comma-separated method seeds (default: 0-4 if learned, else 0)")
+    s.add_argument("--timeout", type=float, default=900, help="seconds the method may run (default 900)")
+    s.add_argument("--results", help="results directory (default data/leaderboard/<archive name>)")
+    pub = lsub.add_parser("public", help="write the public file a method may see (for --embeddings)")
+    pub.add_argument("--archive", required=True)
+    pub.add_argument("--out", required=True)
+    r = lsub.add_parser("render", help="re-render leaderboard.csv/.md from the result files")
+    r.add_argument("--results", required=True)
+    lsub.add_parser("methods", help="list the built-in methods")
+    pl = lsub.add_parser("plot", help="PNG: a method's similarity beside the relations, and a map by task")
+    pl.add_argument("--archive", required=True)
+    pl.add_argument("--method", required=True)
+    pl.add_argument("--out", required=True)
     return p
 
 
@@ -108,11 +130,51 @@ def _verify(args) -> int:
     return 0
 
 
+def _leaderboard(args) -> int:
+    from metrics import leaderboard as lb
+    from metrics.methods import BUILTIN
+
+    if args.action == "methods":
+        for name, spec in BUILTIN.items():
+            print(f"{name:18s} {spec}")
+    elif args.action == "render":
+        print(lb.render(args.results).to_string())
+    elif args.action == "plot":
+        from metrics.methods import load_method
+        from metrics.plots import plot_method
+
+        from .archive import load
+
+        cls = load_method(args.method)
+        with load(args.archive) as ms:
+            plot_method(ms, cls, args.out)
+        print(f"{args.out}: plot written")
+    elif args.action == "public":
+        from .archive import load
+
+        with load(args.archive) as ms:
+            lb.write_public_file(ms, args.out)
+        print(f"{args.out}: public file written")
+    else:
+        try:
+            seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else None
+        except ValueError:
+            raise ModelsetError(f"--seeds {args.seeds!r}: expected comma-separated integers, e.g. 0,1,2") from None
+        if args.timeout <= 0:
+            raise ModelsetError(f"--timeout must be > 0 seconds, got {args.timeout:g}")
+        result = lb.submit(args.archive, method=args.method, embeddings=args.embeddings, name=args.name,
+                           seeds=seeds, timeout=args.timeout, results_dir=args.results)
+        sc = result["scores"]
+        print(f"{result['method']}: " + "  ".join(f"{k} {sc[k]['mean']:.3f}±{sc[k]['std']:.3f}" for k in lb.HEADLINE))
+    return 0
+
+
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         args = _parser().parse_args(argv)
-        return {"build": _build, "presets": _presets, "info": _info, "verify": _verify}[args.command](args)
+        return {"build": _build, "presets": _presets, "info": _info, "verify": _verify,
+                "leaderboard": _leaderboard}[args.command](args)
     except ModelsetError as e:
         print(f"modelset: error: {e}", file=sys.stderr)
         return 2

@@ -1,0 +1,72 @@
+"""The public side of a benchmark: what a method may see, kept apart from the private key.
+
+For each protocol the public part holds the training models with their task labels and the test
+models' weights in shuffled order, with no labels, task ids or seeds. The private key maps the
+shuffled rows back to model ids and never leaves the scoring process.
+"""
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pandas as pd
+
+from modelset.archive import struct_to_table, table_to_struct
+
+from .views import ModelView, archive_view, probe_batch
+
+# protocol -> (the split, its training part, the parts whose models are tested together)
+PROTOCOL_PARTS = {"task_id": ("task_id", "train", ("test",)),
+                  "retrieval": ("retrieval", "train", ("query", "gallery"))}
+
+
+def make_public(ms, rng: np.random.Generator):
+    """({protocol: (train_view, test_view)}, {protocol: test model ids in public row order})."""
+    probe = probe_batch(ms)
+    public, key = {}, {}
+    for protocol, (split, train_part, test_parts) in PROTOCOL_PARTS.items():
+        parts = ms.split(split)
+        test_ids = rng.permutation(np.concatenate([parts[p] for p in test_parts]))
+        public[protocol] = (archive_view(ms, parts[train_part], True, probe),
+                            archive_view(ms, test_ids, False, probe))
+        key[protocol] = test_ids
+    return public, key
+
+
+def write_public(path, public: dict) -> None:
+    with h5py.File(path, "w") as f:
+        first = next(iter(public.values()))[0]
+        f.attrs.update({"arch": first.arch, "in_channels": first.in_channels, "n_classes": first.n_classes})
+        layout = first.layout.assign(shape=[",".join(map(str, s)) for s in first.layout["shape"]])
+        f.create_dataset("layout", data=table_to_struct(layout))
+        f.create_dataset("probe", data=first.probe)
+        for protocol, (train, test) in public.items():
+            for part, view in (("train", train), ("test", test)):
+                g = f.create_group(f"{protocol}/{part}")
+                g.create_dataset("params", data=view.params)
+                g.create_dataset("activation", data=view.activation.astype("S"))
+                if view.labels is not None:
+                    g.create_dataset("labels", data=view.labels)
+
+
+def read_public(path) -> dict:
+    """{protocol: (train_view, test_view)} from a public file."""
+    with h5py.File(path, "r") as f:
+        layout = struct_to_table(f["layout"][()])
+        layout["shape"] = [tuple(int(x) for x in s.split(",")) if s else () for s in layout["shape"]]
+        common = dict(layout=layout, arch=str(f.attrs["arch"]), in_channels=int(f.attrs["in_channels"]),
+                      n_classes=int(f.attrs["n_classes"]), probe=f["probe"][()])
+        out = {}
+        for protocol in f:
+            if isinstance(f[protocol], h5py.Group):
+                views = []
+                for part in ("train", "test"):
+                    g = f[f"{protocol}/{part}"]
+                    views.append(ModelView(params=g["params"][()], activation=g["activation"][()].astype(str),
+                                           labels=g["labels"][()] if "labels" in g else None, **common))
+                out[protocol] = tuple(views)
+    return out
+
+
+def describe(public: dict) -> pd.DataFrame:
+    return pd.DataFrame([{"protocol": p, "train models": len(tr), "train tasks": len(np.unique(tr.labels)),
+                          "test models": len(te)} for p, (tr, te) in public.items()])

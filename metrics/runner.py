@@ -1,0 +1,40 @@
+"""Runs a submitted method in its own process: reads only the public file, writes only outputs.
+
+    python -m metrics.runner PUBLIC.h5 SPEC SEEDS OUT_DIR
+
+Exit 0 with one ``seed-<s>.npz`` per seed in OUT_DIR, or exit 3 with one line on stderr.
+"""
+from __future__ import annotations
+
+import sys
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+
+def main(argv=None) -> int:
+    public_path, spec, seeds, out_dir = argv or sys.argv[1:]
+    from .evaluate import run_method
+    from .methods import load_method
+    from .public import read_public
+
+    try:
+        cls = load_method(spec)
+        public = read_public(public_path)
+        for seed in [int(s) for s in seeds.split(",")]:
+            outputs = run_method(cls, seed, public)
+            flat = {f"{p}.{k}": np.asarray(v) for p, rep in outputs.items() for k, v in rep.items()}
+            for k, v in flat.items():
+                if v.dtype == object:
+                    raise TypeError(f"{k} is not a numeric array")
+            np.savez(Path(out_dir) / f"seed-{seed}.npz", **flat)
+    except Exception as e:  # the parent reports it as the method's failure
+        frame = traceback.extract_tb(e.__traceback__)[-1]
+        print(f"{type(e).__name__}: {e} (at {Path(frame.filename).name}:{frame.lineno})", file=sys.stderr)
+        return 3
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

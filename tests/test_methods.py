@@ -1,0 +1,64 @@
+"""Similarity methods: LPS's invariance to filter order, and what each kind of method recovers on
+the real digits500 zoo."""
+import numpy as np
+import pytest
+import torch
+
+import modelset
+from metrics.evaluate import evaluate
+from metrics.lps import chained_gram
+from metrics.methods import BUILTIN, load_method
+from metrics.views import archive_view
+
+
+def _permute_hidden_filters(view, rng):
+    """The same models with every hidden layer's filters shuffled (and the next layer's inputs)."""
+    sds = view.state_dicts()
+    for sd in sds:
+        for a, b in [("convs.0", "convs.1"), ("convs.1", "convs.2")]:
+            p = torch.from_numpy(rng.permutation(16))
+            sd[f"{a}.weight"], sd[f"{a}.bias"] = sd[f"{a}.weight"][p], sd[f"{a}.bias"][p]
+            sd[f"{b}.weight"] = sd[f"{b}.weight"][:, p]
+        p = torch.from_numpy(rng.permutation(16))
+        sd["convs.2.weight"], sd["convs.2.bias"] = sd["convs.2.weight"][p], sd["convs.2.bias"][p]
+        sd["head.weight"] = sd["head.weight"][:, p]
+    params = np.stack([torch.cat([t.reshape(-1) for t in sd.values()]).numpy() for sd in sds])
+    return type(view)(**{**view.__dict__, "params": params})
+
+
+def test_lps_features_ignore_filter_order_raw_weights_do_not(small_archive):
+    ms = modelset.load(small_archive)
+    view = archive_view(ms, range(4), with_labels=False)
+    permuted = _permute_hidden_filters(view, np.random.default_rng(0))
+    x = torch.from_numpy(view.probe)
+    with torch.no_grad():  # the permuted networks compute the same function...
+        for a, b in zip(view.modules(), permuted.modules()):
+            torch.testing.assert_close(a(x), b(x), rtol=1e-4, atol=1e-5)
+    assert not np.allclose(view.params, permuted.params)  # ...with different weight vectors
+    np.testing.assert_allclose(chained_gram(view, with_class_map=True),
+                               chained_gram(permuted, with_class_map=True), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(BUILTIN))
+def test_every_builtin_follows_the_contract(small_archive, name):
+    cls = load_method(name)
+    ms = modelset.load(small_archive)
+    r = evaluate(ms, cls, seeds=[0, 1] if cls.learned else [0])
+    assert set(r["scores"]) >= {"task_id.top1", "retrieval.map", "relation.spearman", "clustering.nmi"}
+    assert all(np.isfinite(v).all() for v in r["scores"].values())
+
+
+def test_weights_alone_reveal_less_than_the_function(digits500):
+    ms = modelset.load(digits500)
+    m = {name: np.mean(evaluate(ms, load_method(name), seeds=[0])["scores"]["retrieval.map"])
+         for name in ["raw-cosine", "gram", "lps", "output-agreement"]}
+    assert m["raw-cosine"] < 0.15  # near chance: no alignment
+    assert m["lps"] > m["gram"] > m["raw-cosine"]  # invariance helps, learning helps more
+    assert m["output-agreement"] > 0.9 > m["lps"]  # the functional reference stays ahead
+
+
+def test_learned_methods_are_seeded(small_archive):
+    ms = modelset.load(small_archive)
+    a = evaluate(ms, load_method("lps"), seeds=[3])["scores"]
+    b = evaluate(ms, load_method("lps"), seeds=[3])["scores"]
+    assert a == b
