@@ -8,10 +8,12 @@ outputs are checked, then scored here with the private key. A rejected method ch
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -64,33 +66,55 @@ def _outputs_from_npz(path) -> dict:
     return out
 
 
-def run_isolated(spec: str, seeds: list[int], public: dict, timeout: float) -> list[dict]:
-    """Run the method in a child process on the public file; return its outputs per seed."""
-    work = Path(tempfile.mkdtemp(prefix="modelset-submission-"))
+def run_isolated(spec: str, seeds: list[int], public: dict, timeout: float, sandbox: str = "auto") -> list[dict]:
+    """Run the method in a child process on the public file; return its outputs per seed.
+
+    The child works in a fresh directory holding only the public file (and a copy of the method's
+    file), with a scrubbed environment; with the sandbox it can read nothing else but code.
+    """
+    base = Path(tempfile.mkdtemp(prefix="modelset-submission-"))
+    work, root = base / "work", base / "root"  # root: the sandbox's empty, read-only /
+    work.mkdir()
+    root.mkdir()
     try:
         write_public(work / "public.h5", public)
         target, sep, name = spec.rpartition(":")
-        if target.endswith(".py"):  # the child starts elsewhere: give it an absolute path
-            spec = f"{Path(target).resolve()}:{name}"
-        env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH")}
-        env.update(HOME=str(work), OMP_NUM_THREADS=env.get("OMP_NUM_THREADS", "2"))
-        cmd = [sys.executable, "-m", "metrics.runner", "public.h5", spec, ",".join(map(str, seeds)), "."]
+        readable = []
+        if target.endswith(".py"):  # the child sees a copy, never the submitter's directory
+            shutil.copyfile(target, work / "submitted_method.py")
+            spec = f"submitted_method.py:{name}"
+        elif sep:
+            found = importlib.util.find_spec(target.split(".")[0])
+            if found is not None and found.origin:
+                top = Path(found.origin).parent if found.submodule_search_locations else Path(found.origin)
+                readable.append(str(top))
+        env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "PYTHONPATH")}
+        env.update(HOME=str(work), TMPDIR=str(work), MPLCONFIGDIR=str(work),
+                   OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"))
+        cmd = [sys.executable, "-m", "metrics.runner", "public.h5", spec, ",".join(map(str, seeds)), str(work),
+               sandbox, *readable]
+        proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, start_new_session=True)
         try:
-            proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=timeout,
-                                  start_new_session=True)
+            _, stderr = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)  # the method and anything it started
+            proc.communicate()
             raise MethodError(f"method ran past its time limit of {timeout:g} s; pass --timeout to allow more") from None
         if proc.returncode != 0:
-            lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+            lines = [ln for ln in stderr.strip().splitlines() if ln.strip() and not ln.startswith("warning:")]
             why = lines[-1] if lines else f"exit code {proc.returncode}"
             raise MethodError(f"method failed: {why}")
+        for line in stderr.splitlines():
+            if line.startswith("warning:"):
+                print(f"modelset: {line}", file=sys.stderr)
         return [_outputs_from_npz(work / f"seed-{s}.npz") for s in seeds]
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def submit(archive, method: str | None = None, embeddings: str | None = None, name: str | None = None,
-           seeds: list[int] | None = None, timeout: float = 900, results_dir=None) -> dict:
+           seeds: list[int] | None = None, timeout: float = 900, results_dir=None, sandbox: str = "auto") -> dict:
     """Score one method (or precomputed embeddings) and write its result file; returns the result."""
     import modelset
 
@@ -105,7 +129,7 @@ def submit(archive, method: str | None = None, embeddings: str | None = None, na
             learned = bool(getattr(cls, "learned", False))
             seeds = list(seeds if seeds is not None else (range(5) if learned else [0]))
             name = name or next((k for k, v in BUILTIN.items() if method in (k, v)), cls.__name__)
-            per_seed = run_isolated(method, seeds, public, timeout)
+            per_seed = run_isolated(method, seeds, public, timeout, sandbox)
             functional = bool(getattr(cls, "functional", False))
         else:
             path = Path(embeddings)

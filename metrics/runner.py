@@ -1,8 +1,10 @@
 """Runs a submitted method in its own process: reads only the public file, writes only outputs.
 
-    python -m metrics.runner PUBLIC.h5 SPEC SEEDS OUT_DIR
+    python -m metrics.runner PUBLIC.h5 SPEC SEEDS OUT_DIR SANDBOX [READABLE_DIR ...]
 
-Exit 0 with one ``seed-<s>.npz`` per seed in OUT_DIR, or exit 3 with one line on stderr.
+SANDBOX is ``require`` (fail if the machine cannot confine the method), ``auto`` (confine when
+possible, else warn) or ``off``. The sandbox's root is OUT_DIR's sibling ``root``. Exit 0 with one ``seed-<s>.npz`` per seed in OUT_DIR, or exit 3
+with one line on stderr.
 """
 from __future__ import annotations
 
@@ -10,11 +12,23 @@ import sys
 import traceback
 from pathlib import Path
 
-import numpy as np
-
 
 def main(argv=None) -> int:
-    public_path, spec, seeds, out_dir = argv or sys.argv[1:]
+    public_path, spec, seeds, out_dir, sandbox, *readable = argv or sys.argv[1:]
+    # Enter the sandbox before importing numpy or torch: a threaded process cannot (see sandbox).
+    if sandbox != "off":
+        from . import sandbox as sb
+
+        try:
+            sb.enter(out_dir, str(Path(out_dir).parent / "root"), readable)
+        except OSError as e:
+            if sandbox == "require":
+                print(f"SandboxError: cannot confine the method ({e}); enable unprivileged user namespaces "
+                      f"or pass --sandbox off for a method you trust", file=sys.stderr)
+                return 3
+            print(f"warning: method runs unconfined ({e})", file=sys.stderr)
+    import numpy as np
+
     from .evaluate import run_method
     from .methods import load_method
     from .public import read_public

@@ -49,6 +49,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--seeds", help="comma-separated method seeds (default: 0-4 if learned, else 0)")
     s.add_argument("--timeout", type=float, default=900, help="seconds the method may run (default 900)")
     s.add_argument("--results", help="results directory (default data/leaderboard/<archive name>)")
+    s.add_argument("--sandbox", choices=("auto", "require", "off"), default="auto",
+                   help="confine the method to its work directory (default: when the OS allows)")
     pub = lsub.add_parser("public", help="write the public file a method may see (for --embeddings)")
     pub.add_argument("--archive", required=True)
     pub.add_argument("--out", required=True)
@@ -163,7 +165,7 @@ def _leaderboard(args) -> int:
         if args.timeout <= 0:
             raise ModelsetError(f"--timeout must be > 0 seconds, got {args.timeout:g}")
         result = lb.submit(args.archive, method=args.method, embeddings=args.embeddings, name=args.name,
-                           seeds=seeds, timeout=args.timeout, results_dir=args.results)
+                           seeds=seeds, timeout=args.timeout, results_dir=args.results, sandbox=args.sandbox)
         sc = result["scores"]
         print(f"{result['method']}: " + "  ".join(f"{k} {sc[k]['mean']:.3f}±{sc[k]['std']:.3f}" for k in lb.HEADLINE))
     return 0

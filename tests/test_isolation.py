@@ -1,0 +1,103 @@
+"""A submitted method that hunts for the test labels finds nothing, and cannot write outside its
+work directory (issue: leaderboard isolation)."""
+import json
+import subprocess
+
+import pytest
+
+from .conftest import run_cli
+
+SNOOP = '''
+import os
+import sys
+
+import numpy as np
+
+ARCHIVE = {archive!r}
+RESULTS = {results!r}
+
+
+def _is_archive(path):
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            return f.attrs.get("format") == "modelset"
+    except Exception:
+        return False
+
+
+class Snoop:
+    """Tries every way to reach the private labels; embeds honestly only if all of them fail."""
+
+    def __init__(self, seed=0):
+        pass
+
+    def embed(self, view):
+        found = []
+        for path in (ARCHIVE, RESULTS):
+            if os.path.exists(path):
+                found.append(f"can see {{path}}")
+        text = " ".join(sys.argv) + " ".join(f"{{k}}={{v}}" for k, v in os.environ.items())
+        if ARCHIVE in text or os.path.basename(ARCHIVE) in text:
+            found.append("archive named in argv or environment")
+        try:
+            parent = open(f"/proc/{{os.getppid()}}/cmdline", "rb").read().decode(errors="replace")
+            if "archive" in parent:
+                found.append("parent command line")
+        except OSError:
+            pass
+        archives = []
+        for root, dirs, files in os.walk("/"):
+            dirs[:] = [d for d in dirs if os.path.join(root, d) not in ("/proc", "/sys", "/dev")]
+            archives += [os.path.join(root, f) for f in files if f.endswith(".h5") and f != "public.h5"
+                         and _is_archive(os.path.join(root, f))]
+            if archives:
+                found.append(f"archives reachable: {{archives[:3]}}")
+                break
+        for target in (os.path.join(RESULTS, "forged.json"), "/tmp/modelset-escape"):
+            try:
+                with open(target, "w") as fh:
+                    fh.write("{{}}")
+                found.append(f"wrote {{target}}")
+            except OSError:
+                pass
+        import socket
+        try:
+            socket.create_connection(("127.0.0.1", 22), timeout=1)
+            found.append("network")
+        except OSError:
+            pass
+        if found:
+            raise RuntimeError("LEAK: " + "; ".join(found))
+        return view.params[:, :8]
+'''
+
+
+def _sandbox_available():
+    return subprocess.run(["unshare", "-Urn", "true"], capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(not _sandbox_available(), reason="this OS does not allow unprivileged user namespaces")
+def test_a_snooping_method_finds_nothing_and_writes_nothing(small_archive, tmp_path):
+    results = tmp_path / "results"
+    run_cli("leaderboard", "submit", "--archive", small_archive, "--method", "raw-cosine", "--results", results)
+    before = {f.name: f.read_bytes() for f in results.glob("*.json")}
+    method = tmp_path / "snoop.py"
+    method.write_text(SNOOP.format(archive=str(small_archive.resolve()), results=str(results.resolve())))
+    r = run_cli("leaderboard", "submit", "--archive", small_archive, "--method", f"{method}:Snoop",
+                "--results", results, "--sandbox", "require")
+    assert r.returncode == 0, r.stderr  # the method raises "LEAK: ..." if any attempt succeeded
+    assert not (results / "forged.json").exists()
+    assert {f.name: f.read_bytes() for f in results.glob("*.json") if f.name in before} == before
+    new = [f for f in results.glob("Snoop--*.json")]
+    assert len(new) == 1 and json.loads(new[0].read_text())["method"] == "Snoop"
+
+
+def test_without_the_sandbox_the_same_method_would_see_the_archive(small_archive, tmp_path):
+    """The control: proves the snooping method's checks really detect a leak."""
+    method = tmp_path / "snoop.py"
+    method.write_text(SNOOP.format(archive=str(small_archive.resolve()), results=str(tmp_path / "r")))
+    r = run_cli("leaderboard", "submit", "--archive", small_archive, "--method", f"{method}:Snoop",
+                "--results", tmp_path / "r", "--sandbox", "off", "--timeout", "120")
+    assert r.returncode == 2 and "LEAK:" in r.stderr and "can see" in r.stderr
