@@ -13,6 +13,7 @@ import pandas as pd
 
 from .archive import CURVES, FORMAT, FORMAT_VERSION, table_to_struct
 from .datasets import Dataset
+from .errors import ModelsetError
 from .tasks import RELATION_DEFINITION, Task
 
 
@@ -59,7 +60,12 @@ class ArchiveWriter:
         if exc_type is None:
             with open(self.tmp, "rb+") as fh:
                 os.fsync(fh.fileno())
-            os.replace(self.tmp, self.path)
+            try:
+                os.replace(self.tmp, self.path)
+            except PermissionError:  # Windows refuses to replace a file another process has open
+                os.unlink(self.tmp)
+                raise ModelsetError(f"cannot replace {self.path}: another program has it open (Windows does not "
+                                    f"allow replacing open files); close it and run again") from None
         else:
             os.unlink(self.tmp)
         return False
