@@ -5,6 +5,7 @@ architecture as one flat float32 row in that layout (see ``flatten`` / ``unflatt
 """
 from __future__ import annotations
 
+import inspect
 from collections import OrderedDict
 
 import numpy as np
@@ -39,14 +40,25 @@ def list_archs() -> list[str]:
     return sorted(_ARCHS)
 
 
-def create_model(name, *, in_channels, n_classes, activation="relu", init="default"):
+def create_model(name, *, in_channels, n_classes, activation="relu", init="default", family="dense",
+                 family_options=None):
+    """A fresh model; ``family`` picks the parameterization of its layers (modelset.families)."""
     if name not in _ARCHS:
         raise ModelsetError(f"unknown architecture {name!r}; available: {', '.join(list_archs())}")
     if activation not in ACTIVATIONS:
         raise ModelsetError(f"unknown activation {activation!r}; available: {', '.join(ACTIVATIONS)}")
     if init not in INITS:
         raise ModelsetError(f"unknown init {init!r}; available: {', '.join(INITS)}")
-    model = _ARCHS[name](in_channels=in_channels, n_classes=n_classes, activation=activation)
+    from .families import FAMILIES, FAMILY_DEFAULTS
+
+    if family not in FAMILIES:
+        raise ModelsetError(f"unknown family {family!r}; available: {', '.join(FAMILIES)}")
+    kw = {}
+    if family != "dense":
+        if "family" not in inspect.signature(_ARCHS[name]).parameters:
+            raise ModelsetError(f"architecture {name!r} supports only the dense family; small_cnn supports all")
+        kw = {"family": family, "family_options": {**FAMILY_DEFAULTS[family], **(family_options or {})}}
+    model = _ARCHS[name](in_channels=in_channels, n_classes=n_classes, activation=activation, **kw)
     if INITS[init] is not None:
         for m in model.modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)):
@@ -57,11 +69,15 @@ def create_model(name, *, in_channels, n_classes, activation="relu", init="defau
 class SmallCNN(nn.Module):
     """3x3 convs with biases, an activation after each, global average pooling, linear head."""
 
-    def __init__(self, in_channels, n_classes, width=16, depth=3, activation="relu"):
+    def __init__(self, in_channels, n_classes, width=16, depth=3, activation="relu", family="dense",
+                 family_options=None):
+        from .families import make_conv, make_linear
+
         super().__init__()
+        opts = family_options or {}
         chans = [in_channels] + [width] * depth
-        self.convs = nn.ModuleList(nn.Conv2d(a, b, 3, padding=1) for a, b in zip(chans, chans[1:]))
-        self.head = nn.Linear(width, n_classes)
+        self.convs = nn.ModuleList(make_conv(family, a, b, opts, self) for a, b in zip(chans, chans[1:]))
+        self.head = make_linear(family, width, n_classes, opts)
         self.activation = activation
 
     def forward(self, x):
@@ -72,9 +88,10 @@ class SmallCNN(nn.Module):
 
 
 @register_arch
-def small_cnn(in_channels, n_classes, activation="relu"):
+def small_cnn(in_channels, n_classes, activation="relu", family="dense", family_options=None):
     """Small CNN Zoo shape: 3 conv layers of 16 channels, GAP, linear head (4,851 params at 1->3)."""
-    return SmallCNN(in_channels, n_classes, width=16, depth=3, activation=activation)
+    return SmallCNN(in_channels, n_classes, width=16, depth=3, activation=activation, family=family,
+                    family_options=family_options)
 
 
 def layout(model: nn.Module) -> list[tuple[str, tuple[int, ...], int, int, bool]]:

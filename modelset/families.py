@@ -99,16 +99,25 @@ class DGConv2d(nn.Conv2d):
 
 # -- ACDC ---------------------------------------------------------------------------------------
 class ACDCConv2d(nn.Module):
-    """A conv whose kernels are combinations of m atoms; the coefficients live in a shared bank."""
+    """A conv whose kernels are combinations of m atoms; the coefficients live in a shared bank.
 
-    def __init__(self, in_channels, out_channels, kernel_size, coefficients: nn.Parameter, padding=0, bias=True):
+    ``bank`` returns the (out, in, m) coefficients; it is looked up at every call (not held), so
+    the bank is registered once, on the model, and ``torch.func.functional_call`` can swap it.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, bank, n_atoms, padding=0, bias=True):
         super().__init__()
-        m = coefficients.shape[-1]
         self.in_channels, self.out_channels, self.padding = in_channels, out_channels, padding
-        self.atoms = nn.Parameter(torch.empty(m, kernel_size, kernel_size))
-        nn.init.orthogonal_(self.atoms.view(m, -1))
-        self.coefficients = coefficients  # shared: registered once on the model, referenced here
-        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+        self._bank = bank if callable(bank) else (lambda: bank)
+        self.atoms = nn.Parameter(torch.empty(n_atoms, kernel_size, kernel_size))
+        nn.init.orthogonal_(self.atoms.view(n_atoms, -1))
+        fan_in = in_channels * kernel_size * kernel_size
+        bound = 1 / math.sqrt(fan_in)
+        self.bias = nn.Parameter(torch.empty(out_channels).uniform_(-bound, bound)) if bias else None
+
+    @property
+    def coefficients(self):
+        return self._bank()
 
     def effective_weight(self):
         return torch.einsum("oim,mhw->oihw", self.coefficients, self.atoms)
@@ -124,3 +133,75 @@ class ACDCConv2d(nn.Module):
         y = y.reshape(n, c * m, *y.shape[-2:])
         mix = self.coefficients.reshape(self.out_channels, self.in_channels * m, 1, 1)
         return F.conv2d(y, mix, self.bias)
+
+
+# -- building a family's layers, and reading them back in the dense layout ------------------------
+FAMILY_DEFAULTS = {
+    "dense": {},
+    "str": {"s_init": -5.0},
+    "dgconv": {"gate_mean": 0.0, "gate_std": 1.0},
+    "acdc": {"atoms": 6},
+}
+
+
+def make_conv(family: str, in_ch: int, out_ch: int, opts: dict, owner: nn.Module) -> nn.Module:
+    """One 3x3 'same' conv of the family; ``owner`` holds shared state (ACDC coefficient banks)."""
+    if family == "str":
+        return STRConv2d(in_ch, out_ch, 3, padding=1, s_init=opts["s_init"])
+    if family == "dgconv" and in_ch == out_ch and in_ch & (in_ch - 1) == 0 and in_ch > 1:
+        layer = DGConv2d(in_ch, out_ch, 3, padding=1)
+        with torch.no_grad():  # gates drawn from the model's init RNG; never exactly 0
+            g = torch.randn(layer.gate.shape) * opts["gate_std"] + opts["gate_mean"]
+            layer.gate.copy_(torch.where(g == 0, torch.full_like(g, 1e-3), g))
+        return layer
+    if family == "acdc":
+        key, m = f"{out_ch}x{in_ch}", opts["atoms"]
+        if not hasattr(owner, "banks"):
+            owner.banks = nn.ParameterDict()
+        if key not in owner.banks:  # layers of one (out, in) shape share their coefficients
+            # std such that the composed kernels start at torch's default conv scale
+            std = math.sqrt(3.0 / (in_ch * 9 * m)) * 3
+            owner.banks[key] = nn.Parameter(torch.randn(out_ch, in_ch, m) * std)
+        banks = owner.banks
+        return ACDCConv2d(in_ch, out_ch, 3, lambda: banks[key], n_atoms=m, padding=1)
+    return nn.Conv2d(in_ch, out_ch, 3, padding=1)
+
+
+def make_linear(family: str, in_f: int, out_f: int, opts: dict) -> nn.Module:
+    return STRLinear(in_f, out_f, s_init=opts["s_init"]) if family == "str" else nn.Linear(in_f, out_f)
+
+
+def effective_state_dict(model: nn.Module):
+    """Weights and biases in the dense architecture's names, shapes and order."""
+    from collections import OrderedDict
+
+    out = OrderedDict()
+    for name, m in model.named_modules():
+        if hasattr(m, "effective_weight") or isinstance(m, (nn.Conv2d, nn.Linear)):
+            w = m.effective_weight() if hasattr(m, "effective_weight") else m.weight
+            out[f"{name}.weight"] = w.detach()
+            if m.bias is not None:
+                out[f"{name}.bias"] = m.bias.detach()
+    return out
+
+
+def family_stats(model: nn.Module) -> dict:
+    """What each family records: per-layer and total sparsity of the effective weights, DGConv
+    gates and group counts, and the number of the family's own trainable parameters."""
+    weights = [(n, m.effective_weight().detach() if hasattr(m, "effective_weight") else m.weight.detach())
+               for n, m in model.named_modules() if hasattr(m, "effective_weight") or isinstance(m, (nn.Conv2d, nn.Linear))]
+    zeros = [float((w == 0).float().mean()) for _, w in weights]
+    total = sum(int((w == 0).sum()) for _, w in weights) / sum(w.numel() for _, w in weights)
+    dg = [m for m in model.modules() if isinstance(m, DGConv2d)]
+    return {
+        "sparsity": total,
+        "sparsity_layers": ",".join(f"{z:.4f}" for z in zeros),
+        "groups": ",".join(str(m.groups_now()) for m in dg),
+        "gates": ";".join(",".join(str(int(g > 0)) for g in m.gate.detach()) for m in dg),
+        "n_family_params": sum(p.numel() for p in model.parameters()),
+    }
+
+
+def mean_groups(model: nn.Module) -> float:
+    dg = [m.groups_now() for m in model.modules() if isinstance(m, DGConv2d)]
+    return float(sum(dg) / len(dg)) if dg else float("nan")
