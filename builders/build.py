@@ -34,6 +34,8 @@ SPLIT_DESCRIPTIONS = {
     "task_id": "task identification: per task, train seeds vs held-out seeds (test); score top-1/5 on test",
     "retrieval": "retrieval on unseen tasks: train tasks vs unseen tasks, whose models are split into "
                  "query and gallery; score mAP and CMC@1/5/10 of queries against the gallery",
+    "cross_family": "cross-family retrieval on unseen tasks: queries are the retrieval queries of the first "
+                    "family, the gallery the retrieval gallery models of every other family",
 }
 
 
@@ -109,6 +111,14 @@ def merge(plan: Plan, units, shards: Path, out: Path) -> None:
         for a in archs:
             layout_rows, arch_attrs = model_layout(next(e for e in entries if e.arch == a))
             w.create_architecture(a, layout_rows, counts[a], arch_attrs)
+        # Each non-dense family's own parameters, beside the effective weights of its architecture.
+        fam_rows = {}
+        for a, fam in sorted({(e.arch, e.family) for e in entries if e.family != "dense"}):
+            first = next(e for e in entries if (e.arch, e.family) == (a, fam))
+            layout_rows, _ = model_layout(first, fam)
+            w.create_family(a, fam, layout_rows, sum((e.arch, e.family) == (a, fam) for e in entries),
+                            dict(first.family_options))
+            fam_rows[(a, fam)] = 0
         for unit in units:
             results = load_shard(shard_path(shards, unit_hash(unit)))
             arch = unit[0].arch
@@ -116,11 +126,19 @@ def merge(plan: Plan, units, shards: Path, out: Path) -> None:
             for e, r in zip(unit, results):
                 for name in CURVES:
                     curves[name][e.id, : len(r.curves[name])] = r.curves[name]
+                family_row, stats = -1, {"sparsity": float(np.mean(r.params == 0)), "sparsity_layers": "",
+                                         "groups": "", "gates": "", "n_family_params": int(r.params.size)}
+                if r.family_params is not None:
+                    family_row, stats = fam_rows[(arch, e.family)], r.family_stats
+                    w.write_family_params(arch, e.family, family_row, r.family_params)
+                    fam_rows[(arch, e.family)] += 1
                 records.append({"id": e.id, "arch": e.arch, "family": e.family, "row": rows[arch],
-                                "task": e.task, "seed": e.seed, "init_seed": e.init_seed,
-                                "data_seed": e.data_seed, **e.hparams,
+                                "family_row": family_row, "task": e.task, "seed": e.seed,
+                                "init_seed": e.init_seed, "data_seed": e.data_seed, **e.hparams,
                                 **{k: r.metrics[k] for k in METRICS},
-                                "n_params": int(r.params.size), "checksum": param_checksum(r.params)})
+                                "n_params": int(r.params.size), **stats,
+                                "checksum": param_checksum(r.params),
+                                "family_checksum": "" if r.family_params is None else param_checksum(r.family_params)})
                 rows[arch] += 1
         models = pd.DataFrame.from_records(records)
         w.write_models(models)

@@ -37,6 +37,7 @@ class PlanEntry:
     dataset: str
     data_version: str  # the dataset's fingerprint
     train: tuple  # sorted (key, value) pairs of the training recipe
+    family_options: tuple  # sorted (key, value) pairs of the family's layer options
     init_seed: int
     data_seed: int
 
@@ -76,13 +77,18 @@ def make_plan(preset: Preset) -> Plan:
     for task in tasks:
         identity = [list(task.classes), task.transform]
         for point in points:
-            train = tuple(sorted({**preset["train"], **point}.items()))
+            point = dict(point)
+            family = point.pop("family", preset["family"])
+            fam = preset["families"].get(family, {})
+            recipe = {**preset["train"], **{k: v for k, v in fam.items() if k in preset["train"]}, **point}
+            train = tuple(sorted(recipe.items()))
+            options = tuple(sorted((k, v) for k, v in fam.items() if k not in preset["train"]))
             for seed in preset.seed_values:
                 entries.append(PlanEntry(
                     id=len(entries), task=task.id, classes=task.classes, transform=task.transform,
-                    seed=seed, arch=preset["arch"], family=preset["family"], dataset=preset["dataset"],
+                    seed=seed, arch=preset["arch"], family=family, dataset=preset["dataset"],
                     data_version=dataset.fingerprint,
-                    train=train,
+                    train=train, family_options=options,
                     init_seed=derive_seed(preset["seed"], "init", identity, seed),
                     data_seed=derive_seed(preset["seed"], "data", identity, seed),
                 ))

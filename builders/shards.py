@@ -5,6 +5,7 @@ a changed plan entry changes the name, so a stale shard is never reused.
 """
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -28,7 +29,12 @@ def save_shard(path: Path, results: list[ModelResult]) -> None:
     epochs = max(len(r.curves["train_loss"]) for r in results)
     arrays = {"params": np.stack([r.params for r in results]).astype(np.float32),
               "metrics": np.array([[r.metrics[k] for k in METRICS] for r in results], dtype=np.float64),
-              "epochs": np.array([len(r.curves["train_loss"]) for r in results], dtype=np.int64)}
+              "epochs": np.array([len(r.curves["train_loss"]) for r in results], dtype=np.int64),
+              # family extras: stats as JSON text, own parameters one array per model
+              "family_stats": np.frombuffer(json.dumps([r.family_stats for r in results]).encode(), np.uint8)}
+    for i, r in enumerate(results):
+        if r.family_params is not None:
+            arrays[f"family_params_{i}"] = r.family_params.astype(np.float32)
     for name in CURVES:
         c = np.full((len(results), epochs), np.nan, np.float32)
         for i, r in enumerate(results):
@@ -50,7 +56,10 @@ def load_shard(path: Path) -> list[ModelResult]:
     with np.load(path, allow_pickle=False) as z:
         params, metrics, epochs = z["params"], z["metrics"], z["epochs"]
         curves = {name: z[name] for name in CURVES}
+        stats = json.loads(z["family_stats"].tobytes().decode())
+        own = {i: z[f"family_params_{i}"] for i in range(len(params)) if f"family_params_{i}" in z.files}
     return [ModelResult(params=params[i],
                         curves={name: c[i, : epochs[i]] for name, c in curves.items()},
-                        metrics=dict(zip(METRICS, metrics[i].tolist())))
+                        metrics=dict(zip(METRICS, metrics[i].tolist())),
+                        family_params=own.get(i), family_stats=stats[i])
             for i in range(len(params))]

@@ -12,7 +12,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from modelset.archive import CURVES
 from modelset.archs import create_model, flatten, layout
+from modelset.families import effective_state_dict, family_stats, mean_groups
 from modelset.datasets import load_dataset
 from modelset.tasks import task_arrays
 
@@ -21,9 +23,11 @@ from .plan import PlanEntry
 
 @dataclass
 class ModelResult:
-    params: np.ndarray  # (P,) float32 in the architecture's layout
-    curves: dict  # per-epoch train_loss, train_acc, test_loss, test_acc
+    params: np.ndarray  # (P,) float32: effective weights in the dense architecture's layout
+    curves: dict  # per-epoch train_loss, train_acc, test_loss, test_acc, groups
     metrics: dict  # final train_loss, train_acc, test_loss, test_acc
+    family_params: np.ndarray | None = None  # (Q,) the family's own state_dict, flattened
+    family_stats: dict | None = None  # sparsity, groups, gates, parameter count
 
 
 @lru_cache(maxsize=64)
@@ -42,7 +46,8 @@ def init_model(entry: PlanEntry):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(entry.init_seed)
         return create_model(entry.arch, in_channels=in_channels, n_classes=n_classes,
-                            activation=hp["activation"], init=hp["init"])
+                            activation=hp["activation"], init=hp["init"], family=entry.family,
+                            family_options=dict(entry.family_options))
 
 
 def make_optimizer(params, hp: dict):
@@ -65,7 +70,7 @@ def train_reference(entry: PlanEntry) -> ModelResult:
     model = init_model(entry)
     opt = make_optimizer(model.parameters(), hp)
     gen = torch.Generator().manual_seed(entry.data_seed)
-    curves = {k: np.zeros(hp["epochs"], np.float32) for k in ("train_loss", "train_acc", "test_loss", "test_acc")}
+    curves = {k: np.zeros(hp["epochs"], np.float32) for k in CURVES}
     n, bs = len(ytr), hp["batch_size"]
     for epoch in range(hp["epochs"]):
         model.train()
@@ -82,14 +87,26 @@ def train_reference(entry: PlanEntry) -> ModelResult:
             correct += (logits.argmax(1) == ytr[idx]).sum().item()
         curves["train_loss"][epoch], curves["train_acc"][epoch] = loss_sum / n, correct / n
         curves["test_loss"][epoch], curves["test_acc"][epoch] = evaluate(model, xte, yte)
+        curves["groups"][epoch] = mean_groups(model)
     train_loss, train_acc = evaluate(model, xtr, ytr)
     metrics = {"train_loss": train_loss, "train_acc": train_acc,
                "test_loss": float(curves["test_loss"][-1]), "test_acc": float(curves["test_acc"][-1])}
-    return ModelResult(params=flatten(model), curves=curves, metrics=metrics)
+    return result_of(model, entry.family, curves, metrics)
 
 
-def model_layout(entry: PlanEntry):
-    """Layout rows and architecture attributes for the archive, from an untrained model."""
+def result_of(model, family: str, curves, metrics) -> ModelResult:
+    """What the archive keeps of a trained model: effective weights, and the family's own state."""
+    if family == "dense":
+        return ModelResult(params=flatten(model), curves=curves, metrics=metrics)
+    effective = torch.cat([t.reshape(-1).float().cpu() for t in effective_state_dict(model).values()]).numpy()
+    return ModelResult(params=effective, curves=curves, metrics=metrics, family_params=flatten(model),
+                       family_stats=family_stats(model))
+
+
+def model_layout(entry: PlanEntry, family: str = "dense"):
+    """Layout rows and architecture attributes for the archive, from an untrained model; for a
+    non-dense family, the layout of the family's own parameters."""
     _, in_channels, n_classes = task_tensors(entry.dataset, entry.classes, entry.transform)
-    model = create_model(entry.arch, in_channels=in_channels, n_classes=n_classes)
+    model = create_model(entry.arch, in_channels=in_channels, n_classes=n_classes, family=family,
+                         family_options=dict(entry.family_options) if family == entry.family else None)
     return layout(model), {"in_channels": in_channels, "n_classes": n_classes}

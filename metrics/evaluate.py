@@ -98,12 +98,16 @@ def score(outputs: dict, public: dict, key: dict, models, relations: np.ndarray,
         raise MethodError("task_id: classes_ must list every training task")
     result["task_id"] = TaskIdEvaluator().eval({"scores": scores, "y_true": np.array([col[t] for t in y_test])})
 
+    for protocol in ("retrieval", "cross_family"):
+        if protocol in key:
+            ids = key[protocol]
+            sim, labels = sims[protocol], task_of[ids]
+            is_query = np.isin(ids, splits[protocol]["query"])
+            result[protocol] = RetrievalEvaluator().eval({"similarity": sim[is_query][:, ~is_query],
+                                                          "query_labels": labels[is_query],
+                                                          "gallery_labels": labels[~is_query]})
     ids = key["retrieval"]
     sim, labels = sims["retrieval"], task_of[ids]
-    is_query = np.isin(ids, splits["retrieval"]["query"])
-    result["retrieval"] = RetrievalEvaluator().eval({"similarity": sim[is_query][:, ~is_query],
-                                                     "query_labels": labels[is_query],
-                                                     "gallery_labels": labels[~is_query]})
     result["relation"] = RelationEvaluator().eval({"similarity": sim, "labels": labels, "relations": relations})
     result["clustering"] = ClusteringEvaluator().eval({"similarity": sim, "labels": labels})
     return {f"{p}.{k}": v for p, scores_ in result.items() for k, v in scores_.items()}
@@ -118,6 +122,6 @@ def evaluate(ms, cls, seeds=None, shuffle_seed: int = 0) -> dict:
 
     seeds = list(seeds if seeds is not None else (range(5) if getattr(cls, "learned", False) else [0]))
     public, key = make_public(ms, np.random.default_rng(shuffle_seed))
-    splits = {"retrieval": ms.split("retrieval")}
+    splits = {p: ms.split(p) for p in key}
     per_seed = [score(run_method(cls, s, public), public, key, ms.models, ms.relations, splits) for s in seeds]
     return {"seeds": seeds, "scores": {k: [r[k] for r in per_seed] for k in per_seed[0]}}

@@ -32,7 +32,7 @@ from .public import make_public, write_public
 
 RESULT_VERSION = 1
 HEADLINE = ["task_id.top1", "task_id.top5", "retrieval.map", "retrieval.cmc1", "retrieval.cmc5", "retrieval.cmc10",
-            "relation.spearman", "relation.ndcg10", "clustering.nmi"]
+            "relation.spearman", "relation.ndcg10", "clustering.nmi", "cross_family.map", "cross_family.cmc1"]
 
 
 def file_sha256(path) -> str:
@@ -122,7 +122,7 @@ def submit(archive, method: str | None = None, embeddings: str | None = None, na
         raise ModelsetError("give exactly one of --method or --embeddings")
     with modelset.load(archive) as ms:
         public, key = make_public(ms, public_rng(ms))
-        splits = {"retrieval": ms.split("retrieval")}
+        splits = {p: ms.split(p) for p in key}
         t0 = time.time()
         if method is not None:
             cls = load_method(method)  # fail fast on a bad spec, before any work
@@ -182,16 +182,17 @@ def render(results_dir) -> pd.DataFrame:
             continue
         rows.append({"method": r["method"], "kind": "functional" if r["functional"] else "weights",
                      "seeds": len(r["seeds"]), "time": r["time"],
-                     **{k: r["scores"][k]["mean"] for k in HEADLINE},
-                     **{f"{k} std": r["scores"][k]["std"] for k in HEADLINE}})
+                     **{k: r["scores"][k]["mean"] for k in HEADLINE if k in r["scores"]},
+                     **{f"{k} std": r["scores"][k]["std"] for k in HEADLINE if k in r["scores"]}})
     board = pd.DataFrame(rows)
     if len(board):
         board = (board.sort_values("time").groupby("method").tail(1)
                  .sort_values("retrieval.map", ascending=False).reset_index(drop=True))
     board.to_csv(results_dir / "leaderboard.csv", index=False)
-    lines = ["| method | kind | seeds | " + " | ".join(HEADLINE) + " |", "|---" * (3 + len(HEADLINE)) + "|"]
+    shown = [k for k in HEADLINE if k in board.columns]  # cross_family only for mixed zoos
+    lines = ["| method | kind | seeds | " + " | ".join(shown) + " |", "|---" * (3 + len(shown)) + "|"]
     for r in board.to_dict("records"):
-        cells = [f"{r[k]:.3f} ± {r[k + ' std']:.3f}" if r["seeds"] > 1 else f"{r[k]:.3f}" for k in HEADLINE]
+        cells = [f"{r[k]:.3f} ± {r[k + ' std']:.3f}" if r["seeds"] > 1 else f"{r[k]:.3f}" for k in shown]
         lines.append(f"| {r['method']} | {r['kind']} | {r['seeds']} | " + " | ".join(cells) + " |")
     (results_dir / "leaderboard.md").write_text("\n".join(lines) + "\n")
     return board

@@ -16,7 +16,8 @@ from .views import ModelView, archive_view, probe_batch
 
 # protocol -> (the split, its training part, the parts whose models are tested together)
 PROTOCOL_PARTS = {"task_id": ("task_id", "train", ("test",)),
-                  "retrieval": ("retrieval", "train", ("query", "gallery"))}
+                  "retrieval": ("retrieval", "train", ("query", "gallery")),
+                  "cross_family": ("cross_family", "train", ("query", "gallery"))}  # mixed zoos only
 
 
 def make_public(ms, rng: np.random.Generator):
@@ -24,6 +25,8 @@ def make_public(ms, rng: np.random.Generator):
     probe = probe_batch(ms)
     public, key = {}, {}
     for protocol, (split, train_part, test_parts) in PROTOCOL_PARTS.items():
+        if split not in ms._f["splits"]:
+            continue
         parts = ms.split(split)
         test_ids = rng.permutation(np.concatenate([parts[p] for p in test_parts]))
         public[protocol] = (archive_view(ms, parts[train_part], True, probe),

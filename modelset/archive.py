@@ -20,7 +20,7 @@ from .errors import ModelsetError
 
 FORMAT = "modelset"
 FORMAT_VERSION = 1
-CURVES = ("train_loss", "train_acc", "test_loss", "test_acc")
+CURVES = ("train_loss", "train_acc", "test_loss", "test_acc", "groups")  # groups: DGConv mean, else NaN
 
 
 def param_checksum(row: np.ndarray) -> str:
@@ -164,15 +164,30 @@ class Archive:
         layout = self.layout(arch)
         return unflatten(self.params([model_id])[0], layout[["name", "shape", "offset", "size"]].itertuples(index=False))
 
+    def family_state_dict(self, model_id: int):
+        """A non-dense model's own parameters (thresholds, gates, atoms, coefficients), by name."""
+        from .archs import unflatten
+
+        row = self.models.loc[model_id]
+        if row.family == "dense":
+            return self.state_dict(model_id)
+        g = self._f[f"architectures/{row.arch}/families/{row.family}"]
+        layout = struct_to_table(g["layout"][()])
+        layout["shape"] = [tuple(int(x) for x in s.split(",")) if s else () for s in layout["shape"]]
+        return unflatten(g["params"][int(row.family_row)], layout[["name", "shape", "offset", "size"]].itertuples(index=False))
+
     def model(self, model_id: int):
-        """The torch module of one model, in eval mode, with its stored weights."""
+        """The torch module of one model, of its own family, in eval mode, with its stored weights."""
+        import json
+
         from .archs import create_model
 
         row = self.models.loc[model_id]
         g = self._f[f"architectures/{row.arch}"]
+        options = json.loads(g[f"families/{row.family}"].attrs["options"]) if row.family != "dense" else None
         net = create_model(row.arch, in_channels=int(g.attrs["in_channels"]), n_classes=int(g.attrs["n_classes"]),
-                           activation=row.activation)
-        net.load_state_dict(self.state_dict(model_id))
+                           activation=row.activation, family=row.family, family_options=options)
+        net.load_state_dict(self.family_state_dict(model_id))
         return net.eval()
 
     def task_data(self, task_id: int, split: str = "test"):

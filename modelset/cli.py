@@ -167,7 +167,8 @@ def _leaderboard(args) -> int:
         result = lb.submit(args.archive, method=args.method, embeddings=args.embeddings, name=args.name,
                            seeds=seeds, timeout=args.timeout, results_dir=args.results, sandbox=args.sandbox)
         sc = result["scores"]
-        print(f"{result['method']}: " + "  ".join(f"{k} {sc[k]['mean']:.3f}±{sc[k]['std']:.3f}" for k in lb.HEADLINE))
+        print(f"{result['method']}: " + "  ".join(f"{k} {sc[k]['mean']:.3f}±{sc[k]['std']:.3f}"
+                                                  for k in lb.HEADLINE if k in sc))
     return 0
 
 

@@ -15,10 +15,10 @@ import tomli_w
 
 from .archs import ACTIVATIONS, INITS, list_archs
 from .datasets import list_datasets
+from .families import FAMILIES, FAMILY_DEFAULTS
 from .errors import ModelsetError
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
-FAMILIES = ("dense",)
 
 # Every valid key with its type and a check; the defaults fill what a preset file omits.
 DEFAULTS = {
@@ -42,6 +42,8 @@ DEFAULTS = {
         "init": "default",
     },
     "grid": {},
+    # Per-family layer options, and [train] keys that override the recipe for that family only.
+    "families": {name: dict(opts) for name, opts in FAMILY_DEFAULTS.items()},
     "splits": {
         "task_id_train_fraction": 0.6,
         "retrieval_train_fraction": 0.6,
@@ -110,7 +112,7 @@ def _merge(base: dict, raw: dict, origin: str, prefix="") -> dict:
         if key not in base:
             raise ModelsetError(f"preset {origin}: unknown key {prefix + key!r}; valid keys: "
                                 f"{', '.join(_flat_keys(DEFAULTS))}")
-        if isinstance(base[key], dict) and key != "grid":
+        if isinstance(base[key], dict) and key != "grid" and prefix != "families.":
             if not isinstance(value, dict):
                 raise ModelsetError(f"preset {origin}: {prefix + key!r} must be a table")
             _merge(base[key], value, origin, prefix + key + ".")
@@ -122,7 +124,7 @@ def _merge(base: dict, raw: dict, origin: str, prefix="") -> dict:
 def _flat_keys(d: dict, prefix="") -> list[str]:
     keys = []
     for k, v in d.items():
-        if isinstance(v, dict) and k != "grid":
+        if isinstance(v, dict) and k != "grid" and prefix != "families.":
             keys += _flat_keys(v, prefix + k + ".")
         else:
             keys.append(prefix + k)
@@ -141,9 +143,15 @@ def _apply_override(data: dict, item: str) -> None:
         value = value_text.strip()  # a bare word is a string: --set train.optimizer=sgd
     keys = _flat_keys(DEFAULTS)
     if key.startswith("grid."):
-        if key[5:] not in DEFAULTS["train"]:
-            raise ModelsetError(f"--set {key}: grid factors are [train] keys: {', '.join(DEFAULTS['train'])}")
+        if key[5:] not in [*DEFAULTS["train"], "family"]:
+            raise ModelsetError(f"--set {key}: grid factors are [train] keys or family: {', '.join(DEFAULTS['train'])}")
         data["grid"][key[5:]] = value
+        return
+    if key.startswith("families.") and key.count(".") == 2:
+        _, fam, leaf = key.split(".")
+        if fam not in FAMILIES:
+            raise ModelsetError(f"--set {key}: unknown family {fam!r}; available: {', '.join(FAMILIES)}")
+        data["families"][fam][leaf] = value
         return
     if key not in keys:
         matches = [k for k in keys if k.endswith("." + key)]
@@ -206,11 +214,26 @@ def _validate(d: dict) -> None:
     _check(t["transform"] in TRANSFORMS, f"tasks.transform must be one of {', '.join(TRANSFORMS)}")
     for key, (ok, what) in _TRAIN_CHECKS.items():
         _check(ok(d["train"][key]), f"train.{key} must be {what}, got {d['train'][key]!r}")
+    checks = {**_TRAIN_CHECKS, "family": (lambda v: v in FAMILIES, "one of " + ", ".join(FAMILIES))}
     for key, values in d["grid"].items():
-        _check(key in _TRAIN_CHECKS, f"grid.{key}: grid factors are [train] keys: {', '.join(_TRAIN_CHECKS)}")
+        _check(key in checks, f"grid.{key}: grid factors are [train] keys or family: {', '.join(checks)}")
         _check(isinstance(values, list) and values, f"grid.{key} must be a non-empty list")
-        ok, what = _TRAIN_CHECKS[key]
+        ok, what = checks[key]
         for v in values:
             _check(ok(v), f"grid.{key}: each value must be {what}, got {v!r}")
+    for fam, opts in d["families"].items():
+        _check(fam in FAMILIES, f"families.{fam}: unknown family; available: {', '.join(FAMILIES)}")
+        _check(isinstance(opts, dict), f"families.{fam} must be a table")
+        for key, v in opts.items():
+            if key in _TRAIN_CHECKS:
+                ok, what = _TRAIN_CHECKS[key]
+                _check(ok(v), f"families.{fam}.{key} must be {what}, got {v!r}")
+            else:
+                _check(key in FAMILY_DEFAULTS[fam], f"families.{fam}.{key} is unknown; valid: "
+                       f"{', '.join([*FAMILY_DEFAULTS[fam], *_TRAIN_CHECKS])}")
+                _check(_is_num(v), f"families.{fam}.{key} must be a number, got {v!r}")
+    _check(_is_int(d["families"]["acdc"]["atoms"]) and d["families"]["acdc"]["atoms"] >= 1,
+           "families.acdc.atoms must be a whole number >= 1")
+    _check(d["families"]["dgconv"]["gate_std"] >= 0, "families.dgconv.gate_std must be >= 0")
     for key, v in d["splits"].items():
         _check(_is_num(v) and 0 < v < 1, f"splits.{key} must be a fraction in (0, 1), got {v!r}")

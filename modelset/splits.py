@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-PROTOCOLS = {"task_id": ("train", "test"), "retrieval": ("train", "query", "gallery")}
+PROTOCOLS = {"task_id": ("train", "test"), "retrieval": ("train", "query", "gallery"),
+             "cross_family": ("train", "query", "gallery")}
 
 
 def _cut(n: int, fraction: float) -> int:
@@ -43,7 +44,15 @@ def make_splits(models: pd.DataFrame, n_tasks: int, fractions: dict, seed: int) 
         for part, chosen in (("query", seeds[:q]), ("gallery", seeds[q:])):
             for s in chosen:
                 ret[part] += by_task_seed[(task, s)]
-    return {
+    out = {
         "task_id": {p: np.sort(np.asarray(v, dtype=np.int64)) for p, v in tid.items()},
         "retrieval": {p: np.sort(np.asarray(v, dtype=np.int64)) for p, v in ret.items()},
     }
+    families = list(dict.fromkeys(models["family"]))  # in plan order
+    if len(families) > 1:  # a mixed zoo: find the task through the parameterization
+        fam = models.set_index("id")["family"]
+        r = out["retrieval"]
+        out["cross_family"] = {"train": r["train"],
+                               "query": r["query"][(fam.loc[r["query"]] == families[0]).to_numpy()],
+                               "gallery": r["gallery"][(fam.loc[r["gallery"]] != families[0]).to_numpy()]}
+    return out

@@ -74,4 +74,17 @@ def verify(path) -> list[str]:
             for mid, row, checksum in zip(group["id"], rows, group["checksum"]):
                 if param_checksum(data[row]) != checksum:
                     problems.append(f"model {mid}: parameter checksum mismatch (row {row} of {arch})")
+            for fam, fgroup in group[group["family"] != "dense"].groupby("family"):
+                node = f"architectures/{arch}/families/{fam}/params"
+                if node not in f:
+                    problems.append(f"models of family {fam!r} have no /{node}")
+                    continue
+                fdata = f[node][()]
+                frows = fgroup["family_row"].to_numpy()
+                if sorted(frows) != list(range(fdata.shape[0])):
+                    problems.append(f"/{node}: model rows do not map one-to-one onto its {fdata.shape[0]} rows")
+                    continue
+                for mid, row, checksum in zip(fgroup["id"], frows, fgroup["family_checksum"]):
+                    if param_checksum(fdata[row]) != checksum:
+                        problems.append(f"model {mid}: {fam} parameter checksum mismatch (row {row})")
         return problems

@@ -102,6 +102,22 @@ class ArchiveWriter:
                          compression="gzip", compression_opts=4,
                          shuffle=True)
 
+    def create_family(self, arch: str, family: str, layout_rows, n_rows: int, options: dict):
+        """A family's own parameters (thresholds, gates, atoms, coefficients...), one row per model."""
+        import json
+
+        g = self.f.create_group(f"architectures/{arch}/families/{family}")
+        g.attrs["options"] = json.dumps(options, sort_keys=True)
+        table = pd.DataFrame([{"name": n, "shape": ",".join(map(str, s)), "offset": o, "size": z, "trainable": t}
+                              for n, s, o, z, t in layout_rows])
+        g.create_dataset("layout", data=table_to_struct(table))
+        q = int(table["size"].sum())
+        g.create_dataset("params", shape=(n_rows, q), dtype="<f4", chunks=(max(1, min(n_rows, 2**18 // (4 * q))), q),
+                         compression="gzip", compression_opts=4, shuffle=True)
+
+    def write_family_params(self, arch: str, family: str, row: int, values: np.ndarray):
+        self.f[f"architectures/{arch}/families/{family}/params"][row] = values
+
     def write_params(self, arch: str, start_row: int, rows: np.ndarray):
         self.f[f"architectures/{arch}/params"][start_row : start_row + len(rows)] = rows
 
