@@ -52,11 +52,79 @@ def test_acdc_parameter_count_and_two_evaluation_forms_agree():
     torch.manual_seed(0)
     m = 6
     bank = torch.nn.Parameter(torch.randn(16, 8, m) * 0.1)
-    layer = ACDCConv2d(8, 16, 3, bank, padding=1)
-    own = sum(p.numel() for n, p in layer.named_parameters() if n != "coefficients")
+    layer = ACDCConv2d(8, 16, 3, bank, n_atoms=m, padding=1)
+    own = sum(p.numel() for p in layer.parameters())
     assert own == m * 9 + 16  # atoms + bias; the coefficients are the shared bank's
     assert bank.numel() == 16 * 8 * m
     x = torch.randn(3, 8, 7, 7)
     torch.testing.assert_close(layer(x), layer.forward_decomposed(x), rtol=1e-4, atol=1e-5)
     assert layer.effective_weight().shape == (16, 8, 3, 3)
     assert layer(x).detach().abs().sum() > 0
+
+
+# -- families in real zoos --------------------------------------------------------------------------
+import numpy as np  # noqa: E402
+
+import modelset  # noqa: E402
+from builders.build import build  # noqa: E402
+from modelset.families import kron_mask as _mask  # noqa: E402
+from modelset.preset import load_preset  # noqa: E402
+from modelset.verify import verify  # noqa: E402
+
+MIXED = ["seeds=2", "tasks.count=4", "epochs=4", 'grid.family=["dense", "str", "dgconv", "acdc"]']
+
+
+@pytest.fixture(scope="module")
+def mixed_archive(tmp_path_factory):
+    out = tmp_path_factory.mktemp("mixed") / "mixed.h5"
+    build(load_preset("digits-families", MIXED), out, jobs=2, progress=False)
+    return out
+
+
+def test_mixed_zoo_stores_every_family_in_one_layout(mixed_archive):
+    ms = modelset.load(mixed_archive)
+    m = ms.models
+    assert verify(mixed_archive) == []
+    assert m.groupby("family").size().to_dict() == {"acdc": 8, "dense": 8, "dgconv": 8, "str": 8}
+    assert ms.params().shape == (32, 4851)  # effective weights, directly comparable
+    sd = ms.family_state_dict(int(m.index[m.family == "str"][0]))
+    assert {"convs.0.s", "head.s"} <= set(sd)
+    assert {"banks.16x1", "banks.16x16", "convs.1.atoms"} <= set(ms.family_state_dict(int(m.index[m.family == "acdc"][0])))
+    assert (m.loc[m.family == "acdc", "n_family_params"] == 16 * 1 * 6 + 16 * 16 * 6 + 3 * (6 * 9 + 16) + 51).all()
+    cross = ms.split("cross_family")
+    assert set(m.loc[cross["query"], "family"]) == {"dense"} and "dense" not in set(m.loc[cross["gallery"], "family"])
+
+
+def test_dgconv_effective_weight_is_the_stored_weight_times_the_stored_gates_mask(mixed_archive):
+    ms = modelset.load(mixed_archive)
+    i = int(ms.models.index[ms.models.family == "dgconv"][0])
+    own, eff = ms.family_state_dict(i), ms.state_dict(i)
+    binary = (torch.sign(own["convs.1.gate"]) + 1) / 2
+    torch.testing.assert_close(eff["convs.1.weight"], own["convs.1.weight"] * _mask(binary)[:, :, None, None])
+    groups = [int(g) for g in ms.models.loc[i, "groups"].split(",")]
+    assert groups[0] == dg_groups(binary.tolist())
+
+
+def test_every_family_is_rebuilt_and_reproduces_its_accuracy(mixed_archive):
+    ms = modelset.load(mixed_archive)
+    for family, g in ms.models.groupby("family"):
+        row = g.iloc[0]
+        net = ms.model(int(row.id))
+        assert type(net.convs[1]).__name__ == {"dense": "Conv2d", "str": "STRConv2d", "dgconv": "DGConv2d",
+                                                "acdc": "ACDCConv2d"}[family]
+        x, y = ms.task_data(row.task, "test")
+        with torch.no_grad():
+            assert (net(x).argmax(1) == y).float().mean().item() == row.test_acc, family
+
+
+def test_str_sparsity_rises_with_weight_decay_and_falls_with_abs_s_init(tmp_path):
+    base = ["seeds=1", "tasks.count=2", "epochs=8", "family=str"]
+    out = tmp_path / "wd.h5"
+    build(load_preset("digits-families", base + ["families.str.s_init=-4.0", "grid.weight_decay=[0.0, 0.002, 0.01]"]),
+          out, jobs=2, progress=False)
+    by_wd = modelset.load(out).models.groupby("weight_decay")["sparsity"].mean()
+    assert by_wd.is_monotonic_increasing and by_wd.iloc[-1] > by_wd.iloc[0] + 0.1, by_wd
+    deep = tmp_path / "deep.h5"
+    build(load_preset("digits-families", base + ["families.str.s_init=-7.0", "grid.weight_decay=[0.002]"]),
+          deep, jobs=2, progress=False)
+    assert modelset.load(deep).models["sparsity"].mean() < by_wd.loc[0.002]
