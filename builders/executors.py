@@ -1,0 +1,97 @@
+"""Executors: where work units train. joblib processes on this machine, or dask.distributed.
+
+Both hand each work unit to a worker and give back its results, in completion order, to the one
+process that writes shards and the archive: workers need no shared filesystem, only modelset
+installed. What a unit trains to depends only on the unit (see ``build.train_unit``), never on
+the executor.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from contextlib import contextmanager
+from typing import Callable, Iterable, Iterator
+
+from modelset.errors import ModelsetError
+
+log = logging.getLogger("modelset.build")
+
+# How long to wait for a dask scheduler before calling the address unreachable.
+CONNECT_TIMEOUT = "10s"
+
+
+class JoblibExecutor:
+    def __init__(self, jobs: int):
+        self.jobs = jobs
+
+    def map_unordered(self, fn: Callable, items: Iterable[tuple]) -> Iterator:
+        from joblib import Parallel, delayed
+
+        runner = Parallel(n_jobs=self.jobs, return_as="generator_unordered")
+        yield from runner(delayed(fn)(*args) for args in items)
+
+
+def _single_threaded(fn, *args):
+    """On a dask worker: torch's thread setting is process-wide, so a worker with several threads
+    keeps it at one for good rather than set and restore it around each unit, racily."""
+    import torch
+
+    torch.set_num_threads(1)
+    return fn(*args)
+
+
+class DaskExecutor:
+    def __init__(self, client):
+        self.client = client
+
+    def map_unordered(self, fn: Callable, items: Iterable[tuple]) -> Iterator:
+        from distributed import as_completed
+
+        # pure=False: a unit is never deduplicated against an earlier submission by key.
+        futures = [self.client.submit(_single_threaded, fn, *args, pure=False) for args in items]
+        try:
+            for future in as_completed(futures):
+                result = future.result()
+                future.release()  # the worker may drop it as soon as it is here
+                yield result
+        finally:
+            self.client.cancel([f for f in futures if not f.done()])
+
+    def run_on_workers(self, fn: Callable) -> dict:
+        return self.client.run(fn)
+
+
+@contextmanager
+def open_executor(jobs: int = 1, scheduler: str | None = None, cluster: str | None = None):
+    """joblib with ``jobs`` processes; or a dask client of ``scheduler`` (an address), or of a
+    LocalCluster of ``jobs`` single-threaded worker processes (``cluster="local"``)."""
+    if scheduler is None and cluster is None:
+        yield JoblibExecutor(jobs)
+        return
+    if scheduler is not None and cluster is not None:
+        raise ModelsetError("give either --scheduler ADDRESS or --cluster local, not both")
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise ModelsetError("dask.distributed is not installed; install modelset[cluster]") from None
+    if cluster is not None:
+        if cluster != "local":
+            raise ModelsetError(f"--cluster {cluster!r}: only 'local' (a dask LocalCluster) is built in; "
+                                "for another cluster give its scheduler address with --scheduler")
+        n = os.cpu_count() if jobs == -1 else jobs
+        # One thread per worker: a unit pins torch to one thread anyway, and two units sharing a
+        # process would share torch's process-wide thread setting.
+        with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
+                          dashboard_address=None, silence_logs=logging.ERROR) as lc, Client(lc) as client:
+            log.info("dask LocalCluster at %s with %d worker processes", lc.scheduler_address, n)
+            yield DaskExecutor(client)
+        return
+    try:
+        client = Client(scheduler, timeout=CONNECT_TIMEOUT)
+    except Exception as e:  # refused, timed out, malformed address: all mean "cannot use it"
+        reason = " ".join(str(e).split()) or type(e).__name__
+        raise ModelsetError(f"--scheduler {scheduler}: cannot reach a dask scheduler there ({reason})") from None
+    with client:
+        n = len(client.scheduler_info().get("workers", {}))
+        log.info("dask scheduler %s with %d workers", scheduler, n)
+        yield DaskExecutor(client)
