@@ -71,9 +71,25 @@ def open_executor(jobs: int = 1, scheduler: str | None = None, cluster: str | No
     if scheduler is not None and cluster is not None:
         raise ModelsetError("give either --scheduler ADDRESS or --cluster local, not both")
     try:
-        from distributed import Client, LocalCluster
+        import distributed  # noqa: F401
     except ImportError:
         raise ModelsetError("dask.distributed is not installed; install modelset[cluster]") from None
+    # distributed logs every worker and connection event at INFO, and benign shutdown races with
+    # tracebacks; the build's own log and progress bar say what matters.
+    dlog = logging.getLogger("distributed")
+    level = dlog.level
+    dlog.setLevel(logging.WARNING)
+    try:
+        with _dask_client(jobs, scheduler, cluster) as client:
+            yield DaskExecutor(client)
+    finally:
+        dlog.setLevel(level)
+
+
+@contextmanager
+def _dask_client(jobs, scheduler, cluster):
+    from distributed import Client, LocalCluster
+
     if cluster is not None:
         if cluster != "local":
             raise ModelsetError(f"--cluster {cluster!r}: only 'local' (a dask LocalCluster) is built in; "
@@ -84,7 +100,7 @@ def open_executor(jobs: int = 1, scheduler: str | None = None, cluster: str | No
         with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
                           dashboard_address=None, silence_logs=logging.ERROR) as lc, Client(lc) as client:
             log.info("dask LocalCluster at %s with %d worker processes", lc.scheduler_address, n)
-            yield DaskExecutor(client)
+            yield client
         return
     try:
         client = Client(scheduler, timeout=CONNECT_TIMEOUT)
@@ -94,4 +110,4 @@ def open_executor(jobs: int = 1, scheduler: str | None = None, cluster: str | No
     with client:
         n = len(client.scheduler_info().get("workers", {}))
         log.info("dask scheduler %s with %d workers", scheduler, n)
-        yield DaskExecutor(client)
+        yield client
