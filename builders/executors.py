@@ -1,6 +1,6 @@
-"""Executors: where work units train. joblib processes on this machine, or dask.distributed.
+"""Executors: where work units train. This process and worker processes, or dask.distributed.
 
-Both hand each work unit to a worker and give back its results, in completion order, to the one
+Both hand each work unit to a trainer and give back its results, in completion order, to the one
 process that writes shards and the archive: workers need no shared filesystem, only modelset
 installed. What a unit trains to depends only on the unit (see ``build.train_unit``), never on
 the executor.
@@ -8,7 +8,10 @@ the executor.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from contextlib import contextmanager
 from typing import Callable, Iterable, Iterator
 
@@ -20,15 +23,42 @@ log = logging.getLogger("modelset.build")
 CONNECT_TIMEOUT = "10s"
 
 
-class JoblibExecutor:
+class LocalExecutor:
+    """``jobs`` trainers on this machine: this process and ``jobs - 1`` worker processes.
+
+    This process trains too, rather than wait on workers: every process holds its own ~0.6 GiB
+    of torch, so a pool of ``jobs`` workers beside an idle parent would cost one more. (Threads
+    would share it, but oneDNN primitives must not migrate between threads.) Workers are spawned,
+    not forked: torch's OpenMP state does not survive a fork."""
+
     def __init__(self, jobs: int):
-        self.jobs = jobs
+        self.jobs = os.cpu_count() if jobs == -1 else jobs
 
     def map_unordered(self, fn: Callable, items: Iterable[tuple]) -> Iterator:
-        from joblib import Parallel, delayed
-
-        runner = Parallel(n_jobs=self.jobs, return_as="generator_unordered")
-        yield from runner(delayed(fn)(*args) for args in items)
+        queue = deque(items)
+        if self.jobs == 1 or len(queue) < 2:
+            for args in queue:
+                yield fn(*args)
+            return
+        n = self.jobs - 1
+        pool = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"))
+        running = set()
+        try:
+            while queue or running:
+                # Two units in hand per worker, so none idles while this process trains one;
+                # this process takes from the other end of the queue.
+                while queue and len(running) < 2 * n:
+                    running.add(pool.submit(fn, *queue.popleft()))
+                done = {f for f in running if f.done()}
+                for f in done:
+                    running.discard(f)
+                    yield f.result()
+                if queue:
+                    yield fn(*queue.pop())
+                elif running and not done:
+                    wait(running, return_when=FIRST_COMPLETED)
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _single_threaded(fn, *args):
@@ -63,10 +93,10 @@ class DaskExecutor:
 
 @contextmanager
 def open_executor(jobs: int = 1, scheduler: str | None = None, cluster: str | None = None):
-    """joblib with ``jobs`` processes; or a dask client of ``scheduler`` (an address), or of a
-    LocalCluster of ``jobs`` single-threaded worker processes (``cluster="local"``)."""
+    """``jobs`` local processes (this one included); or a dask client of ``scheduler`` (an
+    address), or of a LocalCluster of ``jobs`` single-threaded worker processes (``cluster="local"``)."""
     if scheduler is None and cluster is None:
-        yield JoblibExecutor(jobs)
+        yield LocalExecutor(jobs)
         return
     if scheduler is not None and cluster is not None:
         raise ModelsetError("give either --scheduler ADDRESS or --cluster local, not both")
