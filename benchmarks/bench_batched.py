@@ -73,6 +73,25 @@ def _conv_backward_flop(grad_out_shape, x_shape, w_shape, bias, stride, padding,
     return flops
 
 
+def conv_kernels_rate(M: int, batch: int = 32) -> float:
+    """GFLOP/s of the unit's convolution kernels alone (forward, data and weight gradients of the
+    3 grouped layers, as the batched engine calls them): what the engine would reach if nothing
+    else cost anything."""
+    aten, cl = torch.ops.aten, torch.channels_last
+    calls = []
+    for cin in (1, 16, 16):
+        x = torch.randn(batch, M * cin, 8, 8).contiguous(memory_format=cl)
+        w = torch.randn(M * 16, cin, 3, 3).contiguous(memory_format=cl)
+        g = torch.randn(batch, M * 16, 8, 8).contiguous(memory_format=cl)
+        args = (g, x, w, None, [1, 1], [1, 1], [1, 1], False, [0, 0], M)
+        calls.append(lambda x=x, w=w: F.conv2d(x, w, None, padding=1, groups=M))
+        calls.append(lambda args=args: aten.convolution_backward(*args, [False, True, False]))
+        if cin > 1:
+            calls.append(lambda args=args: aten.convolution_backward(*args, [True, False, False]))
+    flops = count_flops(lambda: [c() for c in calls])
+    return rate(lambda: [c() for c in calls], flops)
+
+
 def count_flops(fn) -> int:
     with FlopCounterMode(display=False, custom_mapping={torch.ops.aten.convolution_backward: _conv_backward_flop}) as fc:
         fn()
@@ -168,6 +187,7 @@ def main() -> None:
         t_vmap = min(timed(lambda: train_batched(units[0])) for _ in range(args.rounds))
     finally:
         batched.SmallCNN = small
+    conv_rate = conv_kernels_rate(len(units[0]))
     mm_after = matmul_rates()
     mm = {k: max(mm_before[k], mm_after[k]) for k in mm_before}
 
@@ -184,6 +204,10 @@ def main() -> None:
     ratio = total["reference"] / total["batched"]
     print(f"ratio batched / reference: {ratio:.2f}x   (torch.func path: "
           f"{total['reference'] / len(units) / t_vmap:.2f}x)   goal >= 5x")
+    ceiling = conv_rate / (flops / total["reference"] / 1e9)
+    print(f"the unit's grouped-convolution kernels alone run at {conv_rate:.0f} GFLOP/s: the batched engine "
+          f"reaches {flops / total['batched'] / 1e9 / conv_rate:.0%} of that; even at 100% the ratio would "
+          f"be {ceiling:.1f}x")
     print(f"peak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB")
 
     print("\nwhere the batched engine's time goes (one unit, torch.profiler):")

@@ -4,7 +4,8 @@ Per-operation overhead dominates a 4.9k-parameter CNN trained one at a time, so 
 unit are stacked: model m's conv filters become group m of one grouped convolution, its head one
 slice of a batched matmul. The backward pass is written out by hand (aten's own
 ``convolution_backward`` and activation-backward kernels) because autograd asks oneDNN for the
-conv bias gradient, which costs as much as the weight gradient; a plain sum is ~30x cheaper.
+conv bias gradient, which costs as much as the weight gradient (a plain sum is >10x cheaper),
+and for data and weight gradients in one call, measured slower here than two calls.
 Other architectures go through torch.func (functional_call + vmap + grad) with the same data,
 mask and optimiser machinery.
 
@@ -32,7 +33,6 @@ from .plan import PlanEntry
 from .train import ModelResult, init_model, task_tensors
 
 aten = torch.ops.aten
-SPLIT_BACKWARD = True
 
 # Recipe keys that must be equal for models to share one pass; lr, momentum and weight decay
 # are per model, and init only matters at init time.
@@ -207,9 +207,10 @@ class _GroupedCNN:
         """x (M, B, C, H, W) -> logits (M, B, K); with ``keep``, what backward needs."""
         M, B, C, H, W = x.shape
         h = x.permute(1, 0, 2, 3, 4).reshape(B, M * C, H, W).contiguous(memory_format=torch.channels_last)
-        saved = [h]
+        saved, weights = [h], []
         for i in range(self.n_conv):
             w, b = self._conv_params(i)
+            weights.append(w)
             z = F.conv2d(h, w, b, padding=1, groups=M)
             # In place for relu (its backward needs only the output): out of place, relu on this
             # channels-last tensor costs as much as the convolution.
@@ -218,12 +219,12 @@ class _GroupedCNN:
         g = h.mean((2, 3)).view(B, M, -1).transpose(0, 1)  # M, B, width
         hw, hb = self.flat.block(2 * self.n_conv), self.flat.block(2 * self.n_conv + 1)
         logits = torch.baddbmm(hb.unsqueeze(1), g, hw.transpose(1, 2))
-        return (logits, (saved, g)) if keep else logits
+        return (logits, (saved, weights, g)) if keep else logits
 
     def backward(self, dlogits, cache):
         """Gradients of sum(dlogits * logits) into ``flat.grad``."""
-        saved, g = cache
-        M = self.M
+        saved, weights, g = cache
+        M, conv = self.M, ([1, 1], [1, 1], [1, 1], False, [0, 0], self.M)  # stride, padding, ..., groups
         grad = lambda i: self.flat.block(i, self.flat.grad)  # noqa: E731
         hw = self.flat.block(2 * self.n_conv)
         torch.bmm(dlogits.transpose(1, 2), g, out=grad(2 * self.n_conv))
@@ -236,19 +237,11 @@ class _GroupedCNN:
         for i in reversed(range(self.n_conv)):
             x, z, h = saved[2 * i], saved[2 * i + 1], saved[2 * i + 2]
             dz = _ACT_BACKWARD[self.activation](dh, z, h)
-            w, _ = self._conv_params(i)
-            if SPLIT_BACKWARD:
-                dw = aten.convolution_backward(dz, x, w, None, [1, 1], [1, 1], [1, 1], False, [0, 0], M,
-                                               [False, True, False])[1]
-                if i > 0:
-                    dx = aten.convolution_backward(dz, x, w, None, [1, 1], [1, 1], [1, 1], False, [0, 0], M,
-                                                   [True, False, False])[0]
-            else:
-                dx, dw, _ = aten.convolution_backward(dz, x, w, None, [1, 1], [1, 1], [1, 1], False, [0, 0], M,
-                                                      [i > 0, True, False])
+            dw = aten.convolution_backward(dz, x, weights[i], None, *conv, [False, True, False])[1]
             grad(2 * i).view(dw.shape).copy_(dw)
             torch.sum(dz, (0, 2, 3), out=grad(2 * i + 1).view(-1))
-            dh = dx
+            if i > 0:  # the input image needs no gradient
+                dh = aten.convolution_backward(dz, x, weights[i], None, *conv, [True, False, False])[0]
 
 
 _ACT = {"relu": torch.relu, "gelu": F.gelu, "tanh": torch.tanh, "silu": F.silu}

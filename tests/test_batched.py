@@ -32,8 +32,8 @@ def _unit(overrides):
     return work_units(make_plan(load_preset("digits500", overrides)))[0]
 
 
-def _compare(unit, results):
-    ref = [train_reference(e) for e in unit]
+def _compare(unit, results, ref=None):
+    ref = ref or [train_reference(e) for e in unit]
     rel = max(np.linalg.norm(r.params - b.params) / np.linalg.norm(r.params) for r, b in zip(ref, results))
     curves = max(float(np.abs(r.curves[k] - b.curves[k]).max()) for r, b in zip(ref, results) for k in r.curves)
     metrics = max(abs(r.metrics[k] - b.metrics[k]) for r, b in zip(ref, results) for k in r.metrics)
@@ -76,10 +76,9 @@ def test_other_activations_use_their_own_backward(activation):
 
 def test_batched_equals_reference_with_the_digits500_recipe():
     unit = _unit(["epochs=3"])
-    results = train_batched(unit)
-    rel, curves, metrics = _compare(unit, results)
+    results, ref = train_batched(unit), [train_reference(e) for e in unit]
+    rel, curves, metrics = _compare(unit, results, ref)
     assert rel <= 1e-2, rel
-    ref = [train_reference(e) for e in unit]
     n_test = len(task_tensors(unit[0].dataset, unit[0].classes, unit[0].transform)[0][3])
     for r, b in zip(ref, results):
         assert abs(r.metrics["test_acc"] - b.metrics["test_acc"]) <= 1 / n_test + 1e-6
@@ -174,6 +173,7 @@ def digits500_reference(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_digits500_accuracy_distribution_matches_the_reference(digits500, digits500_reference):
     with modelset.load(digits500) as b, modelset.load(digits500_reference) as r:
         assert b.attrs["preset"].count('engine = "batched"') == 1
