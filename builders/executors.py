@@ -62,12 +62,25 @@ class LocalExecutor:
 
 
 def _single_threaded(fn, *args):
-    """On a dask worker: torch's thread setting is process-wide, so a worker with several threads
-    keeps it at one for good rather than set and restore it around each unit, racily."""
+    """On a dask worker: pin torch to one thread for good (workers are single-threaded, see
+    ``_check_workers``), rather than set and restore it around each unit."""
     import torch
 
     torch.set_num_threads(1)
     return fn(*args)
+
+
+def _check_workers(client, scheduler: str) -> int:
+    """The number of workers, after checking each runs one task at a time: two units training
+    concurrently in one process are not reproducible bit for bit (a build with joblib threads
+    was not; oneDNN's primitives are not meant to migrate between threads)."""
+    workers = client.scheduler_info().get("workers", {})
+    multi = sorted(addr for addr, w in workers.items() if w.get("nthreads", 1) != 1)
+    if multi:
+        raise ModelsetError(f"--scheduler {scheduler}: worker {multi[0]} runs {workers[multi[0]]['nthreads']} "
+                            "threads; start workers with one thread each (dask worker --nthreads 1) so that "
+                            "builds are reproducible")
+    return len(workers)
 
 
 class DaskExecutor:
@@ -125,10 +138,10 @@ def _dask_client(jobs, scheduler, cluster):
             raise ModelsetError(f"--cluster {cluster!r}: only 'local' (a dask LocalCluster) is built in; "
                                 "for another cluster give its scheduler address with --scheduler")
         n = os.cpu_count() if jobs == -1 else jobs
-        # One thread per worker: a unit pins torch to one thread anyway, and two units sharing a
-        # process would share torch's process-wide thread setting.
+        # One thread per worker (see _check_workers). The scheduler's HTTP server starts even
+        # without a dashboard: a random loopback port, so that builds never collide on 8787.
         with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
-                          dashboard_address=None, silence_logs=logging.ERROR) as lc, Client(lc) as client:
+                          dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR) as lc, Client(lc) as client:
             log.info("dask LocalCluster at %s with %d worker processes", lc.scheduler_address, n)
             yield client
         return
@@ -138,6 +151,6 @@ def _dask_client(jobs, scheduler, cluster):
         reason = " ".join(str(e).split()) or type(e).__name__
         raise ModelsetError(f"--scheduler {scheduler}: cannot reach a dask scheduler there ({reason})") from None
     with client:
-        n = len(client.scheduler_info().get("workers", {}))
-        log.info("dask scheduler %s with %d workers", scheduler, n)
+        n = _check_workers(client, scheduler)
+        log.info("dask scheduler %s with %d single-threaded workers", scheduler, n)
         yield client

@@ -7,8 +7,10 @@ import socket
 
 import h5py
 import pytest
+import torch
 
 from builders.build import build, shard_dir_for
+from modelset.errors import ModelsetError
 from modelset.preset import load_preset
 
 from .conftest import SMALL, run_cli
@@ -20,7 +22,7 @@ distributed = pytest.importorskip("distributed")
 @pytest.fixture(scope="module")
 def cluster():
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                  dashboard_address=None) as lc:
+                                  dashboard_address="127.0.0.1:0") as lc:
         yield lc
 
 
@@ -91,3 +93,21 @@ def test_archive_from_the_cluster_verifies(cluster, tmp_path):
         assert f.attrs["n_models"] == 2
     r = run_cli("verify", out)
     assert r.returncode == 0, r.stdout
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_cuda_is_checked_on_the_workers(cluster, tmp_path):
+    out = tmp_path / "out" / "z.h5"
+    with pytest.raises(ModelsetError, match="on the dask workers: --device cuda: torch sees no GPU"):
+        build(load_preset("digits500", SMALL), out, scheduler=cluster.scheduler_address, device="cuda",
+              progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_multithreaded_workers_are_refused(tmp_path):
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=True, host="127.0.0.1",
+                                  dashboard_address="127.0.0.1:0") as lc:
+        with pytest.raises(ModelsetError, match="runs 2 threads; start workers with one thread each"):
+            build(load_preset("digits500", SMALL), tmp_path / "z.h5", scheduler=lc.scheduler_address,
+                  progress=False)
+    assert not list(tmp_path.iterdir())
