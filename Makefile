@@ -29,3 +29,8 @@ test: $(STAMP)
 
 clean:
 	rm -rf $(VENV) data/*.h5 data/.*.shards
+
+.PHONY: bench
+# Batched engine vs reference loop on the same digits500 units, then a timed digits500 build.
+bench: $(STAMP)
+	$(PY) benchmarks/bench_batched.py

@@ -1,8 +1,9 @@
 """preset -> plan -> work units -> executor -> shards -> one writer -> archive.
 
 Determinism: a unit's composition comes from the plan alone, and every unit trains with torch
-pinned to one intra-op thread (thread count changes reduction order), in the parent or a worker
-alike; so weights depend only on the preset, never on --jobs or on interruptions.
+pinned to one intra-op thread (thread count changes reduction order), in the parent, a joblib
+worker or a dask worker alike; so weights depend only on the preset (and the device type), never
+on --jobs, the executor or interruptions.
 """
 from __future__ import annotations
 
@@ -15,15 +16,17 @@ import h5py
 import numpy as np
 import pandas as pd
 import torch
-from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
 from modelset.archive import CURVES, param_checksum
 from modelset.datasets import load_dataset
+from modelset.errors import ModelsetError
 from modelset.preset import Preset
 from modelset.splits import make_splits
 from modelset.writer import ArchiveWriter
 
+from .batched import train_batched
+from .executors import open_executor
 from .plan import Plan, make_plan, unit_hash, work_units
 from .shards import METRICS, load_shard, save_shard, shard_path
 from .train import model_layout, train_reference
@@ -49,10 +52,39 @@ def pinned_threads(n: int = 1):
         torch.set_num_threads(old)
 
 
-def train_unit(unit) -> tuple[str, list]:
+def train_unit(unit, device: str = "cpu") -> tuple[str, list]:
     """Train one work unit; runs in a worker or in-process, with the same thread pinning."""
     with pinned_threads(1):
-        return unit_hash(unit), [train_reference(e) for e in unit]
+        batched = [e for e in unit if e.engine == "batched"]  # a mixed-family unit has both kinds
+        done = dict(zip((e.id for e in batched), train_batched(batched, device))) if batched else {}
+        results = [done[e.id] if e.id in done else train_reference(e, device) for e in unit]
+        return unit_hash(unit, torch.device(device).type), results
+
+
+def check_device(device: str) -> str:
+    """The device's type, after checking that torch can use it here."""
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ModelsetError(f"--device {device!r} is not a torch device; use cpu or cuda") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise ModelsetError(f"--device {device!r}: only cpu and cuda are supported")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ModelsetError(f"--device {device}: torch sees no GPU here (torch.cuda.is_available() "
+                                "is False); use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ModelsetError(f"--device {device}: torch sees only {torch.cuda.device_count()} GPU(s)")
+    return dev.type
+
+
+def _worker_device_check(device: str) -> str | None:
+    """Run on each dask worker: why ``device`` is unusable there, or None."""
+    try:
+        check_device(device)
+    except ModelsetError as e:
+        return str(e)
+    return None
 
 
 def shard_dir_for(out: Path) -> Path:
@@ -68,24 +100,36 @@ def is_up_to_date(out: Path, plan: Plan) -> bool:
 
 
 def build(preset: Preset, out, jobs: int = 1, force: bool = False, keep_shards: bool = False,
-          progress: bool = True) -> dict:
-    """Build ``preset`` into the archive ``out``; resume from any shards already trained."""
+          progress: bool = True, device: str = "cpu", scheduler: str | None = None,
+          cluster: str | None = None) -> dict:
+    """Build ``preset`` into the archive ``out``; resume from any shards already trained.
+
+    Units train in ``jobs`` joblib processes, or on dask: a cluster's ``scheduler`` address, or
+    ``cluster="local"`` for a LocalCluster of ``jobs`` worker processes.
+    """
     out = Path(out)
-    plan = make_plan(preset)  # validates tasks against the dataset before anything is written
+    remote = scheduler is not None
+    # On a remote cluster the GPU must be on the workers, checked once connected.
+    device_type = torch.device(device).type if remote else check_device(device)
+    plan = make_plan(preset, device_type)  # validates tasks against the dataset before anything is written
     if not force and out.exists() and is_up_to_date(out, plan):
         return {"status": "up to date", "out": str(out), "models": len(plan.entries), "trained": 0}
     units = work_units(plan)
     shards = shard_dir_for(out)
-    todo = [u for u in units if not shard_path(shards, unit_hash(u)).exists()]
+    todo = [u for u in units if not shard_path(shards, plan.unit_hash(u)).exists()]
     n_todo = sum(len(u) for u in todo)
-    log.info("%s: %d models in %d work units; %d already trained, %d to train",
-             preset.name, len(plan.entries), len(units), len(plan.entries) - n_todo, n_todo)
-    with tqdm(total=len(plan.entries), initial=len(plan.entries) - n_todo, unit="model", desc="train",
-              disable=not progress, mininterval=1.0, dynamic_ncols=True) as bar:
-        runner = Parallel(n_jobs=jobs, return_as="generator_unordered")
-        for h, results in runner(delayed(train_unit)(u) for u in todo):
-            save_shard(shard_path(shards, h), results)
-            bar.update(len(results))
+    with open_executor(jobs, scheduler, cluster) as executor:
+        if remote and todo:
+            problems = {p for p in executor.run_on_workers(lambda: _worker_device_check(device)).values() if p}
+            if problems:
+                raise ModelsetError(f"on the dask workers: {sorted(problems)[0]}")
+        log.info("%s: %d models in %d work units; %d already trained, %d to train",
+                 preset.name, len(plan.entries), len(units), len(plan.entries) - n_todo, n_todo)
+        with tqdm(total=len(plan.entries), initial=len(plan.entries) - n_todo, unit="model", desc="train",
+                  disable=not progress, mininterval=1.0, dynamic_ncols=True) as bar:
+            for h, results in executor.map_unordered(train_unit, ((u, device) for u in todo)):
+                save_shard(shard_path(shards, h), results)
+                bar.update(len(results))
     merge(plan, units, shards, out)
     if not keep_shards:
         shutil.rmtree(shards, ignore_errors=True)
@@ -120,7 +164,7 @@ def merge(plan: Plan, units, shards: Path, out: Path) -> None:
                             dict(first.family_options))
             fam_rows[(a, fam)] = 0
         for unit in units:
-            results = load_shard(shard_path(shards, unit_hash(unit)))
+            results = load_shard(shard_path(shards, plan.unit_hash(unit)))
             arch = unit[0].arch
             w.write_params(arch, rows[arch], np.stack([r.params for r in results]))
             for e, r in zip(unit, results):

@@ -16,7 +16,8 @@ from modelset.preset import Preset
 from modelset.tasks import Task, make_tasks, relation_matrix
 
 # Bump when training code changes what a plan entry produces: stale shards are then never reused.
-ENGINE_VERSION = 1
+# 2: entries name their training engine; the device type enters every hash.
+ENGINE_VERSION = 2
 
 
 def derive_seed(*parts) -> int:
@@ -38,6 +39,7 @@ class PlanEntry:
     data_version: str  # the dataset's fingerprint
     train: tuple  # sorted (key, value) pairs of the training recipe
     family_options: tuple  # sorted (key, value) pairs of the family's layer options
+    engine: str  # "batched" or "reference": equal only within float tolerance, so part of the key
     init_seed: int
     data_seed: int
 
@@ -57,6 +59,9 @@ class Plan:
     preset: Preset
     tasks: list[Task]
     entries: list[PlanEntry]
+    # Device type the models train on. Not a property of any model, but CPU and GPU kernels agree
+    # only within float tolerance, so it enters the hashes: their results are never mixed.
+    device: str = "cpu"
 
     @property
     def relations(self):
@@ -64,11 +69,13 @@ class Plan:
 
     @property
     def hash(self) -> str:
-        blob = json.dumps([ENGINE_VERSION, [e.key() for e in self.entries]], sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()
+        return _hash(self.entries, self.device)
+
+    def unit_hash(self, unit: list[PlanEntry]) -> str:
+        return unit_hash(unit, self.device)
 
 
-def make_plan(preset: Preset) -> Plan:
+def make_plan(preset: Preset, device: str = "cpu") -> Plan:
     dataset = load_dataset(preset["dataset"])
     tasks = make_tasks(preset["tasks"], dataset, preset["seed"])
     grid = preset["grid"]
@@ -89,10 +96,12 @@ def make_plan(preset: Preset) -> Plan:
                     seed=seed, arch=preset["arch"], family=family, dataset=preset["dataset"],
                     data_version=dataset.fingerprint,
                     train=train, family_options=options,
+                    # the batched engine trains the dense layers; other families use the reference loop
+                    engine=preset["engine"] if family == "dense" else "reference",
                     init_seed=derive_seed(preset["seed"], "init", identity, seed),
                     data_seed=derive_seed(preset["seed"], "data", identity, seed),
                 ))
-    return Plan(preset=preset, tasks=tasks, entries=entries)
+    return Plan(preset=preset, tasks=tasks, entries=entries, device=device)
 
 
 def work_units(plan: Plan) -> list[list[PlanEntry]]:
@@ -105,6 +114,10 @@ def work_units(plan: Plan) -> list[list[PlanEntry]]:
     return units
 
 
-def unit_hash(unit: list[PlanEntry]) -> str:
-    blob = json.dumps([ENGINE_VERSION, [e.key() for e in unit]], sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+def _hash(entries: list[PlanEntry], device: str) -> str:
+    blob = json.dumps([ENGINE_VERSION, device, [e.key() for e in entries]], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def unit_hash(unit: list[PlanEntry], device: str = "cpu") -> str:
+    return _hash(unit, device)[:20]

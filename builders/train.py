@@ -64,17 +64,18 @@ def evaluate(model, x, y) -> tuple[float, float]:
     return F.cross_entropy(logits, y).item(), (logits.argmax(1) == y).float().mean().item()
 
 
-def train_reference(entry: PlanEntry) -> ModelResult:
-    (xtr, ytr, xte, yte), _, _ = task_tensors(entry.dataset, entry.classes, entry.transform)
+def train_reference(entry: PlanEntry, device="cpu") -> ModelResult:
+    tensors, _, _ = task_tensors(entry.dataset, entry.classes, entry.transform)
+    xtr, ytr, xte, yte = (t.to(device) for t in tensors)
     hp = entry.hparams
-    model = init_model(entry)
+    model = init_model(entry).to(device)  # initialised on the CPU: the same init on every device
     opt = make_optimizer(model.parameters(), hp)
     gen = torch.Generator().manual_seed(entry.data_seed)
     curves = {k: np.zeros(hp["epochs"], np.float32) for k in CURVES}
     n, bs = len(ytr), hp["batch_size"]
     for epoch in range(hp["epochs"]):
         model.train()
-        perm = torch.randperm(n, generator=gen)
+        perm = torch.randperm(n, generator=gen).to(device)
         loss_sum = correct = 0.0
         for i in range(0, n, bs):
             idx = perm[i : i + bs]

@@ -29,6 +29,14 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--force", action="store_true", help="rebuild even if the archive is up to date")
     b.add_argument("--keep-shards", action="store_true", help="keep the per-unit shard files after merging")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
+    b.add_argument("--engine", choices=("batched", "reference"),
+                   help="training engine (default: the preset's, batched); same as --set engine=...")
+    b.add_argument("--device", default="cpu", help="torch device to train on: cpu (default) or cuda")
+    where = b.add_mutually_exclusive_group()
+    where.add_argument("--scheduler", metavar="ADDRESS",
+                       help="train on a dask.distributed cluster, e.g. tcp://10.0.0.5:8786")
+    where.add_argument("--cluster", choices=("local",),
+                       help="train on a dask LocalCluster of --jobs single-threaded worker processes")
 
     sub.add_parser("presets", help="list the built-in presets")
 
@@ -69,14 +77,16 @@ def _build(args) -> int:
 
     from .preset import load_preset
 
-    preset = load_preset(args.preset, args.overrides)
+    overrides = args.overrides + ([f"engine={args.engine}"] if args.engine else [])
+    preset = load_preset(args.preset, overrides)
     if args.jobs == 0 or args.jobs < -1:
         raise ModelsetError(f"--jobs must be >= 1 or -1 (all cores), got {args.jobs}")
     out = args.out or os.path.join("data", f"{preset.name}.h5")
     if os.path.isdir(out):
         raise ModelsetError(f"--out {out!r} is a directory; give a file path such as {out}/{preset.name}.h5")
     report = build(preset, out, jobs=args.jobs, force=args.force, keep_shards=args.keep_shards,
-                   progress=not args.no_progress)
+                   progress=not args.no_progress, device=args.device, scheduler=args.scheduler,
+                   cluster=args.cluster)
     if report["status"] == "up to date":
         print(f"{out}: up to date ({report['models']} models); --force rebuilds it")
     else:

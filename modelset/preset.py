@@ -19,6 +19,7 @@ from .families import FAMILIES, FAMILY_DEFAULTS
 from .errors import ModelsetError
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
+ENGINES = ("batched", "reference")  # builders.batched / builders.train
 
 # Every valid key with its type and a check; the defaults fill what a preset file omits.
 DEFAULTS = {
@@ -30,6 +31,7 @@ DEFAULTS = {
     "seed": 0,
     "seeds": 10,
     "unit_size": 10,
+    "engine": "batched",
     "tasks": {"classes_per_task": 3, "count": 50, "classes": [], "transform": "none"},
     "train": {
         "epochs": 30,
@@ -201,6 +203,7 @@ def _validate(d: dict) -> None:
                                          and len(set(s)) == len(s)),
            f"seeds must be a count >= 1 or a list of distinct seeds >= 0, got {s!r}")
     _check(_is_int(d["unit_size"]) and d["unit_size"] >= 1, "unit_size must be a whole number >= 1")
+    _check(d["engine"] in ENGINES, f"engine must be one of {', '.join(ENGINES)}, got {d['engine']!r}")
     t = d["tasks"]
     _check(_is_int(t["classes_per_task"]) and t["classes_per_task"] >= 2, "tasks.classes_per_task must be >= 2")
     _check(_is_int(t["count"]) and t["count"] >= 1, "tasks.count must be a whole number >= 1")

@@ -1,0 +1,345 @@
+"""The batched engine: every model of a work unit trained in one pass.
+
+Per-operation overhead dominates a 4.9k-parameter CNN trained one at a time, so the models of a
+unit are stacked: model m's conv filters become group m of one grouped convolution, its head one
+slice of a batched matmul. The backward pass is written out by hand (aten's own
+``convolution_backward`` and activation-backward kernels) because autograd asks oneDNN for the
+conv bias gradient, which costs as much as the weight gradient (a plain sum is >10x cheaper),
+and for data and weight gradients in one call, measured slower here than two calls.
+Other architectures go through torch.func (functional_call + vmap + grad) with the same data,
+mask and optimiser machinery.
+
+Each model keeps everything the reference loop gives it (``train.train_reference``): its init
+(``init_model``), its own ``torch.Generator(data_seed)`` and ``randperm`` per epoch, its task's
+data, its own optimiser state and step count. Models whose tasks have different train-set sizes
+take different numbers of steps per epoch and a different last batch: batches are padded to the
+batch size, padded samples are masked out of loss and gradient, the loss is averaged over each
+model's real samples, and a model with no batch left in an epoch is not stepped. The result
+matches the reference within float tolerance (convolutions grouped differently sum in a
+different order); ``tests/test_batched.py`` states and checks the tolerance.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call, grad_and_value, vmap
+
+from modelset.archs import SmallCNN
+
+from .plan import PlanEntry
+from .train import ModelResult, init_model, task_tensors
+
+aten = torch.ops.aten
+
+# Recipe keys that must be equal for models to share one pass; lr, momentum and weight decay
+# are per model, and init only matters at init time.
+_PASS_KEYS = ("epochs", "batch_size", "optimizer", "activation")
+
+
+def train_batched(unit: list[PlanEntry], device="cpu") -> list[ModelResult]:
+    """Train ``unit`` and return one ModelResult per entry, in unit order."""
+    passes: dict[tuple, list[int]] = {}
+    for i, e in enumerate(unit):
+        passes.setdefault((e.arch, *(e.hparams[k] for k in _PASS_KEYS)), []).append(i)
+    results: list[ModelResult | None] = [None] * len(unit)
+    for idx in passes.values():
+        for i, r in zip(idx, _train_pass([unit[i] for i in idx], torch.device(device))):
+            results[i] = r
+    return results
+
+
+class _Data:
+    """Each model's task data, padded to the largest task of the pass, on the device."""
+
+    def __init__(self, entries, device):
+        tensors = [task_tensors(e.dataset, e.classes, e.transform)[0] for e in entries]
+        self.n_train = [len(t[1]) for t in tensors]
+        self.n_test = [len(t[3]) for t in tensors]
+        self.train = self._stack([t[0] for t in tensors], [t[1] for t in tensors], device)
+        self.test = self._stack([t[2] for t in tensors], [t[3] for t in tensors], device)
+
+    @staticmethod
+    def _stack(xs, ys, device):
+        n = max(len(y) for y in ys)
+        x = torch.zeros(len(xs), n, *xs[0].shape[1:])
+        y = torch.zeros(len(ys), n, dtype=torch.long)
+        for m, (xm, ym) in enumerate(zip(xs, ys)):
+            x[m, : len(ym)], y[m, : len(ym)] = xm, ym
+        return x.to(device), y.to(device)
+
+
+def _gather(x, y, idx):
+    """Rows ``idx[m]`` of model m's data: (M, B, ...) inputs and (M, B) labels. index_select on
+    the flattened data: ~10x faster than advanced indexing with two index tensors."""
+    M, n = y.shape
+    flat = (idx + n * torch.arange(M, device=idx.device)[:, None]).view(-1)
+    return x.view(M * n, *x.shape[2:]).index_select(0, flat).view(*idx.shape, *x.shape[2:]), \
+        y.view(-1).index_select(0, flat).view(idx.shape)
+
+
+class _Flat:
+    """All parameters of M models in one buffer, one contiguous (M, size) block per tensor, so
+    the optimiser runs a handful of ops on one tensor per step instead of a loop over tensors."""
+
+    def __init__(self, models, device):
+        named = [list(m.named_parameters()) for m in models]
+        if [n for n, _ in models[0].state_dict().items()] != [n for n, _ in named[0]]:
+            raise NotImplementedError("the batched engine needs models without buffers")
+        self.M = len(models)
+        self.names = [n for n, _ in named[0]]
+        self.shapes = [tuple(p.shape) for _, p in named[0]]
+        sizes = [math.prod(s) for s in self.shapes]
+        self.offsets = np.cumsum([0] + sizes)
+        self.data = torch.cat([torch.stack([dict(nm)[n].detach() for nm in named]).reshape(-1)
+                               for n in self.names]).to(device)
+        self.grad = torch.zeros_like(self.data)
+        self.model_of = torch.cat([torch.arange(self.M).repeat_interleave(s) for s in sizes]).to(device)
+
+    def block(self, i, buf=None):
+        """Tensor i of every model as an (M, *shape) view of ``buf`` (default: the parameters)."""
+        buf = self.data if buf is None else buf
+        o = self.M * self.offsets[i]
+        return buf[o : o + self.M * (self.offsets[i + 1] - self.offsets[i])].view(self.M, *self.shapes[i])
+
+    def row(self, m) -> np.ndarray:
+        """Model m's parameters in state_dict order (the archive layout)."""
+        return torch.cat([self.block(i)[m].reshape(-1) for i in range(len(self.names))]).cpu().numpy()
+
+
+class _Optimizer:
+    """torch.optim's single-tensor Adam, AdamW and SGD arithmetic, elementwise over all models,
+    with each model's own lr, momentum, weight decay and step count; models not in this step
+    (``active`` false) keep parameters and state unchanged."""
+
+    def __init__(self, flat: _Flat, hps: list[dict]):
+        self.flat, self.kind = flat, hps[0]["optimizer"]
+        self.lr = np.array([h["lr"] for h in hps], np.float64)
+        self.wd = np.array([h["weight_decay"] for h in hps], np.float64)
+        self.momentum = np.array([h["momentum"] for h in hps], np.float64)
+        self.steps = np.zeros(flat.M, np.int64)
+        z = torch.zeros_like(flat.data)
+        self.state = [z.clone(), z.clone()]  # Adam: exp_avg, exp_avg_sq; SGD: momentum buffer
+
+    def _per_elem(self, values):
+        """One value per model, spread over that model's elements; a Python float when all
+        models share it, which is then exactly torch.optim's own arithmetic, and cheaper."""
+        values = np.asarray(values, np.float64)
+        if (values == values[0]).all():
+            return float(values[0])
+        v = torch.tensor(values, dtype=torch.float32, device=self.flat.data.device)
+        return v.index_select(0, self.flat.model_of)
+
+    def step(self, active: np.ndarray) -> None:
+        p, g = self.flat.data, self.flat.grad
+        if not active.any():
+            return
+        if not active.all():  # rare: only when a unit mixes tasks with different batch counts
+            keep = self._per_elem(~active) != 0
+            saved = [p.clone()] + [s.clone() for s in self.state]
+        self.steps += active
+        if self.kind == "sgd":
+            self._sgd(p, g)
+        else:
+            self._adam(p, g)
+        if not active.all():
+            for t, old in zip([p] + self.state, saved):
+                torch.where(keep, old, t, out=t)
+
+    def _adam(self, p, g):
+        beta1, beta2, eps = 0.9, 0.999, 1e-8
+        exp_avg, exp_avg_sq = self.state
+        if self.kind == "adamw":
+            p.mul_(self._per_elem(1 - self.lr * self.wd))
+        elif self.wd.any():
+            g = self._axpy(g, p, self.wd)
+        exp_avg.lerp_(g, 1 - beta1)
+        exp_avg_sq.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+        steps = np.maximum(self.steps, 1)
+        step_size = self.lr / (1 - beta1**steps)
+        bias_correction2_sqrt = (1 - beta2**steps) ** 0.5
+        denom = (exp_avg_sq.sqrt() / self._per_elem(bias_correction2_sqrt)).add_(eps)
+        step_size = self._per_elem(-step_size)
+        if isinstance(step_size, float):
+            p.addcdiv_(exp_avg, denom, value=step_size)
+        else:  # addcdiv computes self + (value * t1) / t2: the same rounding
+            p.addcdiv_(exp_avg * step_size, denom)
+
+    def _axpy(self, y, x, a):
+        """y + a * x, a per model; a shared value takes torch.optim's own (fused) kernel."""
+        a = self._per_elem(a)
+        return y.add(x, alpha=a) if isinstance(a, float) else y + x * a
+
+    def _sgd(self, p, g):
+        if self.wd.any():
+            g = self._axpy(g, p, self.wd)
+        if self.momentum.any():
+            buf = self.state[0]
+            first, momentum = self._per_elem(self.steps == 1), self._per_elem(self.momentum)
+            if isinstance(first, float) and isinstance(momentum, float):  # torch.optim's own ops
+                buf.copy_(g) if first else buf.mul_(momentum).add_(g)
+            else:
+                first = first != 0 if isinstance(first, torch.Tensor) else torch.tensor(bool(first))
+                buf.copy_(torch.where(first, g, buf * momentum + g))
+            g = buf
+        p.copy_(self._axpy(p, g, -self.lr))
+
+
+class _GroupedCNN:
+    """M SmallCNNs as grouped convolutions (channels-last, which oneDNN runs fastest here) with a
+    hand-written backward pass."""
+
+    def __init__(self, models: list[SmallCNN], flat: _Flat):
+        self.flat, self.M = flat, flat.M
+        self.n_conv = len(models[0].convs)
+        self.activation = models[0].activation
+        for conv in models[0].convs:
+            assert conv.kernel_size == (3, 3) and conv.padding == (1, 1) and conv.stride == (1, 1)
+
+    def _conv_params(self, i):
+        w = self.flat.block(2 * i)
+        return (w.reshape(self.M * w.shape[1], *w.shape[2:]).contiguous(memory_format=torch.channels_last),
+                self.flat.block(2 * i + 1).reshape(-1))
+
+    def forward(self, x, keep=False):
+        """x (M, B, C, H, W) -> logits (M, B, K); with ``keep``, what backward needs."""
+        M, B, C, H, W = x.shape
+        h = x.permute(1, 0, 2, 3, 4).reshape(B, M * C, H, W).contiguous(memory_format=torch.channels_last)
+        saved, weights = [h], []
+        for i in range(self.n_conv):
+            w, b = self._conv_params(i)
+            weights.append(w)
+            z = F.conv2d(h, w, b, padding=1, groups=M)
+            # In place for relu (its backward needs only the output): out of place, relu on this
+            # channels-last tensor costs as much as the convolution.
+            h = z.relu_() if self.activation == "relu" else _ACT[self.activation](z)
+            saved += [z, h]
+        g = h.mean((2, 3)).view(B, M, -1).transpose(0, 1)  # M, B, width
+        hw, hb = self.flat.block(2 * self.n_conv), self.flat.block(2 * self.n_conv + 1)
+        logits = torch.baddbmm(hb.unsqueeze(1), g, hw.transpose(1, 2))
+        return (logits, (saved, weights, g)) if keep else logits
+
+    def backward(self, dlogits, cache):
+        """Gradients of sum(dlogits * logits) into ``flat.grad``."""
+        saved, weights, g = cache
+        M, conv = self.M, ([1, 1], [1, 1], [1, 1], False, [0, 0], self.M)  # stride, padding, ..., groups
+        grad = lambda i: self.flat.block(i, self.flat.grad)  # noqa: E731
+        hw = self.flat.block(2 * self.n_conv)
+        torch.bmm(dlogits.transpose(1, 2), g, out=grad(2 * self.n_conv))
+        torch.sum(dlogits, 1, out=grad(2 * self.n_conv + 1))
+        dg = torch.bmm(dlogits, hw)  # M, B, width
+        B, width = dg.shape[1], dg.shape[2]
+        H, W = saved[0].shape[2:]
+        dh = (dg / (H * W)).transpose(0, 1).reshape(B, 1, 1, M * width).expand(B, H, W, M * width)
+        dh = dh.permute(0, 3, 1, 2)  # a channels-last view of the broadcast mean gradient
+        for i in reversed(range(self.n_conv)):
+            x, z, h = saved[2 * i], saved[2 * i + 1], saved[2 * i + 2]
+            dz = _ACT_BACKWARD[self.activation](dh, z, h)
+            dw = aten.convolution_backward(dz, x, weights[i], None, *conv, [False, True, False])[1]
+            grad(2 * i).view(dw.shape).copy_(dw)
+            torch.sum(dz, (0, 2, 3), out=grad(2 * i + 1).view(-1))
+            if i > 0:  # the input image needs no gradient
+                dh = aten.convolution_backward(dz, x, weights[i], None, *conv, [True, False, False])[0]
+
+
+_ACT = {"relu": torch.relu, "gelu": F.gelu, "tanh": torch.tanh, "silu": F.silu}
+# The kernels autograd itself calls for these activations: (upstream grad, input, output).
+_ACT_BACKWARD = {
+    "relu": lambda d, z, h: aten.threshold_backward(d, h, 0),
+    "gelu": lambda d, z, h: aten.gelu_backward(d, z),
+    "tanh": lambda d, z, h: aten.tanh_backward(d, h),
+    "silu": lambda d, z, h: aten.silu_backward(d, z),
+}
+
+
+class _VmappedNet:
+    """Any architecture: torch.func.vmap of grad over the stacked parameters."""
+
+    def __init__(self, models, flat: _Flat):
+        self.flat, self.model = flat, models[0]
+
+        def loss(params, x, y, weight):
+            logits = functional_call(self.model, params, (x,))
+            return (F.cross_entropy(logits, y, reduction="none") * weight).sum(), logits
+
+        self._grad = vmap(grad_and_value(loss, has_aux=True))
+        self._forward = vmap(lambda params, x: functional_call(self.model, params, (x,)))
+
+    def _params(self):
+        return {n: self.flat.block(i) for i, n in enumerate(self.flat.names)}
+
+    def forward(self, x, keep=False):
+        return self._forward(self._params(), x)
+
+    def grad_step(self, x, y, weight):
+        grads, (_, logits) = self._grad(self._params(), x, y, weight)
+        for i, n in enumerate(self.flat.names):
+            self.flat.block(i, self.flat.grad).copy_(grads[n])
+        return logits
+
+
+def _evaluate(net, data_x, data_y, n) -> tuple[np.ndarray, np.ndarray]:
+    """Per-model mean cross-entropy and accuracy on each model's first ``n[m]`` samples."""
+    with torch.no_grad():
+        logits = net.forward(data_x)
+        valid = torch.arange(data_y.shape[1], device=data_y.device)[None] < torch.tensor(n, device=data_y.device)[:, None]
+        ce = F.cross_entropy(logits.transpose(1, 2), data_y, reduction="none")
+        nt = torch.tensor(n, dtype=torch.float32, device=data_y.device)
+        loss = (ce * valid).sum(1) / nt
+        acc = ((logits.argmax(2) == data_y) & valid).sum(1).float() / nt
+    return loss.cpu().numpy(), acc.cpu().numpy()
+
+
+def _train_pass(entries: list[PlanEntry], device) -> list[ModelResult]:
+    hp = entries[0].hparams
+    epochs, bs = hp["epochs"], hp["batch_size"]
+    models = [init_model(e) for e in entries]
+    flat = _Flat(models, device)
+    grouped = type(models[0]) is SmallCNN
+    net = _GroupedCNN(models, flat) if grouped else _VmappedNet(models, flat)
+    opt = _Optimizer(flat, [e.hparams for e in entries])
+    data = _Data(entries, device)
+    M, n = len(entries), np.array(data.n_train)
+    gens = [torch.Generator().manual_seed(e.data_seed) for e in entries]
+    steps = -(-n // bs)  # batches per epoch, per model
+    names = ("train_loss", "train_acc", "test_loss", "test_acc")
+    curves = {k: np.zeros((M, epochs), np.float32) for k in names}
+    for epoch in range(epochs):
+        # Each model's own permutation, laid out as (step, model, position), padded with row 0.
+        order = torch.zeros(steps.max() * bs, M, dtype=torch.long)
+        for m, gen in enumerate(gens):
+            order[: n[m], m] = torch.randperm(int(n[m]), generator=gen)
+        order = order.view(-1, bs, M).permute(0, 2, 1).contiguous().to(device)
+        loss_sum = torch.zeros(M, dtype=torch.float64, device=device)
+        correct = torch.zeros(M, dtype=torch.long, device=device)
+        for s in range(steps.max()):
+            count = np.clip(n - s * bs, 0, bs)  # real samples of each model in this step
+            x, y = _gather(*data.train, order[s])
+            count_t = torch.tensor(count, device=device)
+            valid = torch.arange(bs, device=device)[None] < count_t[:, None]
+            # Loss of model m = mean over its real samples, as F.cross_entropy in the reference.
+            weight = valid / count_t.clamp(min=1)[:, None]
+            if grouped:
+                logits, cache = net.forward(x, keep=True)
+                with torch.no_grad():
+                    p = logits.softmax(2)
+                    dlogits = p.scatter_add(2, y[..., None], -torch.ones_like(p[..., :1])) * weight[..., None]
+                net.backward(dlogits, cache)
+            else:
+                logits = net.grad_step(x, y, weight)
+            with torch.no_grad():
+                ce = F.cross_entropy(logits.transpose(1, 2), y, reduction="none")
+                loss_sum += ((ce * weight).sum(1)).double() * count_t
+                correct += ((logits.argmax(2) == y) & valid).sum(1)
+            opt.step(count > 0)
+        curves["train_loss"][:, epoch] = loss_sum.cpu().numpy() / n
+        curves["train_acc"][:, epoch] = correct.cpu().numpy() / n
+        curves["test_loss"][:, epoch], curves["test_acc"][:, epoch] = _evaluate(net, *data.test, data.n_test)
+    train_loss, train_acc = _evaluate(net, *data.train, data.n_train)
+    return [ModelResult(params=flat.row(m), curves={k: curves[k][m] for k in names},
+                        metrics={"train_loss": float(train_loss[m]), "train_acc": float(train_acc[m]),
+                                 "test_loss": float(curves["test_loss"][m, -1]),
+                                 "test_acc": float(curves["test_acc"][m, -1])})
+            for m in range(M)]

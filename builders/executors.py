@@ -1,0 +1,156 @@
+"""Executors: where work units train. This process and worker processes, or dask.distributed.
+
+Both hand each work unit to a trainer and give back its results, in completion order, to the one
+process that writes shards and the archive: workers need no shared filesystem, only modelset
+installed. What a unit trains to depends only on the unit (see ``build.train_unit``), never on
+the executor.
+"""
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from contextlib import contextmanager
+from typing import Callable, Iterable, Iterator
+
+from modelset.errors import ModelsetError
+
+log = logging.getLogger("modelset.build")
+
+# How long to wait for a dask scheduler before calling the address unreachable.
+CONNECT_TIMEOUT = "10s"
+
+
+class LocalExecutor:
+    """``jobs`` trainers on this machine: this process and ``jobs - 1`` worker processes.
+
+    This process trains too, rather than wait on workers: every process holds its own ~0.6 GiB
+    of torch, so a pool of ``jobs`` workers beside an idle parent would cost one more. (Threads
+    would share it, but oneDNN primitives must not migrate between threads.) Workers are spawned,
+    not forked: torch's OpenMP state does not survive a fork."""
+
+    def __init__(self, jobs: int):
+        self.jobs = os.cpu_count() if jobs == -1 else jobs
+
+    def map_unordered(self, fn: Callable, items: Iterable[tuple]) -> Iterator:
+        queue = deque(items)
+        if self.jobs == 1 or len(queue) < 2:
+            for args in queue:
+                yield fn(*args)
+            return
+        n = self.jobs - 1
+        pool = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"))
+        running = set()
+        try:
+            while queue or running:
+                # Two units in hand per worker, so none idles while this process trains one;
+                # this process takes from the other end of the queue.
+                while queue and len(running) < 2 * n:
+                    running.add(pool.submit(fn, *queue.popleft()))
+                done = {f for f in running if f.done()}
+                for f in done:
+                    running.discard(f)
+                    yield f.result()
+                if queue:
+                    yield fn(*queue.pop())
+                elif running and not done:
+                    wait(running, return_when=FIRST_COMPLETED)
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _single_threaded(fn, *args):
+    """On a dask worker: pin torch to one thread for good (workers are single-threaded, see
+    ``_check_workers``), rather than set and restore it around each unit."""
+    import torch
+
+    torch.set_num_threads(1)
+    return fn(*args)
+
+
+def _check_workers(client, scheduler: str) -> int:
+    """The number of workers, after checking each runs one task at a time: two units training
+    concurrently in one process are not reproducible bit for bit (a build with joblib threads
+    was not; oneDNN's primitives are not meant to migrate between threads)."""
+    workers = client.scheduler_info().get("workers", {})
+    multi = sorted(addr for addr, w in workers.items() if w.get("nthreads", 1) != 1)
+    if multi:
+        raise ModelsetError(f"--scheduler {scheduler}: worker {multi[0]} runs {workers[multi[0]]['nthreads']} "
+                            "threads; start workers with one thread each (dask worker --nthreads 1) so that "
+                            "builds are reproducible")
+    return len(workers)
+
+
+class DaskExecutor:
+    def __init__(self, client):
+        self.client = client
+
+    def map_unordered(self, fn: Callable, items: Iterable[tuple]) -> Iterator:
+        from distributed import as_completed
+
+        # pure=False: a unit is never deduplicated against an earlier submission by key.
+        futures = [self.client.submit(_single_threaded, fn, *args, pure=False) for args in items]
+        try:
+            for future in as_completed(futures):
+                result = future.result()
+                future.release()  # the worker may drop it as soon as it is here
+                yield result
+        finally:
+            self.client.cancel([f for f in futures if not f.done()])
+
+    def run_on_workers(self, fn: Callable) -> dict:
+        return self.client.run(fn)
+
+
+@contextmanager
+def open_executor(jobs: int = 1, scheduler: str | None = None, cluster: str | None = None):
+    """``jobs`` local processes (this one included); or a dask client of ``scheduler`` (an
+    address), or of a LocalCluster of ``jobs`` single-threaded worker processes (``cluster="local"``)."""
+    if scheduler is None and cluster is None:
+        yield LocalExecutor(jobs)
+        return
+    if scheduler is not None and cluster is not None:
+        raise ModelsetError("give either --scheduler ADDRESS or --cluster local, not both")
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        raise ModelsetError("dask.distributed is not installed; install modelset[cluster]") from None
+    # distributed logs every worker and connection event at INFO, and benign shutdown races with
+    # tracebacks; the build's own log and progress bar say what matters.
+    dlog = logging.getLogger("distributed")
+    level = dlog.level
+    dlog.setLevel(logging.WARNING)
+    try:
+        with _dask_client(jobs, scheduler, cluster) as client:
+            yield DaskExecutor(client)
+    finally:
+        dlog.setLevel(level)
+
+
+@contextmanager
+def _dask_client(jobs, scheduler, cluster):
+    from distributed import Client, LocalCluster
+
+    if cluster is not None:
+        if cluster != "local":
+            raise ModelsetError(f"--cluster {cluster!r}: only 'local' (a dask LocalCluster) is built in; "
+                                "for another cluster give its scheduler address with --scheduler")
+        n = os.cpu_count() if jobs == -1 else jobs
+        # One thread per worker (see _check_workers). The scheduler's HTTP server starts even
+        # without a dashboard: a random loopback port, so that builds never collide on 8787.
+        with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
+                          dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR) as lc, Client(lc) as client:
+            log.info("dask LocalCluster at %s with %d worker processes", lc.scheduler_address, n)
+            yield client
+        return
+    try:
+        client = Client(scheduler, timeout=CONNECT_TIMEOUT)
+    except Exception as e:  # refused, timed out, malformed address: all mean "cannot use it"
+        reason = " ".join(str(e).split()) or type(e).__name__
+        raise ModelsetError(f"--scheduler {scheduler}: cannot reach a dask scheduler there ({reason})") from None
+    with client:
+        n = _check_workers(client, scheduler)
+        log.info("dask scheduler %s with %d single-threaded workers", scheduler, n)
+        yield client
