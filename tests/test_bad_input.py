@@ -41,7 +41,7 @@ def _assert_rejected(code, err, tmp_path):
        value=WRONG)
 def test_invalid_values_are_rejected(key, value, capsys, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("bad")
-    if key == "momentum" and value.lstrip("-").isdigit():
+    if key == "momentum" and str(value).lstrip("-").isdigit():
         value = "1.5"
     code, err = _run(["build", "--preset", "digits500", "--set", f"{key}={value}", "--out", str(tmp / "x.h5")],
                      capsys, tmp)
