@@ -59,7 +59,7 @@ class Plan:
 
     @property
     def relations(self):
-        return relation_matrix(self.tasks)
+        return relation_matrix(self.tasks, self.preset["tasks"]["relation"])
 
     @property
     def hash(self) -> str:

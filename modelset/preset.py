@@ -14,6 +14,7 @@ from pathlib import Path
 import tomli_w
 
 from .archs import ACTIVATIONS, INITS, list_archs
+from .augment import AUGMENTATIONS
 from .datasets import list_datasets
 from .errors import ModelsetError
 
@@ -30,7 +31,8 @@ DEFAULTS = {
     "seed": 0,
     "seeds": 10,
     "unit_size": 10,
-    "tasks": {"classes_per_task": 3, "count": 50, "classes": [], "transform": "none"},
+    "tasks": {"classes_per_task": 3, "count": 50, "classes": [], "transform": "none", "select": "balanced",
+              "relation": "jaccard"},
     "train": {
         "epochs": 30,
         "batch_size": 32,
@@ -40,6 +42,10 @@ DEFAULTS = {
         "weight_decay": 0.0,
         "activation": "relu",
         "init": "default",
+        # The defaults change nothing: no augmentation and a constant learning rate.
+        "augment": "none",  # per-minibatch augmentation drawn from the data seed (modelset.augment)
+        "lr_milestones": [],  # epochs after which the learning rate is multiplied by lr_gamma
+        "lr_gamma": 0.1,
     },
     "grid": {},
     "splits": {
@@ -179,6 +185,10 @@ _TRAIN_CHECKS = {
     "weight_decay": (lambda v: _is_num(v) and v >= 0, "a number >= 0"),
     "activation": (lambda v: v in ACTIVATIONS, "one of " + ", ".join(ACTIVATIONS)),
     "init": (lambda v: v in INITS, "one of " + ", ".join(INITS)),
+    "augment": (lambda v: v in AUGMENTATIONS, "one of " + ", ".join(AUGMENTATIONS)),
+    "lr_milestones": (lambda v: isinstance(v, list) and all(_is_int(e) and e >= 1 for e in v)
+                      and v == sorted(set(v)), "a list of increasing epochs >= 1, e.g. [30] (or [])"),
+    "lr_gamma": (lambda v: _is_num(v) and 0 < v <= 1, "a number in (0, 1]"),
 }
 
 
@@ -201,9 +211,11 @@ def _validate(d: dict) -> None:
            "tasks.classes must be a list of class lists, e.g. [[0, 1, 2], [3, 4, 5]]")
     if t["classes"]:
         _check(len({len(c) for c in t["classes"]}) == 1, "all tasks in tasks.classes need the same number of classes")
-    from .tasks import TRANSFORMS
+    from .tasks import RELATIONS, SELECTIONS, TRANSFORMS
 
     _check(t["transform"] in TRANSFORMS, f"tasks.transform must be one of {', '.join(TRANSFORMS)}")
+    _check(t["select"] in SELECTIONS, f"tasks.select must be one of {', '.join(SELECTIONS)}, got {t['select']!r}")
+    _check(t["relation"] in RELATIONS, f"tasks.relation must be one of {', '.join(RELATIONS)}, got {t['relation']!r}")
     for key, (ok, what) in _TRAIN_CHECKS.items():
         _check(ok(d["train"][key]), f"train.{key} must be {what}, got {d['train'][key]!r}")
     for key, values in d["grid"].items():
