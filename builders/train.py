@@ -84,7 +84,7 @@ def train_reference(entry: PlanEntry) -> ModelResult:
             correct += (logits.argmax(1) == ytr[idx]).sum().item()
         curves["train_loss"][epoch], curves["train_acc"][epoch] = loss_sum / n, correct / n
         curves["test_loss"][epoch], curves["test_acc"][epoch] = evaluate(model, xte, yte)
-        if epoch + 1 in hp["lr_milestones"]:  # step schedule: lr *= lr_gamma after these epochs
+        if hp["lr_step_size"] and (epoch + 1) % hp["lr_step_size"] == 0:  # torch's StepLR, per epoch
             for group in opt.param_groups:
                 group["lr"] *= hp["lr_gamma"]
     train_loss, train_acc = evaluate(model, xtr, ytr)

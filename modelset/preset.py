@@ -44,7 +44,7 @@ DEFAULTS = {
         "init": "default",
         # The defaults change nothing: no augmentation and a constant learning rate.
         "augment": "none",  # per-minibatch augmentation drawn from the data seed (modelset.augment)
-        "lr_milestones": [],  # epochs after which the learning rate is multiplied by lr_gamma
+        "lr_step_size": 0,  # step schedule: lr *= lr_gamma after every lr_step_size epochs (0: never)
         "lr_gamma": 0.1,
     },
     "grid": {},
@@ -186,8 +186,7 @@ _TRAIN_CHECKS = {
     "activation": (lambda v: v in ACTIVATIONS, "one of " + ", ".join(ACTIVATIONS)),
     "init": (lambda v: v in INITS, "one of " + ", ".join(INITS)),
     "augment": (lambda v: v in AUGMENTATIONS, "one of " + ", ".join(AUGMENTATIONS)),
-    "lr_milestones": (lambda v: isinstance(v, list) and all(_is_int(e) and e >= 1 for e in v)
-                      and v == sorted(set(v)), "a list of increasing epochs >= 1, e.g. [30] (or [])"),
+    "lr_step_size": (lambda v: _is_int(v) and v >= 0, "a whole number of epochs >= 0 (0: constant lr)"),
     "lr_gamma": (lambda v: _is_num(v) and 0 < v <= 1, "a number in (0, 1]"),
 }
 

@@ -351,7 +351,7 @@ def test_tiny_modelset500_cifar100_zoo(data_root, trust, tmp_path, no_env):
     trust(data_root)
     out = tmp_path / "ms500.h5"
     assert main(["build", "--preset", "modelset500-cifar100", "--data-root", str(data_root), "--out", str(out),
-                 "--set", "lr_milestones=[1]", *TINY]) == 0
+                 "--set", "lr_step_size=1", *TINY]) == 0
     assert verify(out) == []
     with modelset.load(out) as ms:
         m = ms.models
@@ -480,7 +480,7 @@ def test_step_schedule_and_augmentation_in_the_reference_loop(monkeypatch):
         return opt
 
     monkeypatch.setattr(bt, "make_optimizer", recording)
-    preset = load_preset("digits500", ["seeds=1", "tasks.count=1", "epochs=3", "lr_milestones=[1, 2]",
+    preset = load_preset("digits500", ["seeds=1", "tasks.count=1", "epochs=3", "lr_step_size=1",
                                        "lr_gamma=0.5", "batch_size=512", "augment=crop"])
     entry = make_plan(preset).entries[0]
     a = bt.train_reference(entry)
@@ -493,12 +493,13 @@ def test_step_schedule_and_augmentation_in_the_reference_loop(monkeypatch):
 
 def test_digits500_recipe_gains_keys_that_change_nothing():
     train = load_preset("digits500")["train"]
-    assert train["augment"] == "none" and train["lr_milestones"] == [] and train["lr_gamma"] == 0.1
+    assert train["augment"] == "none" and train["lr_step_size"] == 0 and train["lr_gamma"] == 0.1
 
 
 @pytest.mark.parametrize("override, message", [
     ("augment=cutout", "train.augment must be one of none, crop, flip, crop_flip"),
-    ("lr_milestones=[30, 10]", "train.lr_milestones must be a list of increasing epochs"),
+    ("lr_step_size=-1", "train.lr_step_size must be a whole number of epochs >= 0"),
+    ("lr_step_size=[30]", "train.lr_step_size must be a whole number of epochs >= 0"),
     ("lr_gamma=0", "train.lr_gamma must be a number in (0, 1]"),
     ("tasks.select=random", "tasks.select must be one of balanced, consecutive"),
     ("tasks.relation=cosine", "tasks.relation must be one of jaccard, superclass"),
