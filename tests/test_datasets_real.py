@@ -387,6 +387,21 @@ def test_tiny_mnist_zoo_from_the_environment_variable(data_root, tmp_path, monke
     _reproduces(out, None)
 
 
+def test_worker_processes_find_the_data_and_train_the_same_weights(data_root, tmp_path, no_env):
+    """--data-root reaches joblib's worker processes (as $MODELSET_DATA): --jobs 2 in a fresh
+    process gives the bit-identical archive an in-process --jobs 1 build gives."""
+    small = ["--set", "seeds=2", "--set", "tasks.count=2", "--set", "epochs=1", "--set", "unit_size=1",
+             "--no-progress"]
+    one, two = tmp_path / "one.h5", tmp_path / "two.h5"
+    assert main(["build", "--preset", "mnist500", "--data-root", str(data_root),
+                 "--out", str(one), "--jobs", "1", *small]) == 0
+    r = _cli("build", "--preset", "mnist500", "--data-root", data_root, "--out", two, "--jobs", "2", *small)
+    assert r.returncode == 0, r.stderr
+    with h5py.File(one) as a, h5py.File(two) as b:
+        assert a["architectures/small_cnn/params"][()].tobytes() == b["architectures/small_cnn/params"][()].tobytes()
+        assert a.attrs["plan_hash"] == b.attrs["plan_hash"]
+
+
 def test_tiny_svhn_and_fashion_zoos_from_preset_files(data_root, trust, tmp_path, no_env):
     trust(data_root)
     f = tmp_path / "svhn.toml"
