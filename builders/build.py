@@ -151,7 +151,7 @@ def merge(plan: Plan, units, shards: Path, out: Path) -> None:
              "plan_hash": plan.hash, "n_models": len(entries)}
     with ArchiveWriter(out, attrs) as w:
         w.write_dataset(dataset)
-        w.write_tasks(plan.tasks, dataset.n_classes, plan.relations)
+        w.write_tasks(plan.tasks, dataset.n_classes, plan.relations, preset["tasks"]["relation"])
         for a in archs:
             layout_rows, arch_attrs = model_layout(next(e for e in entries if e.arch == a))
             w.create_architecture(a, layout_rows, counts[a], arch_attrs)

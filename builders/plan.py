@@ -65,7 +65,7 @@ class Plan:
 
     @property
     def relations(self):
-        return relation_matrix(self.tasks)
+        return relation_matrix(self.tasks, self.preset["tasks"]["relation"])
 
     @property
     def hash(self) -> str:
@@ -73,6 +73,13 @@ class Plan:
 
     def unit_hash(self, unit: list[PlanEntry]) -> str:
         return unit_hash(unit, self.device)
+
+
+def batched_supports(arch: str, family: str, recipe: dict) -> bool:
+    """Whether the batched engine reproduces the recipe: dense small_cnn models without augmentation
+    or lr schedule. Anything else trains on the reference loop, entry by entry."""
+    return (arch == "small_cnn" and family == "dense" and recipe.get("augment", "none") == "none"
+            and not recipe.get("lr_step_size", 0))
 
 
 def make_plan(preset: Preset, device: str = "cpu") -> Plan:
@@ -96,8 +103,8 @@ def make_plan(preset: Preset, device: str = "cpu") -> Plan:
                     seed=seed, arch=preset["arch"], family=family, dataset=preset["dataset"],
                     data_version=dataset.fingerprint,
                     train=train, family_options=options,
-                    # the batched engine trains the dense layers; other families use the reference loop
-                    engine=preset["engine"] if family == "dense" else "reference",
+                    # what the batched engine cannot reproduce trains on the reference loop
+                    engine=preset["engine"] if batched_supports(preset["arch"], family, recipe) else "reference",
                     init_seed=derive_seed(preset["seed"], "init", identity, seed),
                     data_seed=derive_seed(preset["seed"], "data", identity, seed),
                 ))

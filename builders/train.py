@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from modelset.archive import CURVES
 from modelset.archs import create_model, flatten, layout
 from modelset.families import effective_state_dict, family_stats, mean_groups
+from modelset.augment import augment
 from modelset.datasets import load_dataset
 from modelset.tasks import task_arrays
 
@@ -79,7 +80,8 @@ def train_reference(entry: PlanEntry, device="cpu") -> ModelResult:
         loss_sum = correct = 0.0
         for i in range(0, n, bs):
             idx = perm[i : i + bs]
-            logits = model(xtr[idx])
+            xb = xtr[idx] if hp["augment"] == "none" else augment(hp["augment"], xtr[idx], gen)
+            logits = model(xb)
             loss = F.cross_entropy(logits, ytr[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -89,6 +91,9 @@ def train_reference(entry: PlanEntry, device="cpu") -> ModelResult:
         curves["train_loss"][epoch], curves["train_acc"][epoch] = loss_sum / n, correct / n
         curves["test_loss"][epoch], curves["test_acc"][epoch] = evaluate(model, xte, yte)
         curves["groups"][epoch] = mean_groups(model)
+        if hp["lr_step_size"] and (epoch + 1) % hp["lr_step_size"] == 0:  # torch's StepLR, per epoch
+            for group in opt.param_groups:
+                group["lr"] *= hp["lr_gamma"]
     train_loss, train_acc = evaluate(model, xtr, ytr)
     metrics = {"train_loss": train_loss, "train_acc": train_acc,
                "test_loss": float(curves["test_loss"][-1]), "test_acc": float(curves["test_acc"][-1])}

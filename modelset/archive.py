@@ -190,15 +190,26 @@ class Archive:
         net.load_state_dict(self.family_state_dict(model_id))
         return net.eval()
 
-    def task_data(self, task_id: int, split: str = "test"):
-        """(x, y) torch tensors of one task's train or test split, as the models saw them."""
+    def task_data(self, task_id: int, split: str = "test", root=None):
+        """(x, y) torch tensors of one task's train or test split, as the models saw them.
+
+        Datasets read from files (MNIST, CIFAR, SVHN...) come from ``root``, else $MODELSET_DATA;
+        an error names the directory if the files are not there, or are not the ones the archive's
+        models saw (the dataset fingerprint differs).
+        """
         import torch
 
         from .datasets import load_dataset
         from .tasks import task_arrays
 
         t = self.tasks.loc[task_id]
-        x, y = task_arrays(load_dataset(self.attrs["dataset"]), t["classes"], t["transform"], split)
+        ds = load_dataset(self.attrs["dataset"], root=root)
+        expected = self.attrs.get("dataset_fingerprint")
+        if expected and ds.fingerprint != expected:
+            raise ModelsetError(f"dataset {ds.name!r} here (fingerprint {ds.fingerprint}) is not the data this "
+                                f"archive's models saw (fingerprint {expected}); point root / MODELSET_DATA at "
+                                f"the files the archive was built from")
+        x, y = task_arrays(ds, t["classes"], t["transform"], split)
         return torch.from_numpy(x), torch.from_numpy(y)
 
     # -- housekeeping -------------------------------------------------------------------------

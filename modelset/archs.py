@@ -94,6 +94,43 @@ def small_cnn(in_channels, n_classes, activation="relu", family="dense", family_
                     family_options=family_options)
 
 
+class ConvBN(nn.Module):
+    """3x3 convolution without bias (the BatchNorm shift replaces it), BatchNorm, activation."""
+
+    def __init__(self, in_channels, out_channels):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(out_channels)
+
+
+class PlainCNN(nn.Module):
+    """VGG-like plain CNN: conv-BN-activation blocks with 2x2 max-pooling between them, global
+    average pooling, a linear head. Parameters and BatchNorm buffers come block by block in the
+    layout (block i: conv weight, BN weight, bias, running mean, running var, batches tracked)."""
+
+    def __init__(self, in_channels, n_classes, widths=(32, 64, 128, 256), activation="relu"):
+        super().__init__()
+        chans = [in_channels, *widths]
+        self.blocks = nn.ModuleList(ConvBN(a, b) for a, b in zip(chans, chans[1:]))
+        self.head = nn.Linear(widths[-1], n_classes)
+        self.activation = activation
+
+    def forward(self, x):
+        act = ACTIVATIONS[self.activation]
+        for i, block in enumerate(self.blocks):
+            x = act(block.bn(block.conv(x)))
+            if i < len(self.blocks) - 1:
+                x = F.max_pool2d(x, 2)
+        return self.head(x.mean(dim=(2, 3)))
+
+
+@register_arch
+def vgg4_bn(in_channels, n_classes, activation="relu"):
+    """ModelSet500's CNN: 3x3 convs of 32, 64, 128, 256 channels with BatchNorm, max-pooling between
+    them, GAP, linear head (389,410 parameters + 964 BatchNorm buffer values at 3->2)."""
+    return PlainCNN(in_channels, n_classes, widths=(32, 64, 128, 256), activation=activation)
+
+
 def layout(model: nn.Module) -> list[tuple[str, tuple[int, ...], int, int, bool]]:
     """(tensor name, shape, offset, size, trainable) for each state_dict entry, in order."""
     trainable = {n for n, _ in model.named_parameters()}

@@ -37,6 +37,10 @@ def _parser() -> argparse.ArgumentParser:
                        help="train on a dask.distributed cluster, e.g. tcp://10.0.0.5:8786")
     where.add_argument("--cluster", choices=("local",),
                        help="train on a dask LocalCluster of --jobs single-threaded worker processes")
+    b.add_argument("--data-root", metavar="DIR",
+                   help="directory of the dataset files (MNIST, CIFAR, SVHN...; default: $MODELSET_DATA)")
+    b.add_argument("--download", action="store_true",
+                   help="let torchvision download missing dataset files into the data directory first")
 
     sub.add_parser("presets", help="list the built-in presets")
 
@@ -84,6 +88,7 @@ def _build(args) -> int:
     out = args.out or os.path.join("data", f"{preset.name}.h5")
     if os.path.isdir(out):
         raise ModelsetError(f"--out {out!r} is a directory; give a file path such as {out}/{preset.name}.h5")
+    _data_root(args, preset["dataset"])
     report = build(preset, out, jobs=args.jobs, force=args.force, keep_shards=args.keep_shards,
                    progress=not args.no_progress, device=args.device, scheduler=args.scheduler,
                    cluster=args.cluster)
@@ -93,6 +98,19 @@ def _build(args) -> int:
         print(f"{out}: {report['models']} models ({report['trained']} trained now), "
               f"{os.path.getsize(out) / 2**20:.1f} MiB")
     return 0
+
+
+def _data_root(args, dataset: str) -> None:
+    """--data-root is $MODELSET_DATA for this command: worker processes inherit it. --download
+    fetches the dataset's missing files through torchvision before anything else happens."""
+    from .datasets import DATA_ENV, download_dataset
+
+    if args.data_root:
+        if os.path.exists(args.data_root) and not os.path.isdir(args.data_root):
+            raise ModelsetError(f"--data-root {args.data_root!r} is not a directory")
+        os.environ[DATA_ENV] = os.path.abspath(args.data_root)
+    if args.download:
+        download_dataset(dataset)
 
 
 def _presets(args) -> int:

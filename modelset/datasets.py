@@ -1,11 +1,15 @@
-"""Base datasets: images, labels and one fixed, stratified train/test split per dataset.
+"""Base datasets: images, labels and one fixed train/test split per dataset.
 
 A dataset source is registered by name; a task (see ``tasks``) selects classes from it.
-The default, scikit-learn's digits, ships inside the package so that it works offline.
+The default, scikit-learn's digits, ships inside the package so that it works offline. The
+torchvision datasets (MNIST, Fashion-MNIST, KMNIST, CIFAR-10, CIFAR-100, SVHN; see
+``torchvision_sources``) are read from files in a data directory: ``load_dataset(name, root)``,
+else the directory named by the ``MODELSET_DATA`` environment variable.
 """
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from importlib import resources
@@ -23,6 +27,9 @@ class Dataset:
     test: np.ndarray  # (N,) bool: the fixed test split
     class_names: tuple[str, ...]
     normalization: str  # how raw pixels became ``images``
+    # Superclass of each class, where the dataset defines them (CIFAR-100's 20 coarse labels).
+    superclasses: tuple[int, ...] | None = None
+    superclass_names: tuple[str, ...] = ()
 
     @cached_property
     def fingerprint(self) -> str:
@@ -30,6 +37,8 @@ class Dataset:
         h = hashlib.sha256()
         for a in (self.images, self.labels, self.test):
             h.update(np.ascontiguousarray(a).tobytes())
+        if self.superclasses is not None:  # they grade the relations; digits has none (digest unchanged)
+            h.update(np.asarray(self.superclasses, dtype="<i8").tobytes())
         return h.hexdigest()[:16]
 
     @property
@@ -41,7 +50,11 @@ class Dataset:
         return tuple(self.images.shape[1:])
 
 
-_SOURCES = {}
+# The environment variable naming the data directory of file-based datasets (``--data-root``).
+DATA_ENV = "MODELSET_DATA"
+
+_SOURCES = {}  # name -> function() -> Dataset: datasets that ship with modelset
+_FILE_SOURCES = {}  # name -> object with .title, .load(root) and .download(root): read from files
 
 
 def register_dataset(name):
@@ -52,14 +65,65 @@ def register_dataset(name):
     return deco
 
 
+def register_file_dataset(source):
+    """Register a dataset read from files under a data directory (see ``torchvision_sources``)."""
+    _FILE_SOURCES[source.name] = source
+    return source
+
+
 def list_datasets() -> list[str]:
-    return sorted(_SOURCES)
+    return sorted({*_SOURCES, *_FILE_SOURCES})
+
+
+def needs_files(name: str) -> bool:
+    """Whether ``name`` is read from a data directory (rather than shipped with modelset)."""
+    return name in _FILE_SOURCES
+
+
+def resolve_root(name: str, root=None) -> str:
+    """The data directory for dataset ``name``: ``root`` if given, else $MODELSET_DATA."""
+    root = root or os.environ.get(DATA_ENV)
+    if not root:
+        src = _FILE_SOURCES[name]
+        raise ModelsetError(
+            f"dataset {name!r} is read from files and no data directory is set: give --data-root DIR "
+            f"(or set {DATA_ENV}=DIR), with DIR/{src.layout}; on a connected machine, --download "
+            f"(or torchvision.datasets.{src.torchvision_class}(DIR, download=True)) fetches them")
+    return os.path.abspath(os.fspath(root))
+
+
+def load_dataset(name: str, root=None, download: bool = False) -> Dataset:
+    """The dataset ``name``. File-based datasets are read from ``root`` (else $MODELSET_DATA),
+    after checking their files; ``download=True`` first lets torchvision fetch missing files.
+
+    Bad or missing files raise ModelsetError with one line naming the dataset, the directory
+    and how to obtain the files; nothing is written unless ``download`` is asked for.
+    """
+    if name in _SOURCES:
+        return _load_builtin(name)
+    if name not in _FILE_SOURCES:
+        raise ModelsetError(f"unknown dataset {name!r}; available: {', '.join(list_datasets())}")
+    src = _FILE_SOURCES[name]
+    root = resolve_root(name, root)
+    if download:
+        src.download(root)
+    return src.load(root)
+
+
+def download_dataset(name: str, root=None) -> str | None:
+    """Fetch a file-based dataset's files into its data directory (through torchvision) if they
+    are missing; returns the directory, or None for a dataset that ships with modelset."""
+    if name in _SOURCES:
+        return None
+    if name not in _FILE_SOURCES:
+        raise ModelsetError(f"unknown dataset {name!r}; available: {', '.join(list_datasets())}")
+    root = resolve_root(name, root)
+    _FILE_SOURCES[name].download(root)
+    return root
 
 
 @lru_cache(maxsize=4)
-def load_dataset(name: str) -> Dataset:
-    if name not in _SOURCES:
-        raise ModelsetError(f"unknown dataset {name!r}; available: {', '.join(list_datasets())}")
+def _load_builtin(name: str) -> Dataset:
     return _SOURCES[name]()
 
 
@@ -85,3 +149,6 @@ def _digits() -> Dataset:
         class_names=tuple(str(i) for i in range(10)),
         normalization=f"(pixel - {mean:.6g}) / {std:.6g}: mean and std of the train split's 0..16 pixels",
     )
+
+
+from . import torchvision_sources  # noqa: E402,F401  (registers the file-based datasets)

@@ -14,6 +14,7 @@ from pathlib import Path
 import tomli_w
 
 from .archs import ACTIVATIONS, INITS, list_archs
+from .augment import AUGMENTATIONS
 from .datasets import list_datasets
 from .families import FAMILIES, FAMILY_DEFAULTS
 from .errors import ModelsetError
@@ -32,7 +33,8 @@ DEFAULTS = {
     "seeds": 10,
     "unit_size": 10,
     "engine": "batched",
-    "tasks": {"classes_per_task": 3, "count": 50, "classes": [], "transform": "none"},
+    "tasks": {"classes_per_task": 3, "count": 50, "classes": [], "transform": "none", "select": "balanced",
+              "relation": "jaccard"},
     "train": {
         "epochs": 30,
         "batch_size": 32,
@@ -42,6 +44,10 @@ DEFAULTS = {
         "weight_decay": 0.0,
         "activation": "relu",
         "init": "default",
+        # The defaults change nothing: no augmentation and a constant learning rate.
+        "augment": "none",  # per-minibatch augmentation drawn from the data seed (modelset.augment)
+        "lr_step_size": 0,  # step schedule: lr *= lr_gamma after every lr_step_size epochs (0: never)
+        "lr_gamma": 0.1,
     },
     "grid": {},
     # Per-family layer options, and [train] keys that override the recipe for that family only.
@@ -189,6 +195,9 @@ _TRAIN_CHECKS = {
     "weight_decay": (lambda v: _is_num(v) and v >= 0, "a number >= 0"),
     "activation": (lambda v: v in ACTIVATIONS, "one of " + ", ".join(ACTIVATIONS)),
     "init": (lambda v: v in INITS, "one of " + ", ".join(INITS)),
+    "augment": (lambda v: v in AUGMENTATIONS, "one of " + ", ".join(AUGMENTATIONS)),
+    "lr_step_size": (lambda v: _is_int(v) and v >= 0, "a whole number of epochs >= 0 (0: constant lr)"),
+    "lr_gamma": (lambda v: _is_num(v) and 0 < v <= 1, "a number in (0, 1]"),
 }
 
 
@@ -212,9 +221,11 @@ def _validate(d: dict) -> None:
            "tasks.classes must be a list of class lists, e.g. [[0, 1, 2], [3, 4, 5]]")
     if t["classes"]:
         _check(len({len(c) for c in t["classes"]}) == 1, "all tasks in tasks.classes need the same number of classes")
-    from .tasks import TRANSFORMS
+    from .tasks import RELATIONS, SELECTIONS, TRANSFORMS
 
     _check(t["transform"] in TRANSFORMS, f"tasks.transform must be one of {', '.join(TRANSFORMS)}")
+    _check(t["select"] in SELECTIONS, f"tasks.select must be one of {', '.join(SELECTIONS)}, got {t['select']!r}")
+    _check(t["relation"] in RELATIONS, f"tasks.relation must be one of {', '.join(RELATIONS)}, got {t['relation']!r}")
     for key, (ok, what) in _TRAIN_CHECKS.items():
         _check(ok(d["train"][key]), f"train.{key} must be {what}, got {d['train'][key]!r}")
     checks = {**_TRAIN_CHECKS, "family": (lambda v: v in FAMILIES, "one of " + ", ".join(FAMILIES))}

@@ -14,7 +14,7 @@ import pandas as pd
 from .archive import CURVES, FORMAT, FORMAT_VERSION, table_to_struct
 from .datasets import Dataset
 from .errors import ModelsetError
-from .tasks import RELATION_DEFINITION, Task
+from .tasks import RELATIONS, Task
 
 
 def provenance() -> dict:
@@ -74,9 +74,12 @@ class ArchiveWriter:
         g = self.f.create_group("dataset")
         g.attrs.update({"name": ds.name, "n_samples": len(ds.labels), "n_classes": ds.n_classes, "normalization": ds.normalization,
                         "input_shape": np.asarray(ds.input_shape), "class_names": np.array(ds.class_names, dtype=h5py.string_dtype())})
+        if ds.superclasses is not None:  # e.g. CIFAR-100: the superclass of each class, and their names
+            g.attrs["superclasses"] = np.asarray(ds.superclasses, dtype=np.int64)
+            g.attrs["superclass_names"] = np.array(ds.superclass_names, dtype=h5py.string_dtype())
         g.create_dataset("test", data=ds.test)
 
-    def write_tasks(self, tasks: list[Task], n_base_classes: int, relations: np.ndarray):
+    def write_tasks(self, tasks: list[Task], n_base_classes: int, relations: np.ndarray, relation: str = "jaccard"):
         table = pd.DataFrame({"id": np.arange(len(tasks), dtype=np.int64),
                               "name": [t.name for t in tasks],
                               "transform": [t.transform for t in tasks],
@@ -87,7 +90,8 @@ class ArchiveWriter:
             mask[t.id, list(t.classes)] = True
         self.f.create_dataset("tasks_classes", data=mask)
         r = self.f.create_dataset("relations", data=relations.astype(np.float32))
-        r.attrs["definition"] = RELATION_DEFINITION
+        r.attrs["kind"] = relation
+        r.attrs["definition"] = RELATIONS[relation]
 
     def create_architecture(self, arch: str, layout_rows, n_rows: int, attrs: dict):
         g = self.f.create_group(f"architectures/{arch}")
