@@ -75,11 +75,6 @@ def list_datasets() -> list[str]:
     return sorted({*_SOURCES, *_FILE_SOURCES})
 
 
-def needs_files(name: str) -> bool:
-    """Whether ``name`` is read from a data directory (rather than shipped with modelset)."""
-    return name in _FILE_SOURCES
-
-
 def resolve_root(name: str, root=None) -> str:
     """The data directory for dataset ``name``: ``root`` if given, else $MODELSET_DATA."""
     root = root or os.environ.get(DATA_ENV)
