@@ -338,7 +338,8 @@ def _train_pass(entries: list[PlanEntry], device) -> list[ModelResult]:
         curves["train_acc"][:, epoch] = correct.cpu().numpy() / n
         curves["test_loss"][:, epoch], curves["test_acc"][:, epoch] = _evaluate(net, *data.test, data.n_test)
     train_loss, train_acc = _evaluate(net, *data.train, data.n_train)
-    return [ModelResult(params=flat.row(m), curves={k: curves[k][m] for k in names},
+    no_groups = np.full(epochs, np.nan, np.float32)  # dense models have no DGConv groups
+    return [ModelResult(params=flat.row(m), curves={**{k: curves[k][m] for k in names}, "groups": no_groups},
                         metrics={"train_loss": float(train_loss[m]), "train_acc": float(train_acc[m]),
                                  "test_loss": float(curves["test_loss"][m, -1]),
                                  "test_acc": float(curves["test_acc"][m, -1])})

@@ -7,6 +7,7 @@ on --jobs, the executor or interruptions.
 """
 from __future__ import annotations
 
+import fcntl
 import logging
 import shutil
 from contextlib import contextmanager
@@ -27,6 +28,7 @@ from modelset.writer import ArchiveWriter
 
 from .batched import train_batched
 from .executors import open_executor
+from .failpoints import failpoint
 from .plan import Plan, make_plan, unit_hash, work_units
 from .shards import METRICS, load_shard, save_shard, shard_path
 from .train import model_layout, train_reference
@@ -114,6 +116,25 @@ def build(preset: Preset, out, jobs: int = 1, force: bool = False, keep_shards: 
     plan = make_plan(preset, device_type)  # validates tasks against the dataset before anything is written
     if not force and out.exists() and is_up_to_date(out, plan):
         return {"status": "up to date", "out": str(out), "models": len(plan.entries), "trained": 0}
+    return _build(plan, out, jobs, keep_shards, progress, device, scheduler, cluster, remote)
+
+
+@contextmanager
+def build_lock(out: Path):
+    """One build per archive at a time; under the lock, temporary files of killed builds are litter."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.parent / f".{out.name}.lock", "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ModelsetError(f"another build is writing {out}; wait for it to finish or stop it") from None
+        for stale in [*out.parent.glob(f".{out.name}.*.tmp"), *shard_dir_for(out).glob(".*.tmp")]:
+            stale.unlink(missing_ok=True)
+        yield
+
+
+def _build(plan, out, jobs, keep_shards, progress, device, scheduler, cluster, remote) -> dict:
+    preset = plan.preset
     units = work_units(plan)
     shards = shard_dir_for(out)
     todo = [u for u in units if not shard_path(shards, plan.unit_hash(u)).exists()]
@@ -123,16 +144,19 @@ def build(preset: Preset, out, jobs: int = 1, force: bool = False, keep_shards: 
             problems = {p for p in executor.run_on_workers(lambda: _worker_device_check(device)).values() if p}
             if problems:
                 raise ModelsetError(f"on the dask workers: {sorted(problems)[0]}")
-        log.info("%s: %d models in %d work units; %d already trained, %d to train",
-                 preset.name, len(plan.entries), len(units), len(plan.entries) - n_todo, n_todo)
-        with tqdm(total=len(plan.entries), initial=len(plan.entries) - n_todo, unit="model", desc="train",
-                  disable=not progress, mininterval=1.0, dynamic_ncols=True) as bar:
-            for h, results in executor.map_unordered(train_unit, ((u, device) for u in todo)):
-                save_shard(shard_path(shards, h), results)
-                bar.update(len(results))
-    merge(plan, units, shards, out)
-    if not keep_shards:
-        shutil.rmtree(shards, ignore_errors=True)
+        # Nothing is written before the executor and its workers are known to work.
+        with build_lock(out):
+            log.info("%s: %d models in %d work units; %d already trained, %d to train",
+                     preset.name, len(plan.entries), len(units), len(plan.entries) - n_todo, n_todo)
+            with tqdm(total=len(plan.entries), initial=len(plan.entries) - n_todo, unit="model", desc="train",
+                      disable=not progress, mininterval=1.0, dynamic_ncols=True) as bar:
+                for h, results in executor.map_unordered(train_unit, ((u, device) for u in todo)):
+                    failpoint("train")  # a unit trained, its shard not yet written
+                    save_shard(shard_path(shards, h), results)
+                    bar.update(len(results))
+            merge(plan, units, shards, out)
+            if not keep_shards:
+                shutil.rmtree(shards, ignore_errors=True)
     return {"status": "built", "out": str(out), "models": len(plan.entries), "trained": n_todo}
 
 
@@ -167,6 +191,7 @@ def merge(plan: Plan, units, shards: Path, out: Path) -> None:
             results = load_shard(shard_path(shards, plan.unit_hash(unit)))
             arch = unit[0].arch
             w.write_params(arch, rows[arch], np.stack([r.params for r in results]))
+            failpoint("merge")
             for e, r in zip(unit, results):
                 for name in CURVES:
                     curves[name][e.id, : len(r.curves[name])] = r.curves[name]

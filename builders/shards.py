@@ -14,6 +14,7 @@ import numpy as np
 
 from modelset.archive import CURVES
 
+from .failpoints import failpoint
 from .train import ModelResult
 
 METRICS = ("train_loss", "train_acc", "test_loss", "test_acc")
@@ -47,6 +48,7 @@ def save_shard(path: Path, results: list[ModelResult]) -> None:
             np.savez(fh, **arrays)
             fh.flush()
             os.fsync(fh.fileno())
+        failpoint("shard-write")  # written but not yet renamed
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)

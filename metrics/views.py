@@ -33,7 +33,8 @@ class ModelView:
 
     def weight_names(self) -> list[str]:
         """Trainable weight tensors (not biases) in layer order: the layers a method walks."""
-        return [n for n, t in zip(self.layout["name"], self.layout["trainable"]) if t and n.endswith("weight")]
+        return [n for n, t, s in zip(self.layout["name"], self.layout["trainable"], self.layout["shape"])
+                if t and n.endswith("weight") and len(s) >= 2]  # not BatchNorm's per-channel scales
 
     def state_dicts(self):
         from modelset.archs import unflatten

@@ -6,7 +6,9 @@ from .conftest import run_cli
 
 def test_presets_lists_each_with_a_description():
     r = run_cli("presets")
-    assert r.returncode == 0 and r.stdout.startswith("digits500 ") and "50 three-class tasks" in r.stdout
+    lines = dict(line.split(None, 1) for line in r.stdout.splitlines())
+    assert r.returncode == 0 and {"digits500", "digits-families", "modelset500-cifar100"} <= set(lines)
+    assert "50 three-class tasks" in lines["digits500"] and all(lines.values())
 
 
 def test_info_and_verify(small_archive):
