@@ -1,8 +1,8 @@
 """preset -> plan -> work units -> executor -> shards -> one writer -> archive.
 
 Determinism: a unit's composition comes from the plan alone, and every unit trains with torch
-pinned to one intra-op thread (thread count changes reduction order), in the parent, a joblib
-worker or a dask worker alike; so weights depend only on the preset (and the device type), never
+pinned to one intra-op thread (thread count changes reduction order), in this process, a local
+worker process or a dask worker alike; so weights depend only on the preset (and the device type), never
 on --jobs, the executor or interruptions.
 """
 from __future__ import annotations
@@ -63,21 +63,26 @@ def train_unit(unit, device: str = "cpu") -> tuple[str, list]:
         return unit_hash(unit, torch.device(device).type), results
 
 
-def check_device(device: str) -> str:
-    """The device's type, after checking that torch can use it here."""
+def device_type(device: str) -> str:
     try:
         dev = torch.device(device)
     except RuntimeError:
         raise ModelsetError(f"--device {device!r} is not a torch device; use cpu or cuda") from None
     if dev.type not in ("cpu", "cuda"):
         raise ModelsetError(f"--device {device!r}: only cpu and cuda are supported")
-    if dev.type == "cuda":
+    return dev.type
+
+
+def check_device(device: str) -> str:
+    """The device's type, after checking that torch can use it here."""
+    kind, dev = device_type(device), torch.device(device)
+    if kind == "cuda":
         if not torch.cuda.is_available():
             raise ModelsetError(f"--device {device}: torch sees no GPU here (torch.cuda.is_available() "
                                 "is False); use --device cpu")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise ModelsetError(f"--device {device}: torch sees only {torch.cuda.device_count()} GPU(s)")
-    return dev.type
+    return kind
 
 
 def _worker_device_check(device: str) -> str | None:
@@ -106,14 +111,13 @@ def build(preset: Preset, out, jobs: int = 1, force: bool = False, keep_shards: 
           cluster: str | None = None) -> dict:
     """Build ``preset`` into the archive ``out``; resume from any shards already trained.
 
-    Units train in ``jobs`` joblib processes, or on dask: a cluster's ``scheduler`` address, or
-    ``cluster="local"`` for a LocalCluster of ``jobs`` worker processes.
+    Units train in ``jobs`` local processes (this one included), or on dask: a cluster's
+    ``scheduler`` address, or ``cluster="local"`` for a LocalCluster of ``jobs`` worker processes.
     """
     out = Path(out)
     remote = scheduler is not None
     # On a remote cluster the GPU must be on the workers, checked once connected.
-    device_type = torch.device(device).type if remote else check_device(device)
-    plan = make_plan(preset, device_type)  # validates tasks against the dataset before anything is written
+    plan = make_plan(preset, device_type(device) if remote else check_device(device))  # validates tasks against the dataset before anything is written
     if not force and out.exists() and is_up_to_date(out, plan):
         return {"status": "up to date", "out": str(out), "models": len(plan.entries), "trained": 0}
     return _build(plan, out, jobs, keep_shards, progress, device, scheduler, cluster, remote)
