@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import threading
+import time
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from contextlib import contextmanager
@@ -23,13 +25,25 @@ log = logging.getLogger("modelset.build")
 CONNECT_TIMEOUT = "10s"
 
 
+def _exit_with_parent(parent: int) -> None:
+    """Worker initializer: exit once the build process is gone (even by kill -9), rather than
+    block for ever writing a result nobody will read, holding its memory."""
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(1)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 class LocalExecutor:
     """``jobs`` trainers on this machine: this process and ``jobs - 1`` worker processes.
 
     This process trains too, rather than wait on workers: every process holds its own ~0.6 GiB
     of torch, so a pool of ``jobs`` workers beside an idle parent would cost one more. (Threads
     would share it, but oneDNN primitives must not migrate between threads.) Workers are spawned,
-    not forked: torch's OpenMP state does not survive a fork."""
+    not forked (torch's OpenMP state does not survive a fork), and exit when this process dies."""
 
     def __init__(self, jobs: int):
         self.jobs = os.cpu_count() if jobs == -1 else jobs
@@ -41,7 +55,8 @@ class LocalExecutor:
                 yield fn(*args)
             return
         n = self.jobs - 1
-        pool = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"))
+        pool = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_exit_with_parent, initargs=(os.getpid(),))
         running = set()
         try:
             while queue or running:

@@ -111,3 +111,31 @@ def test_multithreaded_workers_are_refused(tmp_path):
             build(load_preset("digits500", SMALL), tmp_path / "z.h5", scheduler=lc.scheduler_address,
                   progress=False)
     assert not list(tmp_path.iterdir())
+
+
+def test_local_workers_exit_when_the_build_is_killed(tmp_path):
+    """The local executor's worker processes must not outlive a killed build, holding memory."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    out = tmp_path / "killed.h5"
+    proc = subprocess.Popen([sys.executable, "-m", "modelset.cli", "build", "--preset", "digits500", "--out",
+                             str(out), "--jobs", "2", "--no-progress",
+                             *[a for s in ["seeds=2", "tasks.count=20", "epochs=10"] for a in ("--set", s)]],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    shards = tmp_path / ".killed.h5.shards"
+    deadline = time.time() + 120
+    while not list(shards.glob("unit-*.npz")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    workers = psutil.Process(proc.pid).children(recursive=True)
+    assert workers and proc.poll() is None
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    gone, alive = psutil.wait_procs(workers, timeout=10)
+    for p in alive:
+        p.kill()
+    assert not alive
