@@ -10,7 +10,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from modelset.archive import struct_to_table, table_to_struct
+from modelset.archive import read_layout, table_to_struct
 
 from .views import ModelView, archive_view, probe_batch
 
@@ -54,8 +54,7 @@ def write_public(path, public: dict) -> None:
 def read_public(path) -> dict:
     """{protocol: (train_view, test_view)} from a public file."""
     with h5py.File(path, "r") as f:
-        layout = struct_to_table(f["layout"][()])
-        layout["shape"] = [tuple(int(x) for x in s.split(",")) if s else () for s in layout["shape"]]
+        layout = read_layout(f["layout"])
         common = dict(layout=layout, arch=str(f.attrs["arch"]), in_channels=int(f.attrs["in_channels"]),
                       n_classes=int(f.attrs["n_classes"]), probe=f["probe"][()])
         out = {}

@@ -52,6 +52,13 @@ def struct_to_table(arr: np.ndarray) -> pd.DataFrame:
     return df
 
 
+def read_layout(dataset) -> pd.DataFrame:
+    """A stored layout table, with ``shape`` parsed back into tuples."""
+    df = struct_to_table(dataset[()])
+    df["shape"] = [tuple(int(x) for x in s.split(",")) if s else () for s in df["shape"]]
+    return df
+
+
 def open_h5(path) -> h5py.File:
     """Open an archive read-only, turning every way it can be wrong into one clear error."""
     path = os.fspath(path)
@@ -112,9 +119,7 @@ class Archive:
         return list(self._f["architectures"])
 
     def layout(self, arch: str) -> pd.DataFrame:
-        df = struct_to_table(self._f[f"architectures/{self._arch(arch)}/layout"][()])
-        df["shape"] = [tuple(int(x) for x in s.split(",")) if s else () for s in df["shape"]]
-        return df
+        return read_layout(self._f[f"architectures/{self._arch(arch)}/layout"])
 
     def curves(self, name: str) -> np.ndarray:
         """Per-epoch curve (n_models x max_epochs, NaN past a model's last epoch)."""
@@ -172,8 +177,7 @@ class Archive:
         if row.family == "dense":
             return self.state_dict(model_id)
         g = self._f[f"architectures/{row.arch}/families/{row.family}"]
-        layout = struct_to_table(g["layout"][()])
-        layout["shape"] = [tuple(int(x) for x in s.split(",")) if s else () for s in layout["shape"]]
+        layout = read_layout(g["layout"])
         return unflatten(g["params"][int(row.family_row)], layout[["name", "shape", "offset", "size"]].itertuples(index=False))
 
     def model(self, model_id: int):

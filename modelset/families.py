@@ -30,7 +30,9 @@ def str_weight(w, s):
     return torch.sign(w) * F.relu(w.abs() - torch.sigmoid(s))
 
 
-class STRConv2d(nn.Conv2d):
+class _STR:
+    """One learnable threshold ``s`` on top of a conv or linear layer's weight."""
+
     def __init__(self, *args, s_init=-5.0, **kw):
         super().__init__(*args, **kw)
         self.s = nn.Parameter(torch.tensor(float(s_init)))
@@ -38,18 +40,13 @@ class STRConv2d(nn.Conv2d):
     def effective_weight(self):
         return str_weight(self.weight, self.s)
 
+
+class STRConv2d(_STR, nn.Conv2d):
     def forward(self, x):
         return self._conv_forward(x, self.effective_weight(), self.bias)
 
 
-class STRLinear(nn.Linear):
-    def __init__(self, *args, s_init=-5.0, **kw):
-        super().__init__(*args, **kw)
-        self.s = nn.Parameter(torch.tensor(float(s_init)))
-
-    def effective_weight(self):
-        return str_weight(self.weight, self.s)
-
+class STRLinear(_STR, nn.Linear):
     def forward(self, x):
         return F.linear(x, self.effective_weight(), self.bias)
 

@@ -96,15 +96,7 @@ class ArchiveWriter:
     def create_architecture(self, arch: str, layout_rows, n_rows: int, attrs: dict):
         g = self.f.create_group(f"architectures/{arch}")
         g.attrs.update(attrs)
-        table = pd.DataFrame([{"name": n, "shape": ",".join(map(str, s)), "offset": o, "size": z, "trainable": t}
-                              for n, s, o, z, t in layout_rows])
-        g.create_dataset("layout", data=table_to_struct(table))
-        n_params = int(table["size"].sum())
-        g.create_dataset("params", shape=(n_rows, n_params), dtype="<f4",
-                         # ~256 KiB chunks of whole rows: reading one model decompresses little.
-                         chunks=(max(1, min(n_rows, 2**18 // (4 * n_params))), n_params),
-                         compression="gzip", compression_opts=4,
-                         shuffle=True)
+        _create_rows(g, layout_rows, n_rows)
 
     def create_family(self, arch: str, family: str, layout_rows, n_rows: int, options: dict):
         """A family's own parameters (thresholds, gates, atoms, coefficients...), one row per model."""
@@ -112,12 +104,7 @@ class ArchiveWriter:
 
         g = self.f.create_group(f"architectures/{arch}/families/{family}")
         g.attrs["options"] = json.dumps(options, sort_keys=True)
-        table = pd.DataFrame([{"name": n, "shape": ",".join(map(str, s)), "offset": o, "size": z, "trainable": t}
-                              for n, s, o, z, t in layout_rows])
-        g.create_dataset("layout", data=table_to_struct(table))
-        q = int(table["size"].sum())
-        g.create_dataset("params", shape=(n_rows, q), dtype="<f4", chunks=(max(1, min(n_rows, 2**18 // (4 * q))), q),
-                         compression="gzip", compression_opts=4, shuffle=True)
+        _create_rows(g, layout_rows, n_rows)
 
     def write_family_params(self, arch: str, family: str, row: int, values: np.ndarray):
         self.f[f"architectures/{arch}/families/{family}/params"][row] = values
@@ -139,3 +126,15 @@ class ArchiveWriter:
             g.attrs["description"] = description[protocol]
             for part, ids in parts.items():
                 g.create_dataset(part, data=np.asarray(ids, dtype=np.int64))
+
+
+def _create_rows(g, layout_rows, n_rows: int) -> None:
+    """A ``layout`` table and an empty ``params`` matrix (one float32 row per model) in ``g``."""
+    table = pd.DataFrame([{"name": n, "shape": ",".join(map(str, s)), "offset": o, "size": z, "trainable": t}
+                          for n, s, o, z, t in layout_rows])
+    g.create_dataset("layout", data=table_to_struct(table))
+    width = int(table["size"].sum())
+    # ~256 KiB chunks of whole rows: reading one model decompresses little.
+    g.create_dataset("params", shape=(n_rows, width), dtype="<f4",
+                     chunks=(max(1, min(n_rows, 2**18 // (4 * width))), width),
+                     compression="gzip", compression_opts=4, shuffle=True)
