@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -59,6 +60,20 @@ def matmul_rates() -> dict:
     w = torch.randn(512, 512, 1, 1).contiguous(memory_format=torch.channels_last)
     return {"torch.mm": rate(lambda: a @ b, 2 * n**3),
             "oneDNN 1x1 conv": rate(lambda: F.conv2d(x, w), 2 * 64 * 256 * 512 * 512)}
+
+
+def fma_peak() -> float | None:
+    """This core's peak fp32 FMA rate (benchmarks/fma_peak.c, best of 3), or None without a C
+    compiler: the ceiling no engine can pass."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        exe = Path(tmp) / "fma_peak"
+        subprocess.run([cc, "-O2", "-march=native", "-o", str(exe), str(ROOT / "benchmarks" / "fma_peak.c")],
+                       check=True)
+        return max(float(subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.split()[0])
+                   for _ in range(3))
 
 
 def _conv_backward_flop(grad_out_shape, x_shape, w_shape, bias, stride, padding, dilation, transposed,
@@ -201,9 +216,11 @@ def main() -> None:
     conv_rate = conv_kernels_rate(len(units[0]))
     mm_after = matmul_rates()
     mm = {k: max(mm_before[k], mm_after[k]) for k in mm_before}
+    peak = fma_peak()
 
     print(f"\nmatmul in this run, 1 thread: torch.mm {mm['torch.mm']:.0f} GFLOP/s, "
-          f"oneDNN 1x1 conv {mm['oneDNN 1x1 conv']:.0f} GFLOP/s")
+          f"oneDNN 1x1 conv {mm['oneDNN 1x1 conv']:.0f} GFLOP/s; FMA peak of one core "
+          + (f"{peak:.0f} GFLOP/s (benchmarks/fma_peak.c)" if peak else "not measured (no C compiler)"))
     print(f"{'engine':<24}{'models/s':>10}{'GFLOP/s':>10}{'of mm':>8}{'of oneDNN':>11}")
     total = {name: sum(ts) for name, ts in best.items()}
     for name, t in total.items():
@@ -219,6 +236,11 @@ def main() -> None:
     print(f"the unit's grouped-convolution kernels alone run at {conv_rate:.0f} GFLOP/s: the batched engine "
           f"reaches {flops / total['batched'] / 1e9 / conv_rate:.0%} of that; even at 100% the ratio would "
           f"be {ceiling:.1f}x")
+    if peak:
+        ref_rate = flops / total["reference"] / 1e9
+        print(f"the reference loop runs at {ref_rate / peak:.0%} of the core's FMA peak: 5x would need "
+              f"{5 * ref_rate:.0f} GFLOP/s ({5 * ref_rate / peak:.0%} of the peak); at the peak itself, with "
+              f"nothing else costing anything, the ratio would be {peak / ref_rate:.1f}x")
     print(f"peak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB")
 
     print("\nwhere the batched engine's time goes (one unit, torch.profiler):")

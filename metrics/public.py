@@ -25,7 +25,7 @@ def make_public(ms, rng: np.random.Generator):
     probe = probe_batch(ms)
     public, key = {}, {}
     for protocol, (split, train_part, test_parts) in PROTOCOL_PARTS.items():
-        if split not in ms._f["splits"]:
+        if split not in ms.h5["splits"]:
             continue
         parts = ms.split(split)
         test_ids = rng.permutation(np.concatenate([parts[p] for p in test_parts]))

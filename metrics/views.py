@@ -80,7 +80,7 @@ def archive_view(ms, ids, with_labels: bool, probe: np.ndarray | None = None) ->
     ids = np.asarray(ids, dtype=np.int64)
     m = ms.models.loc[ids]
     arch = m["arch"].iloc[0]
-    attrs = ms._f[f"architectures/{arch}"].attrs
+    attrs = ms.h5[f"architectures/{arch}"].attrs
     return ModelView(
         params=ms.params(ids),
         layout=ms.layout(arch),

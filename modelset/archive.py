@@ -6,6 +6,7 @@
     ms.params(ids)                 # numpy rows, read lazily from disk
     ms.state_dict(i), ms.model(i)  # torch
     ms.split("task_id")            # {"train": ids, "test": ids}
+    ms.h5                          # the read-only h5py.File itself: plain datasets and attributes
 """
 from __future__ import annotations
 
@@ -87,50 +88,50 @@ class Archive:
 
     def __init__(self, path):
         self.path = os.fspath(path)
-        self._f = open_h5(self.path)
+        self.h5 = open_h5(self.path)  # the open, read-only h5py.File: for what accessors don't cover
         self._cache = {}
 
     # -- tables -------------------------------------------------------------------------------
     @property
     def attrs(self) -> dict:
-        return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in self._f.attrs.items()}
+        return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in self.h5.attrs.items()}
 
     @property
     def models(self) -> pd.DataFrame:
         if "models" not in self._cache:
-            self._cache["models"] = struct_to_table(self._f["models"][()]).set_index("id", drop=False)
+            self._cache["models"] = struct_to_table(self.h5["models"][()]).set_index("id", drop=False)
         return self._cache["models"]
 
     @property
     def tasks(self) -> pd.DataFrame:
         if "tasks" not in self._cache:
-            df = struct_to_table(self._f["tasks"][()])
-            mask = self._f["tasks_classes"][()]
+            df = struct_to_table(self.h5["tasks"][()])
+            mask = self.h5["tasks_classes"][()]
             df.insert(2, "classes", [tuple(int(c) for c in np.flatnonzero(m)) for m in mask])
             self._cache["tasks"] = df.set_index("id", drop=False)
         return self._cache["tasks"]
 
     @property
     def relations(self) -> np.ndarray:
-        return self._f["relations"][()]
+        return self.h5["relations"][()]
 
     @property
     def architectures(self) -> list[str]:
-        return list(self._f["architectures"])
+        return list(self.h5["architectures"])
 
     def layout(self, arch: str) -> pd.DataFrame:
-        return read_layout(self._f[f"architectures/{self._arch(arch)}/layout"])
+        return read_layout(self.h5[f"architectures/{self._arch(arch)}/layout"])
 
     def curves(self, name: str) -> np.ndarray:
         """Per-epoch curve (n_models x max_epochs, NaN past a model's last epoch)."""
         if name not in CURVES:
             raise ModelsetError(f"unknown curve {name!r}; available: {', '.join(CURVES)}")
-        return self._f[f"curves/{name}"][()]
+        return self.h5[f"curves/{name}"][()]
 
     def split(self, name: str) -> dict[str, np.ndarray]:
-        if name not in self._f["splits"]:
-            raise ModelsetError(f"unknown split {name!r}; available: {', '.join(self._f['splits'])}")
-        g = self._f["splits"][name]
+        if name not in self.h5["splits"]:
+            raise ModelsetError(f"unknown split {name!r}; available: {', '.join(self.h5['splits'])}")
+        g = self.h5["splits"][name]
         return {part: g[part][()] for part in g}
 
     # -- parameters ---------------------------------------------------------------------------
@@ -139,7 +140,7 @@ class Archive:
             if len(self.architectures) != 1:
                 raise ModelsetError(f"the archive holds several architectures; pass arch= one of {self.architectures}")
             return self.architectures[0]
-        if arch not in self._f["architectures"]:
+        if arch not in self.h5["architectures"]:
             raise ModelsetError(f"unknown architecture {arch!r}; the archive holds {self.architectures}")
         return arch
 
@@ -149,7 +150,7 @@ class Archive:
         With no ids: every model of ``arch`` (or of the only architecture), in row order.
         """
         if ids is None:
-            return self._f[f"architectures/{self._arch(arch)}/params"][()]
+            return self.h5[f"architectures/{self._arch(arch)}/params"][()]
         ids = np.atleast_1d(np.asarray(ids, dtype=np.int64))
         m = self.models
         unknown = np.setdiff1d(ids, m.index.to_numpy())
@@ -160,7 +161,7 @@ class Archive:
             raise ModelsetError(f"params(): the ids span architectures {list(archs)}; ask one at a time")
         rows = m.loc[ids, "row"].to_numpy()
         uniq, inverse = np.unique(rows, return_inverse=True)  # h5py wants increasing indices
-        return self._f[f"architectures/{archs[0]}/params"][uniq][inverse]
+        return self.h5[f"architectures/{archs[0]}/params"][uniq][inverse]
 
     def state_dict(self, model_id: int):
         from .archs import unflatten
@@ -176,7 +177,7 @@ class Archive:
         row = self.models.loc[model_id]
         if row.family == "dense":
             return self.state_dict(model_id)
-        g = self._f[f"architectures/{row.arch}/families/{row.family}"]
+        g = self.h5[f"architectures/{row.arch}/families/{row.family}"]
         layout = read_layout(g["layout"])
         return unflatten(g["params"][int(row.family_row)], layout[["name", "shape", "offset", "size"]].itertuples(index=False))
 
@@ -187,7 +188,7 @@ class Archive:
         from .archs import create_model
 
         row = self.models.loc[model_id]
-        g = self._f[f"architectures/{row.arch}"]
+        g = self.h5[f"architectures/{row.arch}"]
         options = json.loads(g[f"families/{row.family}"].attrs["options"]) if row.family != "dense" else None
         net = create_model(row.arch, in_channels=int(g.attrs["in_channels"]), n_classes=int(g.attrs["n_classes"]),
                            activation=row.activation, family=row.family, family_options=options)
@@ -218,7 +219,7 @@ class Archive:
 
     # -- housekeeping -------------------------------------------------------------------------
     def close(self):
-        self._f.close()
+        self.h5.close()
 
     def __enter__(self):
         return self
@@ -227,7 +228,7 @@ class Archive:
         self.close()
 
     def __repr__(self):
-        a = self._f.attrs
+        a = self.h5.attrs
         return (f"<modelset archive {os.path.basename(self.path)!r}: {len(self.models)} models, "
                 f"{len(self.tasks)} tasks, preset {a.get('name')!r}, format v{a.get('format_version')}>")
 

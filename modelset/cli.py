@@ -132,7 +132,7 @@ def _info(args) -> int:
         print(f"models {len(m)}  tasks {len(ms.tasks)}  seeds {m['seed'].nunique()}  "
               f"families {', '.join(sorted(m['family'].unique()))}")
         for arch in ms.architectures:
-            d = ms._f[f"architectures/{arch}/params"]
+            d = ms.h5[f"architectures/{arch}/params"]
             print(f"architecture {arch}: {d.shape[0]} models x {d.shape[1]} params "
                   f"({d.id.get_storage_size() / 2**20:.2f} MiB stored, "
                   f"{d.size * 4 / 2**20:.2f} MiB raw)")
@@ -140,7 +140,7 @@ def _info(args) -> int:
         print(f"test accuracy: mean {acc.mean():.4f}  min {q[0]:.4f}  p5 {q[1]:.4f}  median {q[2]:.4f}  "
               f"p95 {q[3]:.4f}  max {q[4]:.4f}")
         print(f"train accuracy: mean {m['train_acc'].mean():.4f}  min {m['train_acc'].min():.4f}")
-        for name in ms._f["splits"]:
+        for name in ms.h5["splits"]:
             parts = ms.split(name)
             print(f"split {name}: " + "  ".join(f"{k} {len(v)}" for k, v in parts.items()))
         print(f"file size {os.path.getsize(args.path) / 2**20:.2f} MiB")

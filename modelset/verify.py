@@ -19,7 +19,7 @@ def verify(path) -> list[str]:
     Raises ModelsetError when the file cannot be opened as a modelset archive at all.
     """
     with Archive(path) as ms:
-        f = ms._f
+        f = ms.h5
         problems = [f"missing root attribute {a!r}" for a in REQUIRED_ATTRS if a not in f.attrs]
         problems += [f"missing /{n}" for n in REQUIRED_NODES if n not in f]
         if problems:

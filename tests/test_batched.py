@@ -159,8 +159,8 @@ def test_cuda_build_has_the_cpu_plan_and_layout(small_archive, tmp_path, engine)
     with modelset.load(small_archive) as cpu, modelset.load(out) as gpu:
         assert gpu.models[["task", "seed", "init_seed", "data_seed"]].equals(
             cpu.models[["task", "seed", "init_seed", "data_seed"]])
-        assert gpu._f["architectures/small_cnn/layout"][()].tobytes() == \
-            cpu._f["architectures/small_cnn/layout"][()].tobytes()
+        assert gpu.h5["architectures/small_cnn/layout"][()].tobytes() == \
+            cpu.h5["architectures/small_cnn/layout"][()].tobytes()
         assert gpu.attrs["plan_hash"] != cpu.attrs["plan_hash"]  # never mixed with CPU results
         assert np.abs(gpu.models["test_acc"] - cpu.models["test_acc"]).max() <= 0.05
 

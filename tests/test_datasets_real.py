@@ -381,9 +381,9 @@ def test_tiny_mnist_zoo_from_the_environment_variable(data_root, tmp_path, monke
     assert verify(out) == []
     with modelset.load(out) as ms:
         assert len(ms.models) == 2 and ms.attrs["dataset"] == "mnist"
-        assert ms._f["architectures/small_cnn"].attrs["in_channels"] == 1
-        assert ms._f["dataset"].attrs["input_shape"].tolist() == [1, 28, 28]
-        assert ms._f["relations"].attrs["kind"] == "jaccard"
+        assert ms.h5["architectures/small_cnn"].attrs["in_channels"] == 1
+        assert ms.h5["dataset"].attrs["input_shape"].tolist() == [1, 28, 28]
+        assert ms.h5["relations"].attrs["kind"] == "jaccard"
     _reproduces(out, None)
 
 
