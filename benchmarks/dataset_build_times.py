@@ -1,14 +1,14 @@
 """Per-model training time and archive size of the real-dataset presets, measured without the data.
 
 The real files cannot be downloaded everywhere, and compute does not depend on pixel values, so
-this trains models of each preset, through the build's own code path (plan entry -> reference
-loop, torch pinned to one thread as every work unit is), on a synthetic dataset of the real one's
-shape: as many classes, train and test images per class, channels and pixels. Each preset is timed
-at two epoch counts, t(E) = fixed + E * per_epoch is fitted and extrapolated to the preset's
-epochs. The archive size comes from a small real archive of the same architecture: its stored bytes
-per parameter row, times the preset's number of models.
+this trains one work unit of each preset through the build's own code path (``train_unit``: the
+batched engine or the reference loop, as the plan says, torch pinned to one thread), on a
+synthetic dataset of the real one's shape: as many classes, train and test images per class,
+channels and pixels. Each preset is timed at two epoch counts, t(E) = fixed + E * per_epoch is
+fitted and extrapolated to the preset's epochs. The archive size comes from a small real archive
+of the same architecture: its stored bytes per parameter row, times the preset's number of models.
 
-    .venv/bin/python benchmarks/dataset_build_times.py [--models 3] [--out results.json] [--load]
+    .venv/bin/python benchmarks/dataset_build_times.py [--models 10] [--out results.json] [--load]
 
 ``--load`` also times reading full-size CIFAR-100 files (random pixels, in the real pickled
 format, with their own MD5 sums standing in for the published ones): what every build process pays
@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -32,9 +31,8 @@ import h5py
 import numpy as np
 import torch
 
-from builders.build import build, pinned_threads
-from builders.plan import make_plan
-from builders.train import train_reference
+from builders.build import build, train_unit
+from builders.plan import make_plan, work_units
 from modelset.datasets import Dataset, register_dataset
 from modelset.preset import load_preset
 
@@ -61,17 +59,14 @@ def synthetic(name: str) -> str:
     return ds.name
 
 
-def time_models(preset_name: str, dataset: str, epochs: int, n_models: int) -> list[float]:
-    preset = load_preset(preset_name, [f"dataset={dataset}", f"epochs={epochs}"])
-    entries = make_plan(preset).entries[:: max(1, 500 // n_models)][:n_models]
-    times = []
-    with pinned_threads(1):
-        train_reference(entries[0])  # warm-up: task tensors cached, kernels initialised
-        for e in entries:
-            t = time.perf_counter()
-            train_reference(e)
-            times.append(time.perf_counter() - t)
-    return times
+def time_models(preset_name: str, dataset: str, epochs: int, n_models: int) -> float:
+    """Seconds per model of one work unit of ``n_models`` entries, trained as a build trains it."""
+    preset = load_preset(preset_name, [f"dataset={dataset}", f"epochs={epochs}", f"unit_size={n_models}"])
+    unit = work_units(make_plan(preset))[0]
+    train_unit(unit[:1])  # warm-up: task tensors cached, kernels initialised
+    t = time.perf_counter()
+    train_unit(unit)
+    return (time.perf_counter() - t) / len(unit)
 
 
 def archive_bytes_per_model(preset_name: str, dataset: str) -> tuple[float, float]:
@@ -117,7 +112,7 @@ def time_cifar100_load() -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", type=int, default=3, help="models timed per preset and epoch count")
+    ap.add_argument("--models", type=int, default=10, help="models in the timed work unit (the presets' unit size)")
     ap.add_argument("--presets", nargs="*", default=list(PRESETS))
     ap.add_argument("--out", help="write the figures as JSON here")
     ap.add_argument("--load", action="store_true", help="also time reading full-size CIFAR-100 files")
@@ -129,20 +124,20 @@ def main() -> int:
         preset = load_preset(name)
         full = preset["train"]["epochs"]
         e1, e2 = (2, 4) if full > 5 else (1, 2)
-        t1, t2 = (time_models(name, dataset, e, args.models) for e in (e1, e2))
-        m1, m2 = statistics.median(t1), statistics.median(t2)
+        m1, m2 = (time_models(name, dataset, e, args.models) for e in (e1, e2))
+        engines = sorted({e.engine for e in make_plan(load_preset(name, [f"dataset={dataset}"])).entries})
         per_epoch = (m2 - m1) / (e2 - e1)
         fixed = max(m1 - e1 * per_epoch, 0.0)
         per_model = fixed + full * per_epoch
         n = len(make_plan(load_preset(name, [f"dataset={dataset}", "epochs=1"])).entries)
         stored, raw = archive_bytes_per_model(name, dataset)
-        r = {"models": n, "epochs": full, f"seconds_{e1}_epochs": t1, f"seconds_{e2}_epochs": t2,
+        r = {"models": n, "epochs": full, "engines": engines, f"seconds_{e1}_epochs": m1, f"seconds_{e2}_epochs": m2,
              "seconds_per_epoch": per_epoch, "seconds_fixed": fixed, "seconds_per_model": per_model,
              "cpu_hours_one_process": n * per_model / 3600, "hours_2_jobs_ideal": n * per_model / 2 / 3600,
              "param_row_bytes_raw": raw, "param_row_bytes_stored": stored,
              "archive_params_mib": n * stored / 2**20}
         results["presets"][name] = r
-        print(f"{name}: {per_epoch:.2f} s/epoch + {fixed:.2f} s -> {per_model:.0f} s per model at {full} epochs; "
+        print(f"{name} ({'/'.join(engines)} engine): {per_epoch:.2f} s/epoch + {fixed:.2f} s -> {per_model:.0f} s per model at {full} epochs; "
               f"{n} models = {r['cpu_hours_one_process']:.1f} h in one process, ~{r['hours_2_jobs_ideal']:.1f} h "
               f"with --jobs 2 on 2 free cores; params {stored / 1024:.0f} KiB/model stored "
               f"({raw / 1024:.0f} KiB raw) -> ~{r['archive_params_mib']:.0f} MiB", flush=True)

@@ -6,8 +6,9 @@ slice of a batched matmul. The backward pass is written out by hand (aten's own
 ``convolution_backward`` and activation-backward kernels) because autograd asks oneDNN for the
 conv bias gradient, which costs as much as the weight gradient (a plain sum is >10x cheaper),
 and for data and weight gradients in one call, measured slower here than two calls.
-Other architectures go through torch.func (functional_call + vmap + grad) with the same data,
-mask and optimiser machinery.
+Every family (``modelset.families``) takes this path: the convolutions run on its effective
+weights, computed each step from its own parameters. Other architectures go through torch.func
+(functional_call + vmap + grad) with the same data, mask and optimiser machinery.
 
 Each model keeps everything the reference loop gives it (``train.train_reference``): its init
 (``init_model``), its own ``torch.Generator(data_seed)`` and ``randperm`` per epoch, its task's
@@ -27,10 +28,12 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, grad_and_value, vmap
 
+from modelset.archive import CURVES
 from modelset.archs import SmallCNN
+from modelset.families import effective_weights, mean_groups
 
 from .plan import PlanEntry
-from .train import ModelResult, init_model, task_tensors
+from .train import ModelResult, init_model, result_of, task_tensors
 
 aten = torch.ops.aten
 
@@ -43,7 +46,7 @@ def train_batched(unit: list[PlanEntry], device="cpu") -> list[ModelResult]:
     """Train ``unit`` and return one ModelResult per entry, in unit order."""
     passes: dict[tuple, list[int]] = {}
     for i, e in enumerate(unit):
-        passes.setdefault((e.arch, *(e.hparams[k] for k in _PASS_KEYS)), []).append(i)
+        passes.setdefault((e.arch, e.family, e.family_options, *(e.hparams[k] for k in _PASS_KEYS)), []).append(i)
     results: list[ModelResult | None] = [None] * len(unit)
     for idx in passes.values():
         for i, r in zip(idx, _train_pass([unit[i] for i in idx], torch.device(device))):
@@ -107,6 +110,12 @@ class _Flat:
     def row(self, m) -> np.ndarray:
         """Model m's parameters in state_dict order (the archive layout)."""
         return torch.cat([self.block(i)[m].reshape(-1) for i in range(len(self.names))]).cpu().numpy()
+
+    @torch.no_grad()
+    def load_into(self, m, model) -> None:
+        """Copy model m's current parameters into ``model`` (one of the models the pass began with)."""
+        for i, p in enumerate(model.parameters()):
+            p.copy_(self.block(i)[m])
 
 
 class _Optimizer:
@@ -187,61 +196,94 @@ class _Optimizer:
         p.copy_(self._axpy(p, g, -self.lr))
 
 
+class _Effective(torch.nn.Module):
+    """A model's effective weights (``families.effective_weights``) as a module's output, so
+    functional_call and vmap can evaluate them for M models' parameters at once."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self):
+        return tuple(effective_weights(self.model).values())
+
+
 class _GroupedCNN:
     """M SmallCNNs as grouped convolutions (channels-last, which oneDNN runs fastest here) with a
-    hand-written backward pass."""
+    hand-written backward pass. Models of another family (STR, DGConv, ACDC) compute their
+    effective weights from their own parameters each step, vmapped over the models, and the
+    weight gradients flow back through that small graph by autograd: the graph holds a few
+    thousand weights per model, never activations."""
 
     def __init__(self, models: list[SmallCNN], flat: _Flat):
         self.flat, self.M = flat, flat.M
         self.n_conv = len(models[0].convs)
         self.activation = models[0].activation
-        for conv in models[0].convs:
-            assert conv.kernel_size == (3, 3) and conv.padding == (1, 1) and conv.stride == (1, 1)
+        kernels = list(effective_weights(models[0]).values())[: 2 * self.n_conv : 2]
+        for conv, w in zip(models[0].convs, kernels):  # 3x3, stride 1, "same" padding
+            assert w.shape[-2:] == (3, 3) and conv.padding in (1, (1, 1)) and getattr(conv, "stride", 1) in (1, (1, 1))
+        self.dense = list(effective_weights(models[0])) == flat.names  # effective weights are the parameters
+        if not self.dense:
+            names = ["model." + n for n in flat.names]
+            effective = _Effective(models[0])
+            self._effective = vmap(lambda *params: functional_call(effective, dict(zip(names, params)), ()))
 
-    def _conv_params(self, i):
-        w = self.flat.block(2 * i)
-        return (w.reshape(self.M * w.shape[1], *w.shape[2:]).contiguous(memory_format=torch.channels_last),
-                self.flat.block(2 * i + 1).reshape(-1))
+    def _weights(self, grad: bool):
+        """Every layer's (M, ...) effective weight and bias in the dense layout, and the leaf
+        tensor (the whole parameter buffer) their graph starts from, if ``grad``."""
+        blocks = range(len(self.flat.names))
+        if self.dense:
+            return [self.flat.block(i) for i in blocks], None
+        leaf = self.flat.data.detach().requires_grad_(grad)
+        with torch.set_grad_enabled(grad):
+            return list(self._effective(*(self.flat.block(i, leaf) for i in blocks))), leaf
 
     def forward(self, x, keep=False):
         """x (M, B, C, H, W) -> logits (M, B, K); with ``keep``, what backward needs."""
         M, B, C, H, W = x.shape
+        effective, leaf = self._weights(grad=keep)
+        weights = [t.detach() for t in effective]
         h = x.permute(1, 0, 2, 3, 4).reshape(B, M * C, H, W).contiguous(memory_format=torch.channels_last)
-        saved, weights = [h], []
+        saved = [h]
         for i in range(self.n_conv):
-            w, b = self._conv_params(i)
-            weights.append(w)
-            z = F.conv2d(h, w, b, padding=1, groups=M)
+            w = weights[2 * i]
+            w = w.reshape(M * w.shape[1], *w.shape[2:]).contiguous(memory_format=torch.channels_last)
+            weights[2 * i] = w
+            z = F.conv2d(h, w, weights[2 * i + 1].reshape(-1), padding=1, groups=M)
             # In place for relu (its backward needs only the output): out of place, relu on this
             # channels-last tensor costs as much as the convolution.
             h = z.relu_() if self.activation == "relu" else _ACT[self.activation](z)
             saved += [z, h]
         g = h.mean((2, 3)).view(B, M, -1).transpose(0, 1)  # M, B, width
-        hw, hb = self.flat.block(2 * self.n_conv), self.flat.block(2 * self.n_conv + 1)
+        hw, hb = weights[2 * self.n_conv], weights[2 * self.n_conv + 1]
         logits = torch.baddbmm(hb.unsqueeze(1), g, hw.transpose(1, 2))
-        return (logits, (saved, weights, g)) if keep else logits
+        return (logits, (saved, weights, g, effective, leaf)) if keep else logits
 
     def backward(self, dlogits, cache):
         """Gradients of sum(dlogits * logits) into ``flat.grad``."""
-        saved, weights, g = cache
+        saved, weights, g, effective, leaf = cache
         M, conv = self.M, ([1, 1], [1, 1], [1, 1], False, [0, 0], self.M)  # stride, padding, ..., groups
-        grad = lambda i: self.flat.block(i, self.flat.grad)  # noqa: E731
-        hw = self.flat.block(2 * self.n_conv)
-        torch.bmm(dlogits.transpose(1, 2), g, out=grad(2 * self.n_conv))
-        torch.sum(dlogits, 1, out=grad(2 * self.n_conv + 1))
-        dg = torch.bmm(dlogits, hw)  # M, B, width
+        n = self.n_conv
+        grads = [None] * (2 * n + 2)  # of the effective weights, in the dense layout
+        grads[2 * n], grads[2 * n + 1] = torch.bmm(dlogits.transpose(1, 2), g), dlogits.sum(1)
+        dg = torch.bmm(dlogits, weights[2 * n])  # M, B, width
         B, width = dg.shape[1], dg.shape[2]
         H, W = saved[0].shape[2:]
         dh = (dg / (H * W)).transpose(0, 1).reshape(B, 1, 1, M * width).expand(B, H, W, M * width)
         dh = dh.permute(0, 3, 1, 2)  # a channels-last view of the broadcast mean gradient
-        for i in reversed(range(self.n_conv)):
+        for i in reversed(range(n)):
             x, z, h = saved[2 * i], saved[2 * i + 1], saved[2 * i + 2]
             dz = _ACT_BACKWARD[self.activation](dh, z, h)
-            dw = aten.convolution_backward(dz, x, weights[i], None, *conv, [False, True, False])[1]
-            grad(2 * i).view(dw.shape).copy_(dw)
-            torch.sum(dz, (0, 2, 3), out=grad(2 * i + 1).view(-1))
+            grads[2 * i] = aten.convolution_backward(dz, x, weights[2 * i], None, *conv, [False, True, False])[1]
+            grads[2 * i + 1] = dz.sum((0, 2, 3))
             if i > 0:  # the input image needs no gradient
-                dh = aten.convolution_backward(dz, x, weights[i], None, *conv, [True, False, False])[0]
+                dh = aten.convolution_backward(dz, x, weights[2 * i], None, *conv, [True, False, False])[0]
+        if self.dense:
+            for i, gr in enumerate(grads):
+                self.flat.block(i, self.flat.grad).view(gr.shape).copy_(gr)
+        else:
+            grads = [gr.view(e.shape) for gr, e in zip(grads, effective)]
+            self.flat.grad.copy_(torch.autograd.grad(effective, leaf, grads)[0])
 
 
 _ACT = {"relu": torch.relu, "gelu": F.gelu, "tanh": torch.tanh, "silu": F.silu}
@@ -304,8 +346,7 @@ def _train_pass(entries: list[PlanEntry], device) -> list[ModelResult]:
     M, n = len(entries), np.array(data.n_train)
     gens = [torch.Generator().manual_seed(e.data_seed) for e in entries]
     steps = -(-n // bs)  # batches per epoch, per model
-    names = ("train_loss", "train_acc", "test_loss", "test_acc")
-    curves = {k: np.zeros((M, epochs), np.float32) for k in names}
+    curves = {k: np.zeros((M, epochs), np.float32) for k in CURVES}
     for epoch in range(epochs):
         # Each model's own permutation, laid out as (step, model, position), padded with row 0.
         order = torch.zeros(steps.max() * bs, M, dtype=torch.long)
@@ -337,10 +378,14 @@ def _train_pass(entries: list[PlanEntry], device) -> list[ModelResult]:
         curves["train_loss"][:, epoch] = loss_sum.cpu().numpy() / n
         curves["train_acc"][:, epoch] = correct.cpu().numpy() / n
         curves["test_loss"][:, epoch], curves["test_acc"][:, epoch] = _evaluate(net, *data.test, data.n_test)
+        for m, model in enumerate(models):  # what the family itself records per epoch (DGConv groups)
+            flat.load_into(m, model)
+            curves["groups"][m, epoch] = mean_groups(model)
     train_loss, train_acc = _evaluate(net, *data.train, data.n_train)
-    no_groups = np.full(epochs, np.nan, np.float32)  # dense models have no DGConv groups
-    return [ModelResult(params=flat.row(m), curves={**{k: curves[k][m] for k in names}, "groups": no_groups},
-                        metrics={"train_loss": float(train_loss[m]), "train_acc": float(train_acc[m]),
-                                 "test_loss": float(curves["test_loss"][m, -1]),
-                                 "test_acc": float(curves["test_acc"][m, -1])})
-            for m in range(M)]
+    results = []
+    for m, (entry, model) in enumerate(zip(entries, models)):
+        flat.load_into(m, model)
+        metrics = {"train_loss": float(train_loss[m]), "train_acc": float(train_acc[m]),
+                   "test_loss": float(curves["test_loss"][m, -1]), "test_acc": float(curves["test_acc"][m, -1])}
+        results.append(result_of(model, entry.family, {k: curves[k][m] for k in CURVES}, metrics))
+    return results

@@ -76,9 +76,9 @@ class Plan:
 
 
 def batched_supports(arch: str, family: str, recipe: dict) -> bool:
-    """Whether the batched engine reproduces the recipe: dense small_cnn models without augmentation
-    or lr schedule. Anything else trains on the reference loop, entry by entry."""
-    return (arch == "small_cnn" and family == "dense" and recipe.get("augment", "none") == "none"
+    """Whether the batched engine reproduces the recipe: small_cnn models of any family, without
+    augmentation or lr schedule. Anything else trains on the reference loop, entry by entry."""
+    return (arch == "small_cnn" and recipe.get("augment", "none") == "none"
             and not recipe.get("lr_step_size", 0))
 
 

@@ -17,6 +17,7 @@ gives a model's weights in the dense architecture's layout, so all families are 
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 
 import torch
 import torch.nn.functional as F
@@ -168,25 +169,26 @@ def make_linear(family: str, in_f: int, out_f: int, opts: dict) -> nn.Module:
     return STRLinear(in_f, out_f, s_init=opts["s_init"]) if family == "str" else nn.Linear(in_f, out_f)
 
 
-def effective_state_dict(model: nn.Module):
-    """Weights and biases in the dense architecture's names, shapes and order."""
-    from collections import OrderedDict
-
+def effective_weights(model: nn.Module) -> "OrderedDict[str, torch.Tensor]":
+    """Weights and biases in the dense architecture's names, shapes and order, differentiable in
+    the family's own parameters."""
     out = OrderedDict()
     for name, m in model.named_modules():
         if hasattr(m, "effective_weight") or isinstance(m, (nn.Conv2d, nn.Linear)):
-            w = m.effective_weight() if hasattr(m, "effective_weight") else m.weight
-            out[f"{name}.weight"] = w.detach()
+            out[f"{name}.weight"] = m.effective_weight() if hasattr(m, "effective_weight") else m.weight
             if m.bias is not None:
-                out[f"{name}.bias"] = m.bias.detach()
+                out[f"{name}.bias"] = m.bias
     return out
+
+
+def effective_state_dict(model: nn.Module) -> "OrderedDict[str, torch.Tensor]":
+    return OrderedDict((k, v.detach()) for k, v in effective_weights(model).items())
 
 
 def family_stats(model: nn.Module) -> dict:
     """What each family records: per-layer and total sparsity of the effective weights, DGConv
     gates and group counts, and the number of the family's own trainable parameters."""
-    weights = [(n, m.effective_weight().detach() if hasattr(m, "effective_weight") else m.weight.detach())
-               for n, m in model.named_modules() if hasattr(m, "effective_weight") or isinstance(m, (nn.Conv2d, nn.Linear))]
+    weights = [(n, w) for n, w in effective_state_dict(model).items() if n.endswith(".weight")]
     zeros = [float((w == 0).float().mean()) for _, w in weights]
     total = sum(int((w == 0).sum()) for _, w in weights) / sum(w.numel() for _, w in weights)
     dg = [m for m in model.modules() if isinstance(m, DGConv2d)]
