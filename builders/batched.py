@@ -322,16 +322,26 @@ class _VmappedNet:
         return logits
 
 
+# Input values per evaluation forward pass over all models: bounds the activations (small_cnn
+# holds 16 values per input value: ~256 MiB per tensor). A digits task fits in one pass; an MNIST
+# task's 18,000 training images at once would need tens of GiB.
+EVAL_INPUT_BUDGET = 2**22
+
+
 def _evaluate(net, data_x, data_y, n) -> tuple[np.ndarray, np.ndarray]:
     """Per-model mean cross-entropy and accuracy on each model's first ``n[m]`` samples."""
+    M, N = data_y.shape
+    chunk = max(1, EVAL_INPUT_BUDGET // (M * math.prod(data_x.shape[2:])))
+    valid = torch.arange(N, device=data_y.device)[None] < torch.tensor(n, device=data_y.device)[:, None]
+    loss_sum = torch.zeros(M, device=data_y.device)
+    correct = torch.zeros(M, dtype=torch.long, device=data_y.device)
     with torch.no_grad():
-        logits = net.forward(data_x)
-        valid = torch.arange(data_y.shape[1], device=data_y.device)[None] < torch.tensor(n, device=data_y.device)[:, None]
-        ce = F.cross_entropy(logits.transpose(1, 2), data_y, reduction="none")
-        nt = torch.tensor(n, dtype=torch.float32, device=data_y.device)
-        loss = (ce * valid).sum(1) / nt
-        acc = ((logits.argmax(2) == data_y) & valid).sum(1).float() / nt
-    return loss.cpu().numpy(), acc.cpu().numpy()
+        for s in range(0, N, chunk):
+            logits, y, v = net.forward(data_x[:, s : s + chunk]), data_y[:, s : s + chunk], valid[:, s : s + chunk]
+            loss_sum += (F.cross_entropy(logits.transpose(1, 2), y, reduction="none") * v).sum(1)
+            correct += ((logits.argmax(2) == y) & v).sum(1)
+    nt = torch.tensor(n, dtype=torch.float32, device=data_y.device)
+    return (loss_sum / nt).cpu().numpy(), (correct.float() / nt).cpu().numpy()
 
 
 def _train_pass(entries: list[PlanEntry], device) -> list[ModelResult]:

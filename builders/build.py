@@ -120,7 +120,8 @@ def build(preset: Preset, out, jobs: int = 1, force: bool = False, keep_shards: 
     plan = make_plan(preset, device_type(device) if remote else check_device(device))  # validates tasks against the dataset before anything is written
     if not force and out.exists() and is_up_to_date(out, plan):
         return {"status": "up to date", "out": str(out), "models": len(plan.entries), "trained": 0}
-    return _build(plan, out, jobs, keep_shards, progress, device, scheduler, cluster, remote)
+    return _train_and_merge(plan, out, jobs=jobs, keep_shards=keep_shards, progress=progress, device=device,
+                            scheduler=scheduler, cluster=cluster)
 
 
 @contextmanager
@@ -137,8 +138,8 @@ def build_lock(out: Path):
         yield
 
 
-def _build(plan, out, jobs, keep_shards, progress, device, scheduler, cluster, remote) -> dict:
-    preset = plan.preset
+def _train_and_merge(plan, out, *, jobs, keep_shards, progress, device, scheduler, cluster) -> dict:
+    preset, remote = plan.preset, scheduler is not None
     units = work_units(plan)
     shards = shard_dir_for(out)
     todo = [u for u in units if not shard_path(shards, plan.unit_hash(u)).exists()]

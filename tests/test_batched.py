@@ -91,6 +91,20 @@ def test_families_train_batched_and_equal_the_reference(family):
         assert min(r.family_stats["sparsity"] for r in ref) > 0
 
 
+def test_evaluation_in_chunks_gives_the_same_curves(monkeypatch):
+    """Large tasks (MNIST: 18,000 training images per model) are evaluated a chunk at a time."""
+    unit = _unit(["seeds=3", "unit_size=9", "epochs=2"])
+    whole = train_batched(unit)
+    monkeypatch.setattr(batched, "EVAL_INPUT_BUDGET", len(unit) * 64 * 7)  # 7 images per model per pass
+    chunked = train_batched(unit)
+    for a, b in zip(whole, chunked):
+        assert a.params.tobytes() == b.params.tobytes()
+        for k in ("train_acc", "test_acc"):
+            assert np.array_equal(a.curves[k], b.curves[k]) and a.metrics[k] == b.metrics[k]
+        for k in ("train_loss", "test_loss"):
+            assert np.allclose(a.curves[k], b.curves[k], rtol=1e-6) and abs(a.metrics[k] - b.metrics[k]) <= 1e-6
+
+
 @pytest.mark.parametrize("activation", ["tanh", "gelu", "silu"])
 def test_other_activations_use_their_own_backward(activation):
     unit = _unit(["seeds=2", "unit_size=4", "epochs=1", "optimizer=sgd", f"activation={activation}"])
