@@ -219,10 +219,11 @@ class _GroupedCNN:
         self.flat, self.M = flat, flat.M
         self.n_conv = len(models[0].convs)
         self.activation = models[0].activation
-        kernels = list(effective_weights(models[0]).values())[: 2 * self.n_conv : 2]
-        for conv, w in zip(models[0].convs, kernels):  # 3x3, stride 1, "same" padding
+        effective, params = list(effective_weights(models[0]).values()), list(models[0].parameters())
+        for conv, w in zip(models[0].convs, effective[: 2 * self.n_conv : 2]):  # 3x3, stride 1, "same"
             assert w.shape[-2:] == (3, 3) and conv.padding in (1, (1, 1)) and getattr(conv, "stride", 1) in (1, (1, 1))
-        self.dense = list(effective_weights(models[0])) == flat.names  # effective weights are the parameters
+        # Dense: the effective weights are the parameters themselves, and need no graph.
+        self.dense = len(effective) == len(params) and all(e is p for e, p in zip(effective, params))
         if not self.dense:
             names = ["model." + n for n in flat.names]
             effective = _Effective(models[0])

@@ -140,6 +140,11 @@ def _info(args) -> int:
         print(f"test accuracy: mean {acc.mean():.4f}  min {q[0]:.4f}  p5 {q[1]:.4f}  median {q[2]:.4f}  "
               f"p95 {q[3]:.4f}  max {q[4]:.4f}")
         print(f"train accuracy: mean {m['train_acc'].mean():.4f}  min {m['train_acc'].min():.4f}")
+        if m["family"].nunique() > 1:  # a mixed zoo: how each parameterization fared
+            for fam, g in m.groupby("family"):
+                print(f"family {fam}: {len(g)} models, test accuracy mean {g['test_acc'].mean():.4f} "
+                      f"min {g['test_acc'].min():.4f}, sparsity {g['sparsity'].mean():.3f}, "
+                      f"{int(g['n_family_params'].median())} own params")
         for name in ms.h5["splits"]:
             parts = ms.split(name)
             print(f"split {name}: " + "  ".join(f"{k} {len(v)}" for k, v in parts.items()))

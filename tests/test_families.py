@@ -1,10 +1,17 @@
 """Each parameterization does what its paper says (layer level)."""
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
+import modelset
+from builders.build import build
 from modelset.families import ACDCConv2d, DGConv2d, STRConv2d, dg_groups, kron_mask, str_weight
+from modelset.preset import load_preset
+from modelset.verify import verify
+
+from .conftest import run_cli
 
 
 def test_str_soft_threshold_formula():
@@ -63,14 +70,6 @@ def test_acdc_parameter_count_and_two_evaluation_forms_agree():
 
 
 # -- families in real zoos --------------------------------------------------------------------------
-import numpy as np  # noqa: E402
-
-import modelset  # noqa: E402
-from builders.build import build  # noqa: E402
-from modelset.families import kron_mask as _mask  # noqa: E402
-from modelset.preset import load_preset  # noqa: E402
-from modelset.verify import verify  # noqa: E402
-
 MIXED = ["seeds=2", "tasks.count=4", "epochs=4", 'grid.family=["dense", "str", "dgconv", "acdc"]']
 
 
@@ -95,12 +94,22 @@ def test_mixed_zoo_stores_every_family_in_one_layout(mixed_archive):
     assert set(m.loc[cross["query"], "family"]) == {"dense"} and "dense" not in set(m.loc[cross["gallery"], "family"])
 
 
+def test_info_reports_each_family(mixed_archive):
+    r = run_cli("info", mixed_archive)
+    assert r.returncode == 0, r.stderr
+    m = modelset.load(mixed_archive).models
+    for fam, g in m.groupby("family"):
+        line = next(x for x in r.stdout.splitlines() if x.startswith(f"family {fam}:"))
+        assert f"{len(g)} models" in line and f"mean {g['test_acc'].mean():.4f}" in line
+        assert f"sparsity {g['sparsity'].mean():.3f}" in line
+
+
 def test_dgconv_effective_weight_is_the_stored_weight_times_the_stored_gates_mask(mixed_archive):
     ms = modelset.load(mixed_archive)
     i = int(ms.models.index[ms.models.family == "dgconv"][0])
     own, eff = ms.family_state_dict(i), ms.state_dict(i)
     binary = (torch.sign(own["convs.1.gate"]) + 1) / 2
-    torch.testing.assert_close(eff["convs.1.weight"], own["convs.1.weight"] * _mask(binary)[:, :, None, None])
+    torch.testing.assert_close(eff["convs.1.weight"], own["convs.1.weight"] * kron_mask(binary)[:, :, None, None])
     groups = [int(g) for g in ms.models.loc[i, "groups"].split(",")]
     assert groups[0] == dg_groups(binary.tolist())
 
