@@ -9,6 +9,8 @@ from modelset.preset import load_preset
 
 # A tiny zoo for pipeline tests: 6 tasks x 2 seeds, 3 epochs, 2 models per work unit.
 SMALL = ["seeds=2", "tasks.count=6", "epochs=3", "unit_size=2"]
+# A tiny mixed zoo: 4 tasks x {dense, STR, DGConv, ACDC} x 2 seeds, 4 epochs.
+MIXED = ["seeds=2", "tasks.count=4", "epochs=4", 'grid.family=["dense", "str", "dgconv", "acdc"]']
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ from builders.build import build, shard_dir_for
 from modelset.errors import ModelsetError
 from modelset.preset import load_preset
 
-from .conftest import SMALL, run_cli
+from .conftest import MIXED, SMALL, run_cli
 from .test_build import _metadata, _params
 
 distributed = pytest.importorskip("distributed")
@@ -37,6 +37,16 @@ def test_scheduler_build_is_bit_identical_to_the_local_build(small_archive, clus
     report = build(load_preset("digits500", SMALL), out, scheduler=cluster.scheduler_address, progress=False)
     assert report["trained"] == 12
     _same_archive(small_archive, out)
+
+
+def test_mixed_family_zoo_on_the_cluster_is_bit_identical(cluster, tmp_path):
+    """STR, DGConv and ACDC units too: effective weights and each family's own parameters (their
+    checksums are columns of /models)."""
+    preset = load_preset("digits-families", MIXED)
+    build(preset, tmp_path / "local.h5", jobs=1, progress=False)
+    build(preset, tmp_path / "dask.h5", scheduler=cluster.scheduler_address, progress=False)
+    _same_archive(tmp_path / "local.h5", tmp_path / "dask.h5")
+    assert len(set(_metadata(tmp_path / "dask.h5")[1]["family_checksum"])) == 24 + 1  # 24 non-dense, "" for dense
 
 
 def test_scheduler_build_trains_only_missing_units(small_archive, cluster, tmp_path):

@@ -11,7 +11,7 @@ from modelset.families import ACDCConv2d, DGConv2d, STRConv2d, dg_groups, kron_m
 from modelset.preset import load_preset
 from modelset.verify import verify
 
-from .conftest import run_cli
+from .conftest import MIXED, run_cli
 
 
 def test_str_soft_threshold_formula():
@@ -70,9 +70,6 @@ def test_acdc_parameter_count_and_two_evaluation_forms_agree():
 
 
 # -- families in real zoos --------------------------------------------------------------------------
-MIXED = ["seeds=2", "tasks.count=4", "epochs=4", 'grid.family=["dense", "str", "dgconv", "acdc"]']
-
-
 @pytest.fixture(scope="module")
 def mixed_archive(tmp_path_factory):
     out = tmp_path_factory.mktemp("mixed") / "mixed.h5"
