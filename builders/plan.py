@@ -76,7 +76,7 @@ class Plan:
         return unit_hash(unit, self.device)
 
 
-def batched_supports(arch: str, family: str, recipe: dict) -> bool:
+def batched_supports(arch: str, recipe: dict) -> bool:
     """Whether the batched engine reproduces the recipe: small_cnn models of any family, without
     augmentation or lr schedule. Anything else trains on the reference loop, entry by entry."""
     return (arch == "small_cnn" and recipe.get("augment", "none") == "none"
@@ -105,7 +105,7 @@ def make_plan(preset: Preset, device: str = "cpu") -> Plan:
                     data_version=dataset.fingerprint,
                     train=train, family_options=options,
                     # what the batched engine cannot reproduce trains on the reference loop
-                    engine=preset["engine"] if batched_supports(preset["arch"], family, recipe) else "reference",
+                    engine=preset["engine"] if batched_supports(preset["arch"], recipe) else "reference",
                     init_seed=derive_seed(preset["seed"], "init", identity, seed),
                     data_seed=derive_seed(preset["seed"], "data", identity, seed),
                 ))

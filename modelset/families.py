@@ -182,6 +182,7 @@ def effective_weights(model: nn.Module) -> "OrderedDict[str, torch.Tensor]":
 
 
 def effective_state_dict(model: nn.Module) -> "OrderedDict[str, torch.Tensor]":
+    """``effective_weights``, detached: what the archive stores for every family."""
     return OrderedDict((k, v.detach()) for k, v in effective_weights(model).items())
 
 
