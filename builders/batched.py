@@ -231,18 +231,19 @@ class _GroupedCNN:
 
     def _weights(self, grad: bool):
         """Every layer's (M, ...) effective weight and bias in the dense layout, and the leaf
-        tensor (the whole parameter buffer) their graph starts from, if ``grad``."""
-        blocks = range(len(self.flat.names))
+        tensors (one per parameter block) their graph starts from. Leaves, not slices of one
+        buffer: a slice's backward fills a zero tensor of the whole buffer."""
+        blocks = [self.flat.block(i) for i in range(len(self.flat.names))]
         if self.dense:
-            return [self.flat.block(i) for i in blocks], None
-        leaf = self.flat.data.detach().requires_grad_(grad)
+            return blocks, None
+        leaves = [b.detach().requires_grad_(grad) for b in blocks]
         with torch.set_grad_enabled(grad):
-            return list(self._effective(*(self.flat.block(i, leaf) for i in blocks))), leaf
+            return list(self._effective(*leaves)), leaves
 
     def forward(self, x, keep=False):
         """x (M, B, C, H, W) -> logits (M, B, K); with ``keep``, what backward needs."""
         M, B, C, H, W = x.shape
-        effective, leaf = self._weights(grad=keep)
+        effective, leaves = self._weights(grad=keep)
         weights = [t.detach() for t in effective]
         h = x.permute(1, 0, 2, 3, 4).reshape(B, M * C, H, W).contiguous(memory_format=torch.channels_last)
         saved = [h]
@@ -258,11 +259,11 @@ class _GroupedCNN:
         g = h.mean((2, 3)).view(B, M, -1).transpose(0, 1)  # M, B, width
         hw, hb = weights[2 * self.n_conv], weights[2 * self.n_conv + 1]
         logits = torch.baddbmm(hb.unsqueeze(1), g, hw.transpose(1, 2))
-        return (logits, (saved, weights, g, effective, leaf)) if keep else logits
+        return (logits, (saved, weights, g, effective, leaves)) if keep else logits
 
     def backward(self, dlogits, cache):
         """Gradients of sum(dlogits * logits) into ``flat.grad``."""
-        saved, weights, g, effective, leaf = cache
+        saved, weights, g, effective, leaves = cache
         M, conv = self.M, ([1, 1], [1, 1], [1, 1], False, [0, 0], self.M)  # stride, padding, ..., groups
         n = self.n_conv
         grads = [None] * (2 * n + 2)  # of the effective weights, in the dense layout
@@ -283,8 +284,9 @@ class _GroupedCNN:
             for i, gr in enumerate(grads):
                 self.flat.block(i, self.flat.grad).view(gr.shape).copy_(gr)
         else:
-            grads = [gr.view(e.shape) for gr, e in zip(grads, effective)]
-            self.flat.grad.copy_(torch.autograd.grad(effective, leaf, grads)[0])
+            grads = torch.autograd.grad(effective, leaves, [gr.view(e.shape) for gr, e in zip(grads, effective)])
+            for i, gr in enumerate(grads):
+                self.flat.block(i, self.flat.grad).copy_(gr)
 
 
 _ACT = {"relu": torch.relu, "gelu": F.gelu, "tanh": torch.tanh, "silu": F.silu}
