@@ -63,17 +63,20 @@ def matmul_rates() -> dict:
 
 
 def fma_peak() -> float | None:
-    """This core's peak fp32 FMA rate (benchmarks/fma_peak.c, best of 3), or None without a C
-    compiler: the ceiling no engine can pass."""
+    """This core's peak fp32 FMA rate (benchmarks/fma_peak.c, best of 3), or None where no C
+    compiler builds it: the ceiling no engine can pass."""
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc is None:
         return None
     with tempfile.TemporaryDirectory() as tmp:
         exe = Path(tmp) / "fma_peak"
-        subprocess.run([cc, "-O2", "-march=native", "-o", str(exe), str(ROOT / "benchmarks" / "fma_peak.c")],
-                       check=True)
-        return max(float(subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.split()[0])
-                   for _ in range(3))
+        try:
+            subprocess.run([cc, "-O2", "-march=native", "-o", str(exe), str(ROOT / "benchmarks" / "fma_peak.c")],
+                           check=True, capture_output=True)
+            return max(float(subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.split()[0])
+                       for _ in range(3))
+        except (subprocess.CalledProcessError, OSError, ValueError):
+            return None
 
 
 def _conv_backward_flop(grad_out_shape, x_shape, w_shape, bias, stride, padding, dilation, transposed,
@@ -220,7 +223,7 @@ def main() -> None:
 
     print(f"\nmatmul in this run, 1 thread: torch.mm {mm['torch.mm']:.0f} GFLOP/s, "
           f"oneDNN 1x1 conv {mm['oneDNN 1x1 conv']:.0f} GFLOP/s; FMA peak of one core "
-          + (f"{peak:.0f} GFLOP/s (benchmarks/fma_peak.c)" if peak else "not measured (no C compiler)"))
+          + (f"{peak:.0f} GFLOP/s (benchmarks/fma_peak.c)" if peak else "not measured (no C compiler built benchmarks/fma_peak.c)"))
     print(f"{'engine':<24}{'models/s':>10}{'GFLOP/s':>10}{'of mm':>8}{'of oneDNN':>11}")
     total = {name: sum(ts) for name, ts in best.items()}
     for name, t in total.items():
