@@ -120,10 +120,13 @@ def _merge(base: dict, raw: dict, origin: str, prefix="") -> dict:
         if key not in base:
             raise ModelsetError(f"preset {origin}: unknown key {prefix + key!r}; valid keys: "
                                 f"{', '.join(_flat_keys(DEFAULTS))}")
-        if isinstance(base[key], dict) and key != "grid" and prefix != "families.":
+        if isinstance(base[key], dict) and key != "grid":
             if not isinstance(value, dict):
                 raise ModelsetError(f"preset {origin}: {prefix + key!r} must be a table")
-            _merge(base[key], value, origin, prefix + key + ".")
+            if prefix == "families.":  # over the family's defaults, key by key as --set does
+                base[key].update(value)
+            else:
+                _merge(base[key], value, origin, prefix + key + ".")
         else:
             base[key] = value
     return base

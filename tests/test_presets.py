@@ -87,3 +87,12 @@ def test_class_outside_dataset_is_rejected_at_planning():
     p = load_preset("digits500", ["tasks.classes=[[0, 1, 10]]"])
     with pytest.raises(ModelsetError, match="class 10 is not in dataset 'digits'"):
         make_plan(p)
+
+
+def test_a_family_table_in_a_preset_file_keeps_the_family_defaults(tmp_path):
+    """A file's [families.dgconv] setting one key sets it over the defaults, as --set does."""
+    path = tmp_path / "p.toml"
+    path.write_text('name = "p"\ndataset = "digits"\nfamily = "dgconv"\n[families.dgconv]\ngate_mean = 1.0\n')
+    from_file = load_preset(str(path))["families"]["dgconv"]
+    from_set = load_preset("digits500", ["family=dgconv", "families.dgconv.gate_mean=1.0"])["families"]["dgconv"]
+    assert from_file == from_set == {"gate_mean": 1.0, "gate_std": 1.0}
