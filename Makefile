@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 PRESET ?= digits500
 JOBS ?= -1
 
-.PHONY: modelset test venv clean leaderboard
+.PHONY: modelset test venv clean leaderboard bench
 
 # Set-up: a local virtual environment with the project and its test tools, torch pinned.
 $(STAMP): pyproject.toml constraints.txt
@@ -18,10 +18,9 @@ venv: $(STAMP)
 modelset: $(STAMP)
 	$(VENV)/bin/modelset build --preset $(PRESET) --out data/$(PRESET).h5 --jobs $(JOBS)
 
-# Scores every built-in method on the default archive (built first if missing).
-METHODS := raw-cosine raw-euclidean weight-stats gram first-order lps cka output-agreement
+# Scores every built-in method (metrics.methods.BUILTIN) on the default archive (built first if missing).
 leaderboard: modelset
-	for m in $(METHODS); do $(VENV)/bin/modelset leaderboard submit --archive data/$(PRESET).h5 --method $$m || exit 1; done
+	for m in $$($(PY) -c 'from metrics.methods import BUILTIN; print(*BUILTIN)'); do $(VENV)/bin/modelset leaderboard submit --archive data/$(PRESET).h5 --method $$m || exit 1; done
 	cat data/leaderboard/$(PRESET)/leaderboard.md
 
 test: $(STAMP)
@@ -30,7 +29,6 @@ test: $(STAMP)
 clean:
 	rm -rf $(VENV) data/*.h5 data/.*.shards
 
-.PHONY: bench
 # Batched engine vs reference loop on the same digits500 units, then a timed digits500 build.
 bench: $(STAMP)
 	$(PY) benchmarks/bench_batched.py

@@ -121,15 +121,14 @@ def main() -> int:
                            "load_average": os.getloadavg()}, "presets": {}}
     for name in args.presets:
         dataset = synthetic(PRESETS[name])
-        preset = load_preset(name)
-        full = preset["train"]["epochs"]
+        plan = make_plan(load_preset(name, [f"dataset={dataset}"]))
+        full, n = plan.preset["train"]["epochs"], len(plan.entries)
+        engines = sorted({e.engine for e in plan.entries})
         e1, e2 = (2, 4) if full > 5 else (1, 2)
         m1, m2 = (time_models(name, dataset, e, args.models) for e in (e1, e2))
-        engines = sorted({e.engine for e in make_plan(load_preset(name, [f"dataset={dataset}"])).entries})
         per_epoch = (m2 - m1) / (e2 - e1)
         fixed = max(m1 - e1 * per_epoch, 0.0)
         per_model = fixed + full * per_epoch
-        n = len(make_plan(load_preset(name, [f"dataset={dataset}", "epochs=1"])).entries)
         stored, raw = archive_bytes_per_model(name, dataset)
         r = {"models": n, "epochs": full, "engines": engines, f"seconds_{e1}_epochs": m1, f"seconds_{e2}_epochs": m2,
              "seconds_per_epoch": per_epoch, "seconds_fixed": fixed, "seconds_per_model": per_model,

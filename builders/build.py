@@ -57,7 +57,8 @@ def pinned_threads(n: int = 1):
 def train_unit(unit, device: str = "cpu") -> tuple[str, list]:
     """Train one work unit; runs in a worker or in-process, with the same thread pinning."""
     with pinned_threads(1):
-        batched = [e for e in unit if e.engine == "batched"]  # a mixed-family unit has both kinds
+        # A unit can hold both kinds: a grid may give some entries augmentation or an lr schedule.
+        batched = [e for e in unit if e.engine == "batched"]
         done = dict(zip((e.id for e in batched), train_batched(batched, device))) if batched else {}
         results = [done[e.id] if e.id in done else train_reference(e, device) for e in unit]
         return unit_hash(unit, torch.device(device).type), results

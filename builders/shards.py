@@ -39,8 +39,7 @@ def save_shard(path: Path, results: list[ModelResult]) -> None:
     for name in CURVES:
         c = np.full((len(results), epochs), np.nan, np.float32)
         for i, r in enumerate(results):
-            if name in r.curves:  # engines without a family record no group curve: NaN
-                c[i, : len(r.curves[name])] = r.curves[name]
+            c[i, : len(r.curves[name])] = r.curves[name]
         arrays[name] = c
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

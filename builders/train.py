@@ -80,8 +80,7 @@ def train_reference(entry: PlanEntry, device="cpu") -> ModelResult:
         loss_sum = correct = 0.0
         for i in range(0, n, bs):
             idx = perm[i : i + bs]
-            xb = xtr[idx] if hp["augment"] == "none" else augment(hp["augment"], xtr[idx], gen)
-            logits = model(xb)
+            logits = model(augment(hp["augment"], xtr[idx], gen))
             loss = F.cross_entropy(logits, ytr[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()

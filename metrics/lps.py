@@ -51,7 +51,7 @@ def chained_gram(view, with_class_map: bool = False) -> np.ndarray:
         iu = torch.triu_indices(g.shape[1], g.shape[2])
         feats.append(g[:, iu[0], iu[1]])
     if with_class_map:
-        feats.append(chain.flatten(1) / chain.flatten(1).norm(dim=1, keepdim=True).clamp_min(1e-12))
+        feats.append(F.normalize(chain.flatten(1), dim=1))
     return torch.cat(feats, dim=1).float().numpy()
 
 

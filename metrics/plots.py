@@ -51,7 +51,8 @@ def plot_method(ms, cls, out, seed: int = 0):
     from .public import make_public
 
     public, key = make_public(ms, np.random.default_rng(0))
-    sim = check_outputs(run_method(cls, seed, public), public)["retrieval"]
+    retrieval = {"retrieval": public["retrieval"]}  # the only protocol plotted: run the method on it alone
+    sim = check_outputs(run_method(cls, seed, retrieval), retrieval)["retrieval"]
     labels = ms.models.loc[key["retrieval"], "task"].to_numpy()
     fig, axes = plt.subplots(1, 3, figsize=(17, 5))
     plot_similarity(sim, labels, ms.relations, ax=axes[:2], title=f"{cls.__name__} similarity")

@@ -98,7 +98,7 @@ class RelationEvaluator:
         dcg = (np.take_along_axis(g, _ranked(s)[:, :k], axis=1) * discount).sum(1)
         ideal = (-np.sort(-g, axis=1)[:, :k] * discount).sum(1)
         ndcg = np.divide(dcg, ideal, out=np.zeros_like(dcg), where=ideal > 0)
-        return {"spearman": float(np.nan_to_num(rho)), "ndcg10": float(ndcg.mean())}
+        return {"spearman": float(rho), "ndcg10": float(ndcg.mean())}
 
 
 class ClusteringEvaluator:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import h5py
 import numpy as np
-import pandas as pd
 
 from modelset.archive import read_layout, table_to_struct
 
@@ -68,7 +67,3 @@ def read_public(path) -> dict:
                 out[protocol] = tuple(views)
     return out
 
-
-def describe(public: dict) -> pd.DataFrame:
-    return pd.DataFrame([{"protocol": p, "train models": len(tr), "train tasks": len(np.unique(tr.labels)),
-                          "test models": len(te)} for p, (tr, te) in public.items()])

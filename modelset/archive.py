@@ -60,6 +60,13 @@ def read_layout(dataset) -> pd.DataFrame:
     return df
 
 
+def _unflatten(row: np.ndarray, layout: pd.DataFrame):
+    """A parameter row as a state dict, by a layout table (``read_layout``)."""
+    from .archs import unflatten
+
+    return unflatten(row, layout[["name", "shape", "offset", "size"]].itertuples(index=False))
+
+
 def open_h5(path) -> h5py.File:
     """Open an archive read-only, turning every way it can be wrong into one clear error."""
     path = os.fspath(path)
@@ -164,22 +171,15 @@ class Archive:
         return self.h5[f"architectures/{archs[0]}/params"][uniq][inverse]
 
     def state_dict(self, model_id: int):
-        from .archs import unflatten
-
-        arch = self.models.loc[model_id, "arch"]
-        layout = self.layout(arch)
-        return unflatten(self.params([model_id])[0], layout[["name", "shape", "offset", "size"]].itertuples(index=False))
+        return _unflatten(self.params([model_id])[0], self.layout(self.models.loc[model_id, "arch"]))
 
     def family_state_dict(self, model_id: int):
         """A non-dense model's own parameters (thresholds, gates, atoms, coefficients), by name."""
-        from .archs import unflatten
-
         row = self.models.loc[model_id]
         if row.family == "dense":
             return self.state_dict(model_id)
         g = self.h5[f"architectures/{row.arch}/families/{row.family}"]
-        layout = read_layout(g["layout"])
-        return unflatten(g["params"][int(row.family_row)], layout[["name", "shape", "offset", "size"]].itertuples(index=False))
+        return _unflatten(g["params"][int(row.family_row)], read_layout(g["layout"]))
 
     def model(self, model_id: int):
         """The torch module of one model, of its own family, in eval mode, with its stored weights."""

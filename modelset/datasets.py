@@ -87,22 +87,19 @@ def resolve_root(name: str, root=None) -> str:
     return os.path.abspath(os.fspath(root))
 
 
-def load_dataset(name: str, root=None, download: bool = False) -> Dataset:
+def load_dataset(name: str, root=None) -> Dataset:
     """The dataset ``name``. File-based datasets are read from ``root`` (else $MODELSET_DATA),
-    after checking their files; ``download=True`` first lets torchvision fetch missing files.
+    after checking their files (``download_dataset`` fetches missing ones).
 
     Bad or missing files raise ModelsetError with one line naming the dataset, the directory
-    and how to obtain the files; nothing is written unless ``download`` is asked for.
+    and how to obtain the files; nothing is written.
     """
     if name in _SOURCES:
         return _load_builtin(name)
     if name not in _FILE_SOURCES:
         raise ModelsetError(f"unknown dataset {name!r}; available: {', '.join(list_datasets())}")
     src = _FILE_SOURCES[name]
-    root = resolve_root(name, root)
-    if download:
-        src.download(root)
-    return src.load(root)
+    return src.load(resolve_root(name, root))
 
 
 def download_dataset(name: str, root=None) -> str | None:
