@@ -113,6 +113,11 @@ def score(outputs: dict, public: dict, key: dict, models, relations: np.ndarray,
     return {f"{p}.{k}": v for p, scores_ in result.items() for k, v in scores_.items()}
 
 
+def default_seeds(cls) -> list[int]:
+    """A learned method is scored over 5 of its own seeds, any other once."""
+    return list(range(5)) if getattr(cls, "learned", False) else [0]
+
+
 def evaluate(ms, cls, seeds=None, shuffle_seed: int = 0) -> dict:
     """Score a method class in-process on an opened archive: {"seeds", "scores": {metric: [per seed]}}.
 
@@ -120,7 +125,7 @@ def evaluate(ms, cls, seeds=None, shuffle_seed: int = 0) -> dict:
     """
     from .public import make_public
 
-    seeds = list(seeds if seeds is not None else (range(5) if getattr(cls, "learned", False) else [0]))
+    seeds = list(seeds) if seeds is not None else default_seeds(cls)
     public, key = make_public(ms, np.random.default_rng(shuffle_seed))
     splits = {p: ms.split(p) for p in key}
     per_seed = [score(run_method(cls, s, public), public, key, ms.models, ms.relations, splits) for s in seeds]

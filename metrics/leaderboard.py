@@ -27,7 +27,7 @@ import pandas as pd
 from modelset.errors import ModelsetError
 
 from .evaluate import MethodError, score
-from .methods import BUILTIN, load_method
+from .methods import BUILTIN, check_spec
 from .public import make_public, write_public
 
 RESULT_VERSION = 1
@@ -66,8 +66,11 @@ def _outputs_from_npz(path) -> dict:
     return out
 
 
-def run_isolated(spec: str, seeds: list[int], public: dict, timeout: float, sandbox: str = "auto") -> list[dict]:
-    """Run the method in a child process on the public file; return its outputs per seed.
+def run_isolated(spec: str, seeds: list[int] | None, public: dict, timeout: float,
+                 sandbox: str = "auto") -> tuple[dict, list[dict]]:
+    """Run the method in a child process on the public file (``seeds`` None: the method's
+    default); return what the child reports of it (name, learned, functional, seeds) and its
+    outputs per seed.
 
     The child works in a fresh directory holding only the public file (and a copy of the method's
     file), with a scrubbed environment; with the sandbox it can read nothing else but code.
@@ -91,8 +94,8 @@ def run_isolated(spec: str, seeds: list[int], public: dict, timeout: float, sand
         env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "PYTHONPATH")}
         env.update(HOME=str(work), TMPDIR=str(work), MPLCONFIGDIR=str(work),
                    OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"))
-        cmd = [sys.executable, "-m", "metrics.runner", "public.h5", spec, ",".join(map(str, seeds)), str(work),
-               sandbox, *readable]
+        cmd = [sys.executable, "-m", "metrics.runner", "public.h5", spec, ",".join(map(str, seeds or [])),
+               str(work), sandbox, *readable]
         proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True, start_new_session=True)
         try:
@@ -108,7 +111,8 @@ def run_isolated(spec: str, seeds: list[int], public: dict, timeout: float, sand
         for line in stderr.splitlines():
             if line.startswith("warning:"):
                 print(f"modelset: {line}", file=sys.stderr)
-        return [_outputs_from_npz(work / f"seed-{s}.npz") for s in seeds]
+        meta = json.loads((work / "meta.json").read_text())
+        return meta, [_outputs_from_npz(work / f"seed-{s}.npz") for s in meta["seeds"]]
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
@@ -125,12 +129,10 @@ def submit(archive, method: str | None = None, embeddings: str | None = None, na
         splits = {p: ms.split(p) for p in key}
         t0 = time.time()
         if method is not None:
-            cls = load_method(method)  # fail fast on a bad spec, before any work
-            learned = bool(getattr(cls, "learned", False))
-            seeds = list(seeds if seeds is not None else (range(5) if learned else [0]))
-            name = name or next((k for k, v in BUILTIN.items() if method in (k, v)), cls.__name__)
-            per_seed = run_isolated(method, seeds, public, timeout, sandbox)
-            functional = bool(getattr(cls, "functional", False))
+            check_spec(method)  # fail fast on a malformed spec; the code itself is imported in the child only
+            meta, per_seed = run_isolated(method, seeds, public, timeout, sandbox)
+            seeds, learned, functional = meta["seeds"], meta["learned"], meta["functional"]
+            name = name or next((k for k, v in BUILTIN.items() if method in (k, v)), meta["name"])
         else:
             path = Path(embeddings)
             if not path.is_file():

@@ -47,17 +47,23 @@ class SimilarityMethod:
         return self
 
 
-def load_method(spec: str):
-    """A method class from a built-in name, ``module:Class`` or ``path/to/file.py:Class``."""
+def check_spec(spec: str) -> tuple[str, str]:
+    """(module or file, class name) of a method spec, checked without importing anything."""
     spec = BUILTIN.get(spec, spec)
     target, sep, name = spec.rpartition(":")
     if not sep or not target or not name:
         raise ModelsetError(f"--method {spec!r}: expected a built-in name ({', '.join(BUILTIN)}), "
                             f"module:Class or path/to/file.py:Class")
+    if target.endswith(".py") and not Path(target).is_file():
+        raise ModelsetError(f"--method: file {target!r} not found")
+    return target, name
+
+
+def load_method(spec: str):
+    """A method class from a built-in name, ``module:Class`` or ``path/to/file.py:Class``."""
+    target, name = check_spec(spec)
     if target.endswith(".py"):
         path = Path(target)
-        if not path.is_file():
-            raise ModelsetError(f"--method: file {target!r} not found")
         mod_name = f"_submitted_{path.stem}"
         module_spec = importlib.util.spec_from_file_location(mod_name, path)
         module = importlib.util.module_from_spec(module_spec)

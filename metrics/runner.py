@@ -2,12 +2,17 @@
 
     python -m metrics.runner PUBLIC.h5 SPEC SEEDS OUT_DIR SANDBOX [READABLE_DIR ...]
 
+SEEDS is a comma-separated list, or empty for the method's default. The submitted code is imported
+here only, never in the scoring process; ``meta.json`` tells that process the method's name, kind
+and seeds.
+
 SANDBOX is ``require`` (fail if the machine cannot confine the method), ``auto`` (confine when
 possible, else warn) or ``off``. The sandbox's root is OUT_DIR's sibling ``root``. Exit 0 with one ``seed-<s>.npz`` per seed in OUT_DIR, or exit 3
 with one line on stderr.
 """
 from __future__ import annotations
 
+import json
 import sys
 import traceback
 from pathlib import Path
@@ -29,20 +34,24 @@ def main(argv=None) -> int:
             print(f"warning: method runs unconfined ({e})", file=sys.stderr)
     import numpy as np
 
-    from .evaluate import run_method
+    from .evaluate import default_seeds, run_method
     from .methods import load_method
     from .public import read_public
 
     try:
         cls = load_method(spec)
         public = read_public(public_path)
-        for seed in [int(s) for s in seeds.split(",")]:
+        seeds = [int(s) for s in seeds.split(",")] if seeds else default_seeds(cls)
+        for seed in seeds:
             outputs = run_method(cls, seed, public)
             flat = {f"{p}.{k}": np.asarray(v) for p, rep in outputs.items() for k, v in rep.items()}
             for k, v in flat.items():
                 if v.dtype == object:
                     raise TypeError(f"{k} is not a numeric array")
             np.savez(Path(out_dir) / f"seed-{seed}.npz", **flat)
+        meta = {"name": cls.__name__, "learned": bool(getattr(cls, "learned", False)),
+                "functional": bool(getattr(cls, "functional", False)), "seeds": seeds}
+        (Path(out_dir) / "meta.json").write_text(json.dumps(meta))
     except Exception as e:  # the parent reports it as the method's failure
         frame = traceback.extract_tb(e.__traceback__)[-1]
         print(f"{type(e).__name__}: {e} (at {Path(frame.filename).name}:{frame.lineno})", file=sys.stderr)

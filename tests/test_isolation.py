@@ -103,3 +103,37 @@ def test_without_the_sandbox_the_same_method_would_see_the_archive(small_archive
     r = run_cli("leaderboard", "submit", "--archive", small_archive, "--method", f"{method}:Snoop",
                 "--results", tmp_path / "r", "--sandbox", "off", "--timeout", "120")
     assert r.returncode == 2 and "LEAK:" in r.stderr and "can see" in r.stderr
+
+
+TOP_LEVEL = '''
+import os
+import sys
+
+try:  # who imports this file: only the sandboxed child may
+    with open(os.path.join({marks!r}, f"imported-by-{{os.getpid()}}"), "w") as fh:
+        fh.write(" ".join(sys.argv))
+except OSError:
+    pass
+
+
+class Mean:
+    def __init__(self, seed=0):
+        pass
+
+    def embed(self, view):
+        return view.params.mean(1, keepdims=True)
+'''
+
+
+def test_submitted_code_is_never_imported_by_the_scoring_process(small_archive, tmp_path):
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    method = tmp_path / "top_level.py"
+    method.write_text(TOP_LEVEL.format(marks=str(marks)))
+    r = run_cli("leaderboard", "submit", "--archive", small_archive, "--method", f"{method}:Mean",
+                "--results", tmp_path / "results")
+    assert r.returncode == 0, r.stderr
+    importers = [p.read_text() for p in marks.iterdir()]
+    assert not any("leaderboard" in argv for argv in importers), importers
+    result = json.loads(next((tmp_path / "results").glob("*.json")).read_text())
+    assert result["method"] == "Mean" and result["seeds"] == [0] and result["learned"] is False
