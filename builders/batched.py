@@ -42,14 +42,14 @@ aten = torch.ops.aten
 _PASS_KEYS = ("epochs", "batch_size", "optimizer", "activation")
 
 
-def train_batched(unit: list[PlanEntry], device="cpu") -> list[ModelResult]:
+def train_batched(unit: list[PlanEntry], device="cpu", data_root=None) -> list[ModelResult]:
     """Train ``unit`` and return one ModelResult per entry, in unit order."""
     passes: dict[tuple, list[int]] = {}
     for i, e in enumerate(unit):
         passes.setdefault((e.arch, e.family, e.family_options, *(e.hparams[k] for k in _PASS_KEYS)), []).append(i)
     results: list[ModelResult | None] = [None] * len(unit)
     for idx in passes.values():
-        for i, r in zip(idx, _train_pass([unit[i] for i in idx], torch.device(device))):
+        for i, r in zip(idx, _train_pass([unit[i] for i in idx], torch.device(device), data_root)):
             results[i] = r
     return results
 
@@ -57,8 +57,8 @@ def train_batched(unit: list[PlanEntry], device="cpu") -> list[ModelResult]:
 class _Data:
     """Each model's task data, padded to the largest task of the pass, on the device."""
 
-    def __init__(self, entries, device):
-        tensors = [task_tensors(e.dataset, e.classes, e.transform)[0] for e in entries]
+    def __init__(self, entries, device, data_root=None):
+        tensors = [task_tensors(e.dataset, e.classes, e.transform, data_root)[0] for e in entries]
         self.n_train = [len(t[1]) for t in tensors]
         self.n_test = [len(t[3]) for t in tensors]
         self.train = self._stack([t[0] for t in tensors], [t[1] for t in tensors], device)
@@ -220,8 +220,11 @@ class _GroupedCNN:
         self.n_conv = len(models[0].convs)
         self.activation = models[0].activation
         effective, params = list(effective_weights(models[0]).values()), list(models[0].parameters())
-        for conv, w in zip(models[0].convs, effective[: 2 * self.n_conv : 2]):  # 3x3, stride 1, "same"
-            assert w.shape[-2:] == (3, 3) and conv.padding in (1, (1, 1)) and getattr(conv, "stride", 1) in (1, (1, 1))
+        self.strides = []
+        for conv, w in zip(models[0].convs, effective[: 2 * self.n_conv : 2]):  # 3x3, padded by 1
+            assert w.shape[-2:] == (3, 3) and conv.padding in (1, (1, 1))
+            s = conv.stride
+            self.strides.append([s, s] if isinstance(s, int) else list(s))
         # Dense: the effective weights are the parameters themselves, and need no graph.
         self.dense = len(effective) == len(params) and all(e is p for e, p in zip(effective, params))
         if not self.dense:
@@ -251,7 +254,7 @@ class _GroupedCNN:
             w = weights[2 * i]
             w = w.reshape(M * w.shape[1], *w.shape[2:]).contiguous(memory_format=torch.channels_last)
             weights[2 * i] = w
-            z = F.conv2d(h, w, weights[2 * i + 1].reshape(-1), padding=1, groups=M)
+            z = F.conv2d(h, w, weights[2 * i + 1].reshape(-1), stride=self.strides[i], padding=1, groups=M)
             # In place for relu (its backward needs only the output): out of place, relu on this
             # channels-last tensor costs as much as the convolution.
             h = z.relu_() if self.activation == "relu" else _ACT[self.activation](z)
@@ -264,22 +267,23 @@ class _GroupedCNN:
     def backward(self, dlogits, cache):
         """Gradients of sum(dlogits * logits) into ``flat.grad``."""
         saved, weights, g, effective, leaves = cache
-        M, conv = self.M, ([1, 1], [1, 1], [1, 1], False, [0, 0], self.M)  # stride, padding, ..., groups
-        n = self.n_conv
+        M, n = self.M, self.n_conv
+        # convolution_backward's (stride, padding, dilation, transposed, output padding, groups)
+        conv = [(s, [1, 1], [1, 1], False, [0, 0], M) for s in self.strides]
         grads = [None] * (2 * n + 2)  # of the effective weights, in the dense layout
         grads[2 * n], grads[2 * n + 1] = torch.bmm(dlogits.transpose(1, 2), g), dlogits.sum(1)
         dg = torch.bmm(dlogits, weights[2 * n])  # M, B, width
         B, width = dg.shape[1], dg.shape[2]
-        H, W = saved[0].shape[2:]
+        H, W = saved[-1].shape[2:]  # the pooled maps
         dh = (dg / (H * W)).transpose(0, 1).reshape(B, 1, 1, M * width).expand(B, H, W, M * width)
         dh = dh.permute(0, 3, 1, 2)  # a channels-last view of the broadcast mean gradient
         for i in reversed(range(n)):
             x, z, h = saved[2 * i], saved[2 * i + 1], saved[2 * i + 2]
             dz = _ACT_BACKWARD[self.activation](dh, z, h)
-            grads[2 * i] = aten.convolution_backward(dz, x, weights[2 * i], None, *conv, [False, True, False])[1]
+            grads[2 * i] = aten.convolution_backward(dz, x, weights[2 * i], None, *conv[i], [False, True, False])[1]
             grads[2 * i + 1] = dz.sum((0, 2, 3))
             if i > 0:  # the input image needs no gradient
-                dh = aten.convolution_backward(dz, x, weights[2 * i], None, *conv, [True, False, False])[0]
+                dh = aten.convolution_backward(dz, x, weights[2 * i], None, *conv[i], [True, False, False])[0]
         if self.dense:
             for i, gr in enumerate(grads):
                 self.flat.block(i, self.flat.grad).view(gr.shape).copy_(gr)
@@ -347,15 +351,15 @@ def _evaluate(net, data_x, data_y, n) -> tuple[np.ndarray, np.ndarray]:
     return (loss_sum / nt).cpu().numpy(), (correct.float() / nt).cpu().numpy()
 
 
-def _train_pass(entries: list[PlanEntry], device) -> list[ModelResult]:
+def _train_pass(entries: list[PlanEntry], device, data_root=None) -> list[ModelResult]:
     hp = entries[0].hparams
     epochs, bs = hp["epochs"], hp["batch_size"]
-    models = [init_model(e) for e in entries]
+    models = [init_model(e, data_root) for e in entries]
     flat = _Flat(models, device)
     grouped = type(models[0]) is SmallCNN
     net = _GroupedCNN(models, flat) if grouped else _VmappedNet(models, flat)
     opt = _Optimizer(flat, [e.hparams for e in entries])
-    data = _Data(entries, device)
+    data = _Data(entries, device, data_root)
     M, n = len(entries), np.array(data.n_train)
     gens = [torch.Generator().manual_seed(e.data_seed) for e in entries]
     steps = -(-n // bs)  # batches per epoch, per model

@@ -20,7 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from modelset.archive import CURVES, param_checksum
-from modelset.datasets import load_dataset
+from modelset.datasets import load_dataset, resolve_root
 from modelset.errors import ModelsetError
 from modelset.preset import Preset
 from modelset.splits import make_splits
@@ -54,13 +54,14 @@ def pinned_threads(n: int = 1):
         torch.set_num_threads(old)
 
 
-def train_unit(unit, device: str = "cpu") -> tuple[str, list]:
-    """Train one work unit; runs in a worker or in-process, with the same thread pinning."""
+def train_unit(unit, device: str = "cpu", data_root=None) -> tuple[str, list]:
+    """Train one work unit; runs in a worker or in-process, with the same thread pinning. The
+    data directory comes as an argument (workers share no environment with the build)."""
     with pinned_threads(1):
         # A unit can hold both kinds: a grid may give some entries augmentation or an lr schedule.
         batched = [e for e in unit if e.engine == "batched"]
-        done = dict(zip((e.id for e in batched), train_batched(batched, device))) if batched else {}
-        results = [done[e.id] if e.id in done else train_reference(e, device) for e in unit]
+        done = dict(zip((e.id for e in batched), train_batched(batched, device, data_root))) if batched else {}
+        results = [done[e.id] if e.id in done else train_reference(e, device, data_root) for e in unit]
         return unit_hash(unit, torch.device(device).type), results
 
 
@@ -109,20 +110,24 @@ def is_up_to_date(out: Path, plan: Plan) -> bool:
 
 def build(preset: Preset, out, jobs: int = 1, force: bool = False, keep_shards: bool = False,
           progress: bool = True, device: str = "cpu", scheduler: str | None = None,
-          cluster: str | None = None) -> dict:
+          cluster: str | None = None, data_root=None) -> dict:
     """Build ``preset`` into the archive ``out``; resume from any shards already trained.
 
-    Units train in ``jobs`` local processes (this one included), or on dask: a cluster's
-    ``scheduler`` address, or ``cluster="local"`` for a LocalCluster of ``jobs`` worker processes.
+    Units train in ``jobs`` local processes (this one included; -1: one per core), or on dask: a
+    cluster's ``scheduler`` address, or ``cluster="local"`` for a LocalCluster of ``jobs`` worker
+    processes. File-based datasets are read from ``data_root`` (else $MODELSET_DATA); every worker
+    is handed that directory, so on a remote cluster it must hold the same files on each worker.
     """
     out = Path(out)
     remote = scheduler is not None
+    data_root = resolve_root(preset["dataset"], data_root)
     # On a remote cluster the GPU must be on the workers, checked once connected.
-    plan = make_plan(preset, device_type(device) if remote else check_device(device))  # validates tasks against the dataset before anything is written
+    plan = make_plan(preset, device_type(device) if remote else check_device(device),
+                     data_root)  # validates tasks against the dataset before anything is written
     if not force and out.exists() and is_up_to_date(out, plan):
         return {"status": "up to date", "out": str(out), "models": len(plan.entries), "trained": 0}
     return _train_and_merge(plan, out, jobs=jobs, keep_shards=keep_shards, progress=progress, device=device,
-                            scheduler=scheduler, cluster=cluster)
+                            scheduler=scheduler, cluster=cluster, data_root=data_root)
 
 
 @contextmanager
@@ -139,7 +144,7 @@ def build_lock(out: Path):
         yield
 
 
-def _train_and_merge(plan, out, *, jobs, keep_shards, progress, device, scheduler, cluster) -> dict:
+def _train_and_merge(plan, out, *, jobs, keep_shards, progress, device, scheduler, cluster, data_root) -> dict:
     preset, remote = plan.preset, scheduler is not None
     units = work_units(plan)
     shards = shard_dir_for(out)
@@ -156,20 +161,20 @@ def _train_and_merge(plan, out, *, jobs, keep_shards, progress, device, schedule
                      preset.name, len(plan.entries), len(units), len(plan.entries) - n_todo, n_todo)
             with tqdm(total=len(plan.entries), initial=len(plan.entries) - n_todo, unit="model", desc="train",
                       disable=not progress, mininterval=1.0, dynamic_ncols=True) as bar:
-                for h, results in executor.map_unordered(train_unit, ((u, device) for u in todo)):
+                for h, results in executor.map_unordered(train_unit, ((u, device, data_root) for u in todo)):
                     failpoint("train")  # a unit trained, its shard not yet written
                     save_shard(shard_path(shards, h), results)
                     bar.update(len(results))
-            merge(plan, units, shards, out)
+            merge(plan, units, shards, out, data_root)
             if not keep_shards:
                 shutil.rmtree(shards, ignore_errors=True)
     return {"status": "built", "out": str(out), "models": len(plan.entries), "trained": n_todo}
 
 
-def merge(plan: Plan, units, shards: Path, out: Path) -> None:
+def merge(plan: Plan, units, shards: Path, out: Path, data_root=None) -> None:
     """The one writer: stream every shard, in plan order, into a temporary archive, then rename."""
     preset, entries = plan.preset, plan.entries
-    dataset = load_dataset(preset["dataset"])
+    dataset = load_dataset(preset["dataset"], data_root)
     archs = sorted({e.arch for e in entries})
     rows = {a: 0 for a in archs}
     counts = {a: sum(e.arch == a for e in entries) for a in archs}
@@ -183,13 +188,13 @@ def merge(plan: Plan, units, shards: Path, out: Path) -> None:
         w.write_dataset(dataset)
         w.write_tasks(plan.tasks, dataset.n_classes, plan.relations, preset["tasks"]["relation"])
         for a in archs:
-            layout_rows, arch_attrs = model_layout(next(e for e in entries if e.arch == a))
+            layout_rows, arch_attrs = model_layout(next(e for e in entries if e.arch == a), data_root=data_root)
             w.create_architecture(a, layout_rows, counts[a], arch_attrs)
         # Each non-dense family's own parameters, beside the effective weights of its architecture.
         fam_rows = {}
         for a, fam in sorted({(e.arch, e.family) for e in entries if e.family != "dense"}):
             first = next(e for e in entries if (e.arch, e.family) == (a, fam))
-            layout_rows, _ = model_layout(first, fam)
+            layout_rows, _ = model_layout(first, fam, data_root)
             w.create_family(a, fam, layout_rows, sum((e.arch, e.family) == (a, fam) for e in entries),
                             dict(first.family_options))
             fam_rows[(a, fam)] = 0

@@ -11,6 +11,7 @@ import itertools
 import json
 from dataclasses import asdict, dataclass
 
+from modelset.archs import arch_spec
 from modelset.datasets import load_dataset
 from modelset.preset import Preset
 from modelset.tasks import Task, make_tasks, relation_matrix
@@ -77,14 +78,17 @@ class Plan:
 
 
 def batched_supports(arch: str, recipe: dict) -> bool:
-    """Whether the batched engine reproduces the recipe: small_cnn models of any family, without
-    augmentation or lr schedule. Anything else trains on the reference loop, entry by entry."""
-    return (arch == "small_cnn" and recipe.get("augment", "none") == "none"
+    """Whether the batched engine reproduces the recipe: an architecture whose registry entry says
+    so (any of its families), without augmentation or lr schedule. Anything else trains on the
+    reference loop, entry by entry."""
+    return (arch_spec(arch).batched and recipe.get("augment", "none") == "none"
             and not recipe.get("lr_step_size", 0))
 
 
-def make_plan(preset: Preset, device: str = "cpu") -> Plan:
-    dataset = load_dataset(preset["dataset"])
+def make_plan(preset: Preset, device: str = "cpu", data_root=None) -> Plan:
+    """Every model of ``preset``: tasks drawn from the dataset (read from ``data_root``, else
+    $MODELSET_DATA), whose fingerprint, not its location, enters each entry."""
+    dataset = load_dataset(preset["dataset"], data_root)
     tasks = make_tasks(preset["tasks"], dataset, preset["seed"])
     grid = preset["grid"]
     points = [dict(zip(grid, values)) for values in itertools.product(*grid.values())] or [{}]

@@ -1,7 +1,9 @@
 """The reference training loop: one model at a time, plain PyTorch.
 
 Everything random comes from the plan entry: the init from ``init_seed`` (torch's global RNG,
-forked so nothing leaks), the minibatch order from ``data_seed`` (a private generator).
+forked so nothing leaks), the minibatch order from ``data_seed`` (a private generator). Where the
+data files are (``data_root``) is an argument, never part of the entry: the entry names the dataset
+by its content.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from modelset.archive import CURVES
 from modelset.archs import create_model, flatten, layout
 from modelset.families import effective_state_dict, family_stats, mean_groups
 from modelset.augment import augment
-from modelset.datasets import load_dataset
+from modelset.datasets import load_dataset, resolve_root
 from modelset.tasks import task_arrays
 
 from .plan import PlanEntry
@@ -31,9 +33,14 @@ class ModelResult:
     family_stats: dict | None = None  # sparsity, groups, gates, parameter count
 
 
-@lru_cache(maxsize=64)
-def task_tensors(dataset: str, classes: tuple, transform: str):
-    ds = load_dataset(dataset)
+def task_tensors(dataset: str, classes: tuple, transform: str, data_root=None):
+    """One task's (train x, train y, test x, test y) tensors, input channels and class count."""
+    return _task_tensors(dataset, resolve_root(dataset, data_root), tuple(classes), transform)
+
+
+@lru_cache(maxsize=64)  # keyed by the resolved directory: two data directories never share an entry
+def _task_tensors(dataset: str, root, classes: tuple, transform: str):
+    ds = load_dataset(dataset, root)
     out = []
     for split in ("train", "test"):
         x, y = task_arrays(ds, classes, transform, split)
@@ -41,8 +48,8 @@ def task_tensors(dataset: str, classes: tuple, transform: str):
     return tuple(out), ds.input_shape[0], len(classes)
 
 
-def init_model(entry: PlanEntry):
-    _, in_channels, n_classes = task_tensors(entry.dataset, entry.classes, entry.transform)
+def init_model(entry: PlanEntry, data_root=None):
+    _, in_channels, n_classes = task_tensors(entry.dataset, entry.classes, entry.transform, data_root)
     hp = entry.hparams
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(entry.init_seed)
@@ -65,11 +72,11 @@ def evaluate(model, x, y) -> tuple[float, float]:
     return F.cross_entropy(logits, y).item(), (logits.argmax(1) == y).float().mean().item()
 
 
-def train_reference(entry: PlanEntry, device="cpu") -> ModelResult:
-    tensors, _, _ = task_tensors(entry.dataset, entry.classes, entry.transform)
+def train_reference(entry: PlanEntry, device="cpu", data_root=None) -> ModelResult:
+    tensors, _, _ = task_tensors(entry.dataset, entry.classes, entry.transform, data_root)
     xtr, ytr, xte, yte = (t.to(device) for t in tensors)
     hp = entry.hparams
-    model = init_model(entry).to(device)  # initialised on the CPU: the same init on every device
+    model = init_model(entry, data_root).to(device)  # initialised on the CPU: the same init on every device
     opt = make_optimizer(model.parameters(), hp)
     gen = torch.Generator().manual_seed(entry.data_seed)
     curves = {k: np.zeros(hp["epochs"], np.float32) for k in CURVES}
@@ -108,10 +115,10 @@ def result_of(model, family: str, curves, metrics) -> ModelResult:
                        family_stats=family_stats(model))
 
 
-def model_layout(entry: PlanEntry, family: str = "dense"):
+def model_layout(entry: PlanEntry, family: str = "dense", data_root=None):
     """Layout rows and architecture attributes for the archive, from an untrained model; for a
     non-dense family, the layout of the family's own parameters."""
-    _, in_channels, n_classes = task_tensors(entry.dataset, entry.classes, entry.transform)
+    _, in_channels, n_classes = task_tensors(entry.dataset, entry.classes, entry.transform, data_root)
     model = create_model(entry.arch, in_channels=in_channels, n_classes=n_classes, family=family,
                          family_options=dict(entry.family_options) if family == entry.family else None)
     return layout(model), {"in_channels": in_channels, "n_classes": n_classes}

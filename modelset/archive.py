@@ -195,26 +195,33 @@ class Archive:
         net.load_state_dict(self.family_state_dict(model_id))
         return net.eval()
 
-    def task_data(self, task_id: int, split: str = "test", root=None):
-        """(x, y) torch tensors of one task's train or test split, as the models saw them.
+    def dataset(self, root=None):
+        """The base dataset the archive's models were trained on (``modelset.datasets.Dataset``).
 
-        Datasets read from files (MNIST, CIFAR, SVHN...) come from ``root``, else $MODELSET_DATA;
-        an error names the directory if the files are not there, or are not the ones the archive's
-        models saw (the dataset fingerprint differs).
+        Datasets read from files (MNIST, CIFAR, SVHN...) come from ``root``, else $MODELSET_DATA,
+        in any container (gzipped or not, any layout the dataset accepts). An error names the
+        directory if the files are not there, or if their content is not what the models saw (the
+        dataset fingerprint differs).
         """
-        import torch
-
         from .datasets import load_dataset
-        from .tasks import task_arrays
 
-        t = self.tasks.loc[task_id]
         ds = load_dataset(self.attrs["dataset"], root=root)
         expected = self.attrs.get("dataset_fingerprint")
         if expected and ds.fingerprint != expected:
             raise ModelsetError(f"dataset {ds.name!r} here (fingerprint {ds.fingerprint}) is not the data this "
                                 f"archive's models saw (fingerprint {expected}); point root / MODELSET_DATA at "
                                 f"the files the archive was built from")
-        x, y = task_arrays(ds, t["classes"], t["transform"], split)
+        return ds
+
+    def task_data(self, task_id: int, split: str = "test", root=None):
+        """(x, y) torch tensors of one task's train or test split, as the models saw them; the
+        dataset comes from ``root`` as ``dataset`` says."""
+        import torch
+
+        from .tasks import task_arrays
+
+        t = self.tasks.loc[task_id]
+        x, y = task_arrays(self.dataset(root), t["classes"], t["transform"], split)
         return torch.from_numpy(x), torch.from_numpy(y)
 
     # -- housekeeping -------------------------------------------------------------------------

@@ -23,7 +23,7 @@ def _parser() -> argparse.ArgumentParser:
     b = sub.add_parser("build", help="train a preset's zoo into an archive (resumable)")
     b.add_argument("--preset", required=True, help="a built-in preset name or a TOML file")
     b.add_argument("--out", help="archive path (default: data/<preset name>.h5)")
-    b.add_argument("--jobs", type=int, default=1, help="worker processes (default 1; -1 = all cores)")
+    b.add_argument("--jobs", type=int, default=-1, help="worker processes (default -1: one per core)")
     b.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a preset field, e.g. --set seeds=2 --set epochs=5 (repeatable)")
     b.add_argument("--force", action="store_true", help="rebuild even if the archive is up to date")
@@ -79,6 +79,7 @@ def _parser() -> argparse.ArgumentParser:
 def _build(args) -> int:
     from builders.build import build
 
+    from .datasets import download_dataset
     from .preset import load_preset
 
     overrides = args.overrides + ([f"engine={args.engine}"] if args.engine else [])
@@ -88,29 +89,17 @@ def _build(args) -> int:
     out = args.out or os.path.join("data", f"{preset.name}.h5")
     if os.path.isdir(out):
         raise ModelsetError(f"--out {out!r} is a directory; give a file path such as {out}/{preset.name}.h5")
-    _data_root(args, preset["dataset"])
+    if args.download:
+        download_dataset(preset["dataset"], args.data_root)
     report = build(preset, out, jobs=args.jobs, force=args.force, keep_shards=args.keep_shards,
                    progress=not args.no_progress, device=args.device, scheduler=args.scheduler,
-                   cluster=args.cluster)
+                   cluster=args.cluster, data_root=args.data_root)
     if report["status"] == "up to date":
         print(f"{out}: up to date ({report['models']} models); --force rebuilds it")
     else:
         print(f"{out}: {report['models']} models ({report['trained']} trained now), "
               f"{os.path.getsize(out) / 2**20:.1f} MiB")
     return 0
-
-
-def _data_root(args, dataset: str) -> None:
-    """--data-root is $MODELSET_DATA for this command: worker processes inherit it. --download
-    fetches the dataset's missing files through torchvision before anything else happens."""
-    from .datasets import DATA_ENV, download_dataset
-
-    if args.data_root:
-        if os.path.exists(args.data_root) and not os.path.isdir(args.data_root):
-            raise ModelsetError(f"--data-root {args.data_root!r} is not a directory")
-        os.environ[DATA_ENV] = os.path.abspath(args.data_root)
-    if args.download:
-        download_dataset(dataset)
 
 
 def _presets(args) -> int:

@@ -75,16 +75,25 @@ def list_datasets() -> list[str]:
     return sorted({*_SOURCES, *_FILE_SOURCES})
 
 
-def resolve_root(name: str, root=None) -> str:
-    """The data directory for dataset ``name``: ``root`` if given, else $MODELSET_DATA."""
+def resolve_root(name: str, root=None) -> str | None:
+    """The data directory for dataset ``name``: ``root`` if given, else $MODELSET_DATA, as an
+    absolute path; None for a dataset that ships with modelset (it has no directory)."""
+    if name in _SOURCES:
+        return None
+    if name not in _FILE_SOURCES:
+        raise ModelsetError(f"unknown dataset {name!r}; available: {', '.join(list_datasets())}")
     root = root or os.environ.get(DATA_ENV)
     if not root:
         src = _FILE_SOURCES[name]
         raise ModelsetError(
             f"dataset {name!r} is read from files and no data directory is set: give --data-root DIR "
-            f"(or set {DATA_ENV}=DIR), with DIR/{src.layout}; on a connected machine, --download "
+            f"(or set {DATA_ENV}=DIR), with DIR/{src.layout}{src.layout_note}; on a connected machine, --download "
             f"(or torchvision.datasets.{src.torchvision_class}(DIR, download=True)) fetches them")
-    return os.path.abspath(os.fspath(root))
+    root = os.path.abspath(os.fspath(root))
+    if os.path.exists(root) and not os.path.isdir(root):
+        raise ModelsetError(f"data directory {root!r} of dataset {name!r} is a file; give the directory that holds "
+                            f"{_FILE_SOURCES[name].layout}{_FILE_SOURCES[name].layout_note}")
+    return root
 
 
 def load_dataset(name: str, root=None) -> Dataset:
@@ -94,23 +103,16 @@ def load_dataset(name: str, root=None) -> Dataset:
     Bad or missing files raise ModelsetError with one line naming the dataset, the directory
     and how to obtain the files; nothing is written.
     """
-    if name in _SOURCES:
-        return _load_builtin(name)
-    if name not in _FILE_SOURCES:
-        raise ModelsetError(f"unknown dataset {name!r}; available: {', '.join(list_datasets())}")
-    src = _FILE_SOURCES[name]
-    return src.load(resolve_root(name, root))
+    root = resolve_root(name, root)
+    return _load_builtin(name) if root is None else _FILE_SOURCES[name].load(root)
 
 
 def download_dataset(name: str, root=None) -> str | None:
     """Fetch a file-based dataset's files into its data directory (through torchvision) if they
     are missing; returns the directory, or None for a dataset that ships with modelset."""
-    if name in _SOURCES:
-        return None
-    if name not in _FILE_SOURCES:
-        raise ModelsetError(f"unknown dataset {name!r}; available: {', '.join(list_datasets())}")
     root = resolve_root(name, root)
-    _FILE_SOURCES[name].download(root)
+    if root is not None:
+        _FILE_SOURCES[name].download(root)
     return root
 
 

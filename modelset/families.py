@@ -103,9 +103,10 @@ class ACDCConv2d(nn.Module):
     the bank is registered once, on the model, and ``torch.func.functional_call`` can swap it.
     """
 
-    def __init__(self, in_channels, out_channels, kernel_size, bank, n_atoms, padding=0, bias=True):
+    def __init__(self, in_channels, out_channels, kernel_size, bank, n_atoms, stride=1, padding=0, bias=True):
         super().__init__()
-        self.in_channels, self.out_channels, self.padding = in_channels, out_channels, padding
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.stride, self.padding = stride, padding
         self._bank = bank if callable(bank) else (lambda: bank)
         self.atoms = nn.Parameter(torch.empty(n_atoms, kernel_size, kernel_size))
         nn.init.orthogonal_(self.atoms.view(n_atoms, -1))
@@ -121,13 +122,14 @@ class ACDCConv2d(nn.Module):
         return torch.einsum("oim,mhw->oihw", self.coefficients, self.atoms)
 
     def forward(self, x):
-        return F.conv2d(x, self.effective_weight(), self.bias, padding=self.padding)
+        return F.conv2d(x, self.effective_weight(), self.bias, stride=self.stride, padding=self.padding)
 
     def forward_decomposed(self, x):
         """The same layer evaluated as atoms first, then a 1x1 conv with the coefficients."""
         n, c, h, w = x.shape
         m = self.atoms.shape[0]
-        y = F.conv2d(x.reshape(n * c, 1, h, w), self.atoms[:, None], padding=self.padding)  # (n*c, m, h', w')
+        y = F.conv2d(x.reshape(n * c, 1, h, w), self.atoms[:, None], stride=self.stride,
+                     padding=self.padding)  # (n*c, m, h', w')
         y = y.reshape(n, c * m, *y.shape[-2:])
         mix = self.coefficients.reshape(self.out_channels, self.in_channels * m, 1, 1)
         return F.conv2d(y, mix, self.bias)
@@ -142,12 +144,13 @@ FAMILY_DEFAULTS = {
 }
 
 
-def make_conv(family: str, in_ch: int, out_ch: int, opts: dict, owner: nn.Module) -> nn.Module:
-    """One 3x3 'same' conv of the family; ``owner`` holds shared state (ACDC coefficient banks)."""
+def make_conv(family: str, in_ch: int, out_ch: int, opts: dict, owner: nn.Module, stride: int = 1) -> nn.Module:
+    """One 3x3 conv of the family, padded by 1 ('same' at stride 1); ``owner`` holds shared state
+    (ACDC coefficient banks)."""
     if family == "str":
-        return STRConv2d(in_ch, out_ch, 3, padding=1, s_init=opts["s_init"])
+        return STRConv2d(in_ch, out_ch, 3, stride=stride, padding=1, s_init=opts["s_init"])
     if family == "dgconv" and in_ch == out_ch and in_ch & (in_ch - 1) == 0 and in_ch > 1:
-        layer = DGConv2d(in_ch, out_ch, 3, padding=1)
+        layer = DGConv2d(in_ch, out_ch, 3, stride=stride, padding=1)
         with torch.no_grad():  # gates drawn from the model's init RNG; never exactly 0
             g = torch.randn(layer.gate.shape) * opts["gate_std"] + opts["gate_mean"]
             layer.gate.copy_(torch.where(g == 0, torch.full_like(g, 1e-3), g))
@@ -161,8 +164,8 @@ def make_conv(family: str, in_ch: int, out_ch: int, opts: dict, owner: nn.Module
             std = math.sqrt(3.0 / (in_ch * 9 * m)) * 3
             owner.banks[key] = nn.Parameter(torch.randn(out_ch, in_ch, m) * std)
         banks = owner.banks
-        return ACDCConv2d(in_ch, out_ch, 3, lambda: banks[key], n_atoms=m, padding=1)
-    return nn.Conv2d(in_ch, out_ch, 3, padding=1)
+        return ACDCConv2d(in_ch, out_ch, 3, lambda: banks[key], n_atoms=m, stride=stride, padding=1)
+    return nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1)
 
 
 def make_linear(family: str, in_f: int, out_f: int, opts: dict) -> nn.Module:

@@ -2,15 +2,20 @@
 CIFAR-100 (pickled batches) and SVHN (MATLAB .mat files).
 
 The data directory DIR has torchvision's own layout, so a directory that torchvision filled with
-``download=True`` works as it is (``LAYOUT`` below; data/README.md shows it). A dataset is its own
-train/test split, train first then test, with pixels standardised per channel by the train split's
-mean and std.
+``download=True`` works as it is (``LAYOUT`` below; data/README.md shows it). The MNIST family is
+also read as its authors distribute it: the four IDX files, gzipped or extracted, in torchvision's
+``DIR/<Class>/raw/`` or directly in DIR (Debian's dataset-fashion-mnist package, say). A dataset is
+its own train/test split, train first then test, with pixels standardised per channel by the train
+split's mean and std; it is identified by that decoded content (``Dataset.fingerprint``), never by
+its files, so every container of the same images gives the same plans and archives.
 
 Integrity. Before a file is read, and always, it is checked against the MD5 sum torchvision
 publishes for it (``published_md5``): the CIFAR batches and meta files and the SVHN .mat files. A
 CIFAR batch is a pickle, so the check also keeps an unknown pickle from ever being loaded. The MNIST
 family has published sums only for the compressed downloads (torchvision checks those when it
-downloads); the extracted IDX files are checked for their format. There is no switch that turns the
+downloads), and they depend on the gzip header (the file name it records), not only the images: a
+distribution's re-compressed copy of the same files differs. IDX files are therefore checked for
+their format and shape (``modelset.idx``), gzipped or not. There is no switch that turns the
 check off: a test suite that writes small files in these formats substitutes the sums of its own
 files for ``published_md5`` (see tests/test_datasets_real.py), so the check itself runs in tests too.
 """
@@ -27,6 +32,7 @@ import numpy as np
 
 from .datasets import Dataset, register_file_dataset
 from .errors import ModelsetError
+from .idx import read_idx
 
 DIGITS = tuple(str(i) for i in range(10))
 
@@ -55,10 +61,30 @@ class TorchvisionSource:
     download_calls: tuple[dict, ...] = ({"train": True}, {"train": False})
     download_subdir: str = ""
     class_names: tuple[str, ...] = field(default=(), compare=False)
+    superclasses: tuple[int, ...] | None = None  # where the files carry none (Fashion-MNIST's categories)
+    superclass_names: tuple[str, ...] = ()
+    # The files may sit directly in DIR and be gzipped (FILE or FILE.gz): the MNIST family as distributed.
+    as_distributed: bool = False
 
     @property
     def layout(self) -> str:
         return f"{self.folder}/{{{','.join(self.files)}}}"
+
+    @property
+    def layout_note(self) -> str:
+        return " (or the same files, each extracted or .gz, directly in DIR)" if self.as_distributed else ""
+
+    def locate(self, root: str) -> dict[str, Path] | None:
+        """{file name: path} of every file, or None when some is missing in every accepted place."""
+        folders = [Path(root) / self.folder] + ([Path(root)] if self.as_distributed else [])
+        suffixes = ("", ".gz") if self.as_distributed else ("",)
+        for folder in folders:
+            found = {}
+            for f in self.files:
+                found[f] = next((folder / (f + s) for s in suffixes if (folder / (f + s)).is_file()), None)
+            if all(found.values()):
+                return found
+        return None
 
     def _how_to_get(self, root: str) -> str:
         target = os.path.join(root, self.download_subdir) if self.download_subdir else root
@@ -66,13 +92,16 @@ class TorchvisionSource:
                 f"({target!r}, download=True)) fetches the files, or copy them there from one that has them")
 
     def load(self, root: str) -> Dataset:
-        folder = Path(root) / self.folder
-        missing = [f for f in self.files if not (folder / f).is_file()]
-        if missing:
-            raise ModelsetError(f"dataset {self.name!r}: {self.title} files not found in {folder} "
+        paths = self.locate(root)
+        if paths is None:
+            folder = Path(root) / self.folder
+            missing = [f for f in self.files if not (folder / f).is_file()]
+            where = (f"{folder} or {root} (each file extracted or .gz)" if self.as_distributed else str(folder))
+            raise ModelsetError(f"dataset {self.name!r}: {self.title} files not found in {where} "
                                 f"(missing {', '.join(missing)}); {self._how_to_get(root)}")
-        # The cache is keyed by the files' size and mtime: a replaced file is read (and checked) anew.
-        stats = tuple((f, (folder / f).stat().st_size, (folder / f).stat().st_mtime_ns) for f in self.files)
+        # Keyed by the directory and the files' paths, sizes and mtimes: a replaced file is read
+        # (and checked) anew, and two directories never share an entry.
+        stats = tuple((f, str(p), p.stat().st_size, p.stat().st_mtime_ns) for f, p in paths.items())
         sums = tuple(sorted(published_md5(self.name).items()))
         return _load(self, str(root), stats, sums)
 
@@ -112,13 +141,13 @@ def published_md5(name: str) -> dict[str, str]:
 def _load(src: TorchvisionSource, root: str, stats: tuple, sums: tuple) -> Dataset:
     from torchvision.datasets.utils import check_integrity
 
-    folder = Path(root) / src.folder
+    paths = {f: Path(p) for f, p, *_ in stats}
     for fname, md5 in sums:
-        if not check_integrity(str(folder / fname), md5):
+        if not check_integrity(str(paths[fname]), md5):
             raise ModelsetError(
-                f"dataset {src.name!r}: {folder / fname} does not match the MD5 sum torchvision publishes for it "
+                f"dataset {src.name!r}: {paths[fname]} does not match the MD5 sum torchvision publishes for it "
                 f"(truncated, altered or another file); delete it, then {src._how_to_get(root)}")
-    raw = src.reader(src, folder)
+    raw = src.reader(src, paths)
     return _standardised(src, raw)
 
 
@@ -160,22 +189,29 @@ def _channel_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 # -- readers -------------------------------------------------------------------------------------
 
-def _read_idx(src: TorchvisionSource, folder: Path) -> Raw:
-    """MNIST-family IDX files, read with torchvision's own IDX parser."""
-    from torchvision.datasets.mnist import read_image_file, read_label_file
-
+def _read_idx(src: TorchvisionSource, paths: dict[str, Path]) -> Raw:
+    """MNIST-family IDX files: 28 x 28 uint8 images and as many labels per split."""
     out = {}
     for split, prefix in (("train", "train"), ("test", "t10k")):
+        images, labels = paths[f"{prefix}-images-idx3-ubyte"], paths[f"{prefix}-labels-idx1-ubyte"]
         try:
-            x = read_image_file(str(folder / f"{prefix}-images-idx3-ubyte")).numpy()
-            y = read_label_file(str(folder / f"{prefix}-labels-idx1-ubyte")).numpy()
-        except (AssertionError, TypeError, ValueError, RuntimeError, KeyError, IndexError):
-            raise ModelsetError(f"dataset {src.name!r}: {folder}/{prefix}-*-idx*-ubyte is not an IDX file of "
-                                f"uint8 images and labels; {src._how_to_get(str(folder.parents[1]))}") from None
+            x, y = read_idx(images, 3), read_idx(labels, 1)
+        except ModelsetError as e:
+            raise ModelsetError(f"dataset {src.name!r}: {e}") from None
+        if x.shape[1:] != (28, 28):
+            raise ModelsetError(f"dataset {src.name!r}: {images}: images of {x.shape[1]} x {x.shape[2]} pixels; "
+                                f"{src.title} has 28 x 28")
         if len(x) != len(y):
-            raise ModelsetError(f"dataset {src.name!r}: {folder}: {len(x)} {split} images but {len(y)} labels")
+            raise ModelsetError(f"dataset {src.name!r}: {images} holds {len(x)} {split} images but {labels} "
+                                f"{len(y)} labels; the two files are not one split of one dataset")
         out[split] = (np.ascontiguousarray(x[:, None]), y.astype(np.int64))
-    return Raw(*out["train"], *out["test"], class_names=src.class_names)
+    return Raw(*out["train"], *out["test"], class_names=src.class_names, superclasses=src.superclasses,
+               superclass_names=src.superclass_names)
+
+
+def _in_folder(reader):
+    """A reader of the files of one folder (CIFAR, SVHN) from the {file: path} map."""
+    return lambda src, paths: reader(src, next(iter(paths.values())).parent)
 
 
 def _unpickle(src: TorchvisionSource, path: Path, keys: tuple[str, ...]) -> dict:
@@ -250,12 +286,18 @@ def _read_svhn(src: TorchvisionSource, folder: Path) -> Raw:
     return Raw(*out["train"], *out["test"], class_names=DIGITS)
 
 
-def _mnist_like(name, title, cls, class_names):
+def _mnist_like(name, title, cls, class_names, **kw):
     return TorchvisionSource(
         name=name, title=title, torchvision_class=cls, folder=f"{cls}/raw",
         files=("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
                "t10k-labels-idx1-ubyte"),
-        reader=_read_idx, class_names=class_names)
+        reader=_read_idx, class_names=class_names, as_distributed=True, **kw)
+
+
+# Fashion-MNIST's classes by the kind of article (Zalando's catalogue): the graded relation of
+# fashion-mnist500. A dress is worn on the upper body too, so it counts among the tops.
+FASHION_CATEGORIES = ("tops", "trousers", "footwear", "bags")
+FASHION_CATEGORY_OF = (0, 1, 0, 0, 0, 2, 0, 2, 3, 2)
 
 
 LAYOUT = {}
@@ -263,15 +305,15 @@ for _src in (
     _mnist_like("mnist", "MNIST", "MNIST", DIGITS),
     _mnist_like("fashion-mnist", "Fashion-MNIST", "FashionMNIST",
                 ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-                 "Ankle boot")),
+                 "Ankle boot"), superclasses=FASHION_CATEGORY_OF, superclass_names=FASHION_CATEGORIES),
     _mnist_like("kmnist", "KMNIST", "KMNIST", ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo")),
     TorchvisionSource(name="cifar10", title="CIFAR-10", torchvision_class="CIFAR10", folder="cifar-10-batches-py",
                       files=tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch", "batches.meta"),
-                      reader=_read_cifar),
+                      reader=_in_folder(_read_cifar)),
     TorchvisionSource(name="cifar100", title="CIFAR-100", torchvision_class="CIFAR100", folder="cifar-100-python",
-                      files=("train", "test", "meta"), reader=_read_cifar),
+                      files=("train", "test", "meta"), reader=_in_folder(_read_cifar)),
     TorchvisionSource(name="svhn", title="SVHN", torchvision_class="SVHN", folder="SVHN",
-                      files=("train_32x32.mat", "test_32x32.mat"), reader=_read_svhn,
+                      files=("train_32x32.mat", "test_32x32.mat"), reader=_in_folder(_read_svhn),
                       download_calls=({"split": "train"}, {"split": "test"}), download_subdir="SVHN"),
 ):
     register_file_dataset(_src)

@@ -70,6 +70,17 @@ def test_batched_equals_reference_with_sgd(path, request):
     assert rel <= 1e-6 and curves <= 1e-5 and metrics <= 1e-5, (rel, curves, metrics)
 
 
+@pytest.mark.parametrize("family", ["dense", "str", "dgconv", "acdc"])
+def test_small_cnn_zoo_strided_convs_train_batched_and_equal_the_reference(family):
+    """Stride 2 (8x8 digits -> 4, 2, 1 pixels): the grouped convolutions and their hand-written
+    backward pass take each layer's stride, and the pooled gradient the last map's size."""
+    unit = _unit([f"family={family}", "arch=small_cnn_zoo", *MIXED_SGD, "lr=0.01"])
+    assert {e.engine for e in unit} == {"batched"}
+    assert create_model("small_cnn_zoo", in_channels=1, n_classes=10).convs[0].stride == (2, 2)
+    rel, curves, metrics = _compare(unit, train_batched(unit))
+    assert rel <= 1e-6 and curves <= 1e-5 and metrics <= 1e-5, (rel, curves, metrics)
+
+
 @pytest.mark.parametrize("family", ["str", "dgconv", "acdc"])
 def test_families_train_batched_and_equal_the_reference(family):
     """A family's effective weights come from its own parameters through a vmapped graph; its own

@@ -12,9 +12,7 @@ that read them substitute their own files' sums for the published ones (the ``tr
 import collections
 import hashlib
 import os
-import pickle
 import shutil
-import struct
 import subprocess
 import sys
 
@@ -35,112 +33,10 @@ from modelset.preset import load_preset
 from modelset.tasks import make_tasks, relation_matrix
 from modelset.verify import verify
 
-# CIFAR-100's classes, superclasses and fine -> coarse map, as in the real files.
-CIFAR100_NAMES = (
-    "apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy bridge bus butterfly camel can "
-    "castle caterpillar cattle chair chimpanzee clock cloud cockroach couch crab crocodile cup dinosaur dolphin "
-    "elephant flatfish forest fox girl hamster house kangaroo keyboard lamp lawn_mower leopard lion lizard lobster "
-    "man maple_tree motorcycle mountain mouse mushroom oak_tree orange orchid otter palm_tree pear pickup_truck "
-    "pine_tree plain plate poppy porcupine possum rabbit raccoon ray road rocket rose sea seal shark shrew skunk "
-    "skyscraper snail snake spider squirrel streetcar sunflower sweet_pepper table tank telephone television tiger "
-    "tractor train trout tulip turtle wardrobe whale willow_tree wolf woman worm").split()
-CIFAR100_SUPER = (
-    "aquatic_mammals fish flowers food_containers fruit_and_vegetables household_electrical_devices "
-    "household_furniture insects large_carnivores large_man-made_outdoor_things large_natural_outdoor_scenes "
-    "large_omnivores_and_herbivores medium_mammals non-insect_invertebrates people reptiles small_mammals trees "
-    "vehicles_1 vehicles_2").split()
-CIFAR100_COARSE = [4, 1, 14, 8, 0, 6, 7, 7, 18, 3, 3, 14, 9, 18, 7, 11, 3, 9, 7, 11, 6, 11, 5, 10, 7, 6, 13, 15, 3,
-                   15, 0, 11, 1, 10, 12, 14, 16, 9, 11, 5, 5, 19, 8, 8, 15, 13, 14, 17, 18, 10, 16, 4, 17, 4, 2, 0,
-                   17, 4, 18, 17, 10, 3, 2, 12, 12, 16, 12, 1, 9, 19, 2, 10, 0, 1, 16, 12, 9, 13, 15, 13, 16, 19, 2,
-                   4, 6, 19, 5, 5, 8, 19, 18, 1, 2, 15, 6, 0, 17, 8, 14, 13]
-CIFAR10_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-MNIST_FAMILY = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST", "kmnist": "KMNIST"}
+from .datafiles import CIFAR100_COARSE, CIFAR100_NAMES, CIFAR100_SUPER, MNIST_FAMILY, write_all, write_cifar100
+
 ALL = [*MNIST_FAMILY, "cifar10", "cifar100", "svhn"]
 TINY = ["--set", "seeds=1", "--set", "tasks.count=2", "--set", "epochs=2", "--no-progress"]
-
-
-# -- tiny files in the real formats -----------------------------------------------------------------
-
-def _images(labels, shape, seed):
-    """uint8 images whose class shows as a bright square at a class-dependent place, over noise."""
-    rng = np.random.default_rng(seed)
-    c, h, w = shape
-    x = rng.integers(0, 80, size=(len(labels), c, h, w), dtype=np.uint8)
-    for i, y in enumerate(labels):
-        r, q = divmod(int(y) % 16, 4)
-        x[i, int(y) % c, r * h // 4 : (r + 1) * h // 4, q * w // 4 : (q + 1) * w // 4] = 220
-    return x
-
-
-def _labels(n_classes, per_class, seed):
-    return np.random.default_rng(seed).permutation(np.repeat(np.arange(n_classes), per_class))
-
-
-def write_idx(path, array):
-    """An IDX file (big-endian header: 0, 0, type 0x08 = ubyte, number of dims; then each dim)."""
-    array = np.asarray(array, dtype=np.uint8)
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(struct.pack(">I", d) for d in array.shape)
-    path.write_bytes(header + array.tobytes())
-
-
-def write_mnist_family(root, folder):
-    raw = root / folder / "raw"
-    raw.mkdir(parents=True)
-    for prefix, per_class, seed in (("train", 8, 1), ("t10k", 3, 2)):
-        y = _labels(10, per_class, seed)
-        write_idx(raw / f"{prefix}-images-idx3-ubyte", _images(y, (1, 28, 28), seed)[:, 0])
-        write_idx(raw / f"{prefix}-labels-idx1-ubyte", y)
-
-
-def _pickle(path, obj):
-    with open(path, "wb") as fh:
-        pickle.dump(obj, fh, protocol=2)
-
-
-def write_cifar10(root):
-    d = root / "cifar-10-batches-py"
-    d.mkdir(parents=True)
-    y = _labels(10, 10, 3)
-    x = _images(y, (3, 32, 32), 3).reshape(len(y), -1)
-    for b in range(5):
-        sl = slice(b * 20, (b + 1) * 20)
-        _pickle(d / f"data_batch_{b + 1}", {"batch_label": f"training batch {b + 1} of 5", "labels": y[sl].tolist(),
-                                              "data": x[sl], "filenames": [f"{i}.png" for i in range(20)]})
-    yt = _labels(10, 3, 4)
-    _pickle(d / "test_batch", {"batch_label": "testing batch 1 of 1", "labels": yt.tolist(),
-                               "data": _images(yt, (3, 32, 32), 4).reshape(len(yt), -1), "filenames": ["t.png"] * 30})
-    _pickle(d / "batches.meta", {"label_names": CIFAR10_NAMES, "num_cases_per_batch": 20, "num_vis": 3072})
-
-
-def write_cifar100(root, per_class=(6, 2)):
-    d = root / "cifar-100-python"
-    d.mkdir(parents=True)
-    for name, n, seed in (("train", per_class[0], 5), ("test", per_class[1], 6)):
-        y = _labels(100, n, seed)
-        _pickle(d / name, {"filenames": [f"{i}.png" for i in range(len(y))], "batch_label": f"{name} batch",
-                           "fine_labels": y.tolist(), "coarse_labels": [CIFAR100_COARSE[c] for c in y],
-                           "data": _images(y, (3, 32, 32), seed).reshape(len(y), -1)})
-    _pickle(d / "meta", {"fine_label_names": CIFAR100_NAMES, "coarse_label_names": CIFAR100_SUPER})
-
-
-def write_svhn(root):
-    d = root / "SVHN"
-    d.mkdir(parents=True)
-    for split, per_class, seed in (("train", 8, 7), ("test", 3, 8)):
-        y = _labels(10, per_class, seed)
-        x = np.transpose(_images(y, (3, 32, 32), seed), (2, 3, 1, 0))  # H, W, C, N as in the real files
-        svhn_y = np.where(y == 0, 10, y).astype(np.uint8)[:, None]  # SVHN writes the digit 0 as 10
-        scipy.io.savemat(d / f"{split}_32x32.mat", {"X": x, "y": svhn_y})
-
-
-def write_all(root):
-    for name, folder in MNIST_FAMILY.items():
-        write_mnist_family(root, folder)
-    write_cifar10(root)
-    write_cifar100(root)
-    write_svhn(root)
-    return root
-
 
 @pytest.fixture(scope="session")
 def data_root(tmp_path_factory):
@@ -326,7 +222,7 @@ def test_a_file_changed_after_a_good_read_is_checked_again(data_root, trust, tmp
 def test_malformed_files_are_one_line_errors(data_root, trust, tmp_path):
     root = trust(_copy(data_root, tmp_path / "data"))
     (root / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").write_bytes(b"not an idx file")
-    with pytest.raises(ModelsetError, match="is not an IDX file"):
+    with pytest.raises(ModelsetError, match="t10k-labels-idx1-ubyte: not an IDX file"):
         load_dataset("mnist", root=root)
     (root / "cifar-100-python" / "meta").write_bytes(b"garbage")
     trust(root)  # the garbage is "trusted": the format check still stops it
@@ -381,14 +277,14 @@ def test_tiny_mnist_zoo_from_the_environment_variable(data_root, tmp_path, monke
     assert verify(out) == []
     with modelset.load(out) as ms:
         assert len(ms.models) == 2 and ms.attrs["dataset"] == "mnist"
-        assert ms.h5["architectures/small_cnn"].attrs["in_channels"] == 1
+        assert ms.h5["architectures/small_cnn_zoo"].attrs["in_channels"] == 1
         assert ms.h5["dataset"].attrs["input_shape"].tolist() == [1, 28, 28]
         assert ms.h5["relations"].attrs["kind"] == "jaccard"
     _reproduces(out, None)
 
 
 def test_worker_processes_find_the_data_and_train_the_same_weights(data_root, tmp_path, no_env):
-    """--data-root reaches joblib's worker processes (as $MODELSET_DATA): --jobs 2 in a fresh
+    """--data-root reaches joblib's worker processes (as an argument): --jobs 2 in a fresh
     process gives the bit-identical archive an in-process --jobs 1 build gives."""
     small = ["--set", "seeds=2", "--set", "tasks.count=2", "--set", "epochs=1", "--set", "unit_size=1",
              "--no-progress"]
@@ -398,7 +294,7 @@ def test_worker_processes_find_the_data_and_train_the_same_weights(data_root, tm
     r = _cli("build", "--preset", "mnist500", "--data-root", data_root, "--out", two, "--jobs", "2", *small)
     assert r.returncode == 0, r.stderr
     with h5py.File(one) as a, h5py.File(two) as b:
-        assert a["architectures/small_cnn/params"][()].tobytes() == b["architectures/small_cnn/params"][()].tobytes()
+        assert a["architectures/small_cnn_zoo/params"][()].tobytes() == b["architectures/small_cnn_zoo/params"][()].tobytes()
         assert a.attrs["plan_hash"] == b.attrs["plan_hash"]
 
 
