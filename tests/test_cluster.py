@@ -3,6 +3,7 @@
 Workers share no files with the client here beyond the installed package: results travel back
 to the one writer, which alone writes shards and the archive.
 """
+import os
 import socket
 
 import h5py
@@ -47,6 +48,24 @@ def test_mixed_family_zoo_on_the_cluster_is_bit_identical(cluster, tmp_path):
     build(preset, tmp_path / "dask.h5", scheduler=cluster.scheduler_address, progress=False)
     _same_archive(tmp_path / "local.h5", tmp_path / "dask.h5")
     assert len(set(_metadata(tmp_path / "dask.h5")[1]["family_checksum"])) == 24 + 1  # 24 non-dense, "" for dense
+
+
+def test_dask_workers_receive_the_data_directory(cluster, tmp_path, monkeypatch):
+    """The workers' environment has no $MODELSET_DATA: the directory reaches them with each unit."""
+    from modelset.datasets import DATA_ENV
+
+    from .datafiles import write_mnist_family
+
+    monkeypatch.delenv(DATA_ENV, raising=False)
+    with distributed.Client(cluster.scheduler_address) as client:
+        if any(client.run(os.getenv, DATA_ENV).values()):
+            pytest.skip(f"the dask workers inherited ${DATA_ENV} from the shell that started the tests")
+    write_mnist_family(tmp_path / "data", "FashionMNIST")
+    preset = load_preset("fashion-mnist500", ["seeds=2", "tasks.count=2", "epochs=1", "unit_size=2"])
+    build(preset, tmp_path / "local.h5", jobs=1, progress=False, data_root=tmp_path / "data")
+    build(preset, tmp_path / "dask.h5", scheduler=cluster.scheduler_address, progress=False,
+          data_root=tmp_path / "data")
+    _same_archive(tmp_path / "local.h5", tmp_path / "dask.h5")
 
 
 def test_scheduler_build_trains_only_missing_units(small_archive, cluster, tmp_path):
