@@ -30,7 +30,8 @@ from torch.func import functional_call, grad_and_value, vmap
 
 from modelset.archive import CURVES
 from modelset.archs import SmallCNN
-from modelset.families import effective_weights, mean_groups
+from modelset.errors import ModelsetError
+from modelset.families import FAMILIES, effective_weights, mean_groups
 
 from .plan import PlanEntry
 from .train import ModelResult, init_model, result_of, task_tensors
@@ -90,7 +91,8 @@ class _Flat:
     def __init__(self, models, device):
         named = [list(m.named_parameters()) for m in models]
         if [n for n, _ in models[0].state_dict().items()] != [n for n, _ in named[0]]:
-            raise NotImplementedError("the batched engine needs models without buffers")
+            raise ModelsetError(f"the batched engine trains models without buffers, and {type(models[0]).__name__} "
+                                "has some (BatchNorm statistics); set engine = \"reference\"")
         self.M = len(models)
         self.names = [n for n, _ in named[0]]
         self.shapes = [tuple(p.shape) for _, p in named[0]]
@@ -215,7 +217,7 @@ class _GroupedCNN:
     weight gradients flow back through that small graph by autograd: the graph holds a few
     thousand weights per model, never activations."""
 
-    def __init__(self, models: list[SmallCNN], flat: _Flat):
+    def __init__(self, models: list[SmallCNN], flat: _Flat, own_params: bool):
         self.flat, self.M = flat, flat.M
         self.n_conv = len(models[0].convs)
         self.activation = models[0].activation
@@ -225,8 +227,9 @@ class _GroupedCNN:
             assert w.shape[-2:] == (3, 3) and conv.padding in (1, (1, 1))
             s = conv.stride
             self.strides.append([s, s] if isinstance(s, int) else list(s))
-        # Dense: the effective weights are the parameters themselves, and need no graph.
-        self.dense = len(effective) == len(params) and all(e is p for e, p in zip(effective, params))
+        # A family without parameters of its own trains its effective weights directly: no graph.
+        self.dense = not own_params
+        assert not self.dense or all(e is p for e, p in zip(effective, params))
         if not self.dense:
             names = ["model." + n for n in flat.names]
             effective = _Effective(models[0])
@@ -357,7 +360,7 @@ def _train_pass(entries: list[PlanEntry], device, data_root=None) -> list[ModelR
     models = [init_model(e, data_root) for e in entries]
     flat = _Flat(models, device)
     grouped = type(models[0]) is SmallCNN
-    net = _GroupedCNN(models, flat) if grouped else _VmappedNet(models, flat)
+    net = _GroupedCNN(models, flat, FAMILIES[entries[0].family].own_params) if grouped else _VmappedNet(models, flat)
     opt = _Optimizer(flat, [e.hparams for e in entries])
     data = _Data(entries, device, data_root)
     M, n = len(entries), np.array(data.n_train)

@@ -20,8 +20,9 @@ import torch
 from tqdm.auto import tqdm
 
 from modelset.archive import CURVES, param_checksum
-from modelset.datasets import load_dataset, resolve_root
+from modelset.datasets import download_dataset, load_dataset, resolve_root
 from modelset.errors import ModelsetError
+from modelset.families import FAMILIES
 from modelset.preset import Preset
 from modelset.splits import make_splits
 from modelset.writer import ArchiveWriter
@@ -110,17 +111,25 @@ def is_up_to_date(out: Path, plan: Plan) -> bool:
 
 def build(preset: Preset, out, jobs: int = 1, force: bool = False, keep_shards: bool = False,
           progress: bool = True, device: str = "cpu", scheduler: str | None = None,
-          cluster: str | None = None, data_root=None) -> dict:
+          cluster: str | None = None, data_root=None, download: bool = False) -> dict:
     """Build ``preset`` into the archive ``out``; resume from any shards already trained.
 
     Units train in ``jobs`` local processes (this one included; -1: one per core), or on dask: a
     cluster's ``scheduler`` address, or ``cluster="local"`` for a LocalCluster of ``jobs`` worker
     processes. File-based datasets are read from ``data_root`` (else $MODELSET_DATA); every worker
     is handed that directory, so on a remote cluster it must hold the same files on each worker.
+    ``download`` lets torchvision fetch missing files into it first. Bad arguments raise
+    ModelsetError with one line, before anything is written.
     """
+    if not isinstance(jobs, int) or jobs == 0 or jobs < -1:
+        raise ModelsetError(f"--jobs must be >= 1 or -1 (one per core), got {jobs!r}")
     out = Path(out)
+    if out.is_dir():
+        raise ModelsetError(f"--out {str(out)!r} is a directory; give a file path such as {out}/{preset.name}.h5")
     remote = scheduler is not None
     data_root = resolve_root(preset["dataset"], data_root)
+    if download:
+        download_dataset(preset["dataset"], data_root)
     # On a remote cluster the GPU must be on the workers, checked once connected.
     plan = make_plan(preset, device_type(device) if remote else check_device(device),
                      data_root)  # validates tasks against the dataset before anything is written
@@ -192,7 +201,7 @@ def merge(plan: Plan, units, shards: Path, out: Path, data_root=None) -> None:
             w.create_architecture(a, layout_rows, counts[a], arch_attrs)
         # Each non-dense family's own parameters, beside the effective weights of its architecture.
         fam_rows = {}
-        for a, fam in sorted({(e.arch, e.family) for e in entries if e.family != "dense"}):
+        for a, fam in sorted({(e.arch, e.family) for e in entries if FAMILIES[e.family].own_params}):
             first = next(e for e in entries if (e.arch, e.family) == (a, fam))
             layout_rows, _ = model_layout(first, fam, data_root)
             w.create_family(a, fam, layout_rows, sum((e.arch, e.family) == (a, fam) for e in entries),

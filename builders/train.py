@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from modelset.archive import CURVES
 from modelset.archs import create_model, flatten, layout
-from modelset.families import effective_state_dict, family_stats, mean_groups
+from modelset.families import FAMILIES, effective_state_dict, family_stats, mean_groups
 from modelset.augment import augment
 from modelset.datasets import load_dataset, resolve_root
 from modelset.tasks import task_arrays
@@ -38,7 +38,8 @@ def task_tensors(dataset: str, classes: tuple, transform: str, data_root=None):
     return _task_tensors(dataset, resolve_root(dataset, data_root), tuple(classes), transform)
 
 
-@lru_cache(maxsize=64)  # keyed by the resolved directory: two data directories never share an entry
+@lru_cache(maxsize=8)  # keyed by the directory. A unit holds one or two tasks, and a process goes
+# through the plan in order, so few entries serve; a 28x28 task is ~66 MiB of float32.
 def _task_tensors(dataset: str, root, classes: tuple, transform: str):
     ds = load_dataset(dataset, root)
     out = []
@@ -108,7 +109,7 @@ def train_reference(entry: PlanEntry, device="cpu", data_root=None) -> ModelResu
 
 def result_of(model, family: str, curves, metrics) -> ModelResult:
     """What the archive keeps of a trained model: effective weights, and the family's own state."""
-    if family == "dense":
+    if not FAMILIES[family].own_params:
         return ModelResult(params=flatten(model), curves=curves, metrics=metrics)
     effective = torch.cat([t.reshape(-1).float().cpu() for t in effective_state_dict(model).values()]).numpy()
     return ModelResult(params=effective, curves=curves, metrics=metrics, family_params=flatten(model),

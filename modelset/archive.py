@@ -174,9 +174,12 @@ class Archive:
         return _unflatten(self.params([model_id])[0], self.layout(self.models.loc[model_id, "arch"]))
 
     def family_state_dict(self, model_id: int):
-        """A non-dense model's own parameters (thresholds, gates, atoms, coefficients), by name."""
+        """A model's own parameters by name: a family's thresholds, gates, atoms, coefficients; a
+        dense model's weights."""
+        from .families import FAMILIES
+
         row = self.models.loc[model_id]
-        if row.family == "dense":
+        if not FAMILIES[row.family].own_params:
             return self.state_dict(model_id)
         g = self.h5[f"architectures/{row.arch}/families/{row.family}"]
         return _unflatten(g["params"][int(row.family_row)], read_layout(g["layout"]))
@@ -186,10 +189,11 @@ class Archive:
         import json
 
         from .archs import create_model
+        from .families import FAMILIES
 
         row = self.models.loc[model_id]
         g = self.h5[f"architectures/{row.arch}"]
-        options = json.loads(g[f"families/{row.family}"].attrs["options"]) if row.family != "dense" else None
+        options = json.loads(g[f"families/{row.family}"].attrs["options"]) if FAMILIES[row.family].own_params else None
         net = create_model(row.arch, in_channels=int(g.attrs["in_channels"]), n_classes=int(g.attrs["n_classes"]),
                            activation=row.activation, family=row.family, family_options=options)
         net.load_state_dict(self.family_state_dict(model_id))
@@ -223,6 +227,33 @@ class Archive:
         t = self.tasks.loc[task_id]
         x, y = task_arrays(self.dataset(root), t["classes"], t["transform"], split)
         return torch.from_numpy(x), torch.from_numpy(y)
+
+    def summary(self) -> str:
+        """What ``modelset info`` prints: provenance, counts, accuracy distribution, each family
+        of a mixed zoo, split sizes and storage, one fact per line."""
+        m, a = self.models, self.attrs
+        acc = m["test_acc"].to_numpy()
+        lines = [f"{self.path}: preset {a['name']!r}, format v{a['format_version']}, dataset {a['dataset']}, "
+                 f"built {a['created']} with modelset {a['modelset_version']}, torch {a['torch_version']}",
+                 f"models {len(m)}  tasks {len(self.tasks)}  seeds {m['seed'].nunique()}  "
+                 f"families {', '.join(sorted(m['family'].unique()))}"]
+        for arch in self.architectures:
+            d = self.h5[f"architectures/{arch}/params"]
+            lines.append(f"architecture {arch}: {d.shape[0]} models x {d.shape[1]} params "
+                         f"({d.id.get_storage_size() / 2**20:.2f} MiB stored, {d.size * 4 / 2**20:.2f} MiB raw)")
+        q = np.quantile(acc, [0, 0.05, 0.5, 0.95, 1])
+        lines.append(f"test accuracy: mean {acc.mean():.4f}  min {q[0]:.4f}  p5 {q[1]:.4f}  median {q[2]:.4f}  "
+                     f"p95 {q[3]:.4f}  max {q[4]:.4f}")
+        lines.append(f"train accuracy: mean {m['train_acc'].mean():.4f}  min {m['train_acc'].min():.4f}")
+        if m["family"].nunique() > 1:  # a mixed zoo: how each parameterization fared
+            for fam, g in m.groupby("family"):
+                lines.append(f"family {fam}: {len(g)} models, test accuracy mean {g['test_acc'].mean():.4f} "
+                             f"min {g['test_acc'].min():.4f}, sparsity {g['sparsity'].mean():.3f}, "
+                             f"{int(g['n_family_params'].median())} own params")
+        for name in self.h5["splits"]:
+            lines.append(f"split {name}: " + "  ".join(f"{k} {len(v)}" for k, v in self.split(name).items()))
+        lines.append(f"file size {os.path.getsize(self.path) / 2**20:.2f} MiB")
+        return "\n".join(lines)
 
     # -- housekeeping -------------------------------------------------------------------------
     def close(self):

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import ModelsetError
-from .families import FAMILIES, FAMILY_DEFAULTS, make_conv, make_linear
+from .families import FAMILIES, family as family_spec, make_conv, make_linear
 
 ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "tanh": torch.tanh, "silu": F.silu}
 
@@ -70,15 +70,14 @@ def create_model(name, *, in_channels, n_classes, activation="relu", init="defau
         raise ModelsetError(f"unknown activation {activation!r}; available: {', '.join(ACTIVATIONS)}")
     if init not in INITS:
         raise ModelsetError(f"unknown init {init!r}; available: {', '.join(INITS)}")
-    if family not in FAMILIES:
-        raise ModelsetError(f"unknown family {family!r}; available: {', '.join(FAMILIES)}")
+    fam = family_spec(family)
     if family not in spec.families:
         able = [a.name for a in _ARCHS.values() if family in a.families]
         raise ModelsetError(f"architecture {name!r} supports the families {', '.join(spec.families)}, not "
                             f"{family!r}; architectures with {family}: {', '.join(able)}")
     kw = {}
-    if family != "dense":
-        kw = {"family": family, "family_options": {**FAMILY_DEFAULTS[family], **(family_options or {})}}
+    if len(spec.families) > 1:  # the builder takes the family (dense included)
+        kw = {"family": family, "family_options": {**fam.options, **(family_options or {})}}
     model = spec.builder(in_channels=in_channels, n_classes=n_classes, activation=activation, **kw)
     if INITS[init] is not None:
         for m in model.modules():
@@ -96,7 +95,12 @@ class SmallCNN(nn.Module):
         super().__init__()
         opts = family_options or {}
         chans = [in_channels] + [width] * depth
-        self.convs = nn.ModuleList(make_conv(family, a, b, opts, self, stride) for a, b in zip(chans, chans[1:]))
+        # State the family's layers share (ACDC's coefficient banks); empty for the others.
+        self.banks = nn.ParameterDict()
+        fam = family_spec(family)
+        # Layers the family cannot take (DGConv's 1 -> 16 input conv) stay plain convolutions.
+        self.convs = nn.ModuleList(make_conv(family if fam.takes(a, b) else "dense", a, b, opts, self.banks, stride)
+                                   for a, b in zip(chans, chans[1:]))
         self.head = make_linear(family, width, n_classes, opts)
         self.activation = activation
 

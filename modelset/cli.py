@@ -79,21 +79,14 @@ def _parser() -> argparse.ArgumentParser:
 def _build(args) -> int:
     from builders.build import build
 
-    from .datasets import download_dataset
     from .preset import load_preset
 
     overrides = args.overrides + ([f"engine={args.engine}"] if args.engine else [])
     preset = load_preset(args.preset, overrides)
-    if args.jobs == 0 or args.jobs < -1:
-        raise ModelsetError(f"--jobs must be >= 1 or -1 (all cores), got {args.jobs}")
     out = args.out or os.path.join("data", f"{preset.name}.h5")
-    if os.path.isdir(out):
-        raise ModelsetError(f"--out {out!r} is a directory; give a file path such as {out}/{preset.name}.h5")
-    if args.download:
-        download_dataset(preset["dataset"], args.data_root)
     report = build(preset, out, jobs=args.jobs, force=args.force, keep_shards=args.keep_shards,
                    progress=not args.no_progress, device=args.device, scheduler=args.scheduler,
-                   cluster=args.cluster, data_root=args.data_root)
+                   cluster=args.cluster, data_root=args.data_root, download=args.download)
     if report["status"] == "up to date":
         print(f"{out}: up to date ({report['models']} models); --force rebuilds it")
     else:
@@ -114,30 +107,7 @@ def _info(args) -> int:
     from .archive import load
 
     with load(args.path) as ms:
-        m, a = ms.models, ms.attrs
-        acc = m["test_acc"].to_numpy()
-        print(f"{args.path}: preset {a['name']!r}, format v{a['format_version']}, dataset {a['dataset']}, "
-              f"built {a['created']} with modelset {a['modelset_version']}, torch {a['torch_version']}")
-        print(f"models {len(m)}  tasks {len(ms.tasks)}  seeds {m['seed'].nunique()}  "
-              f"families {', '.join(sorted(m['family'].unique()))}")
-        for arch in ms.architectures:
-            d = ms.h5[f"architectures/{arch}/params"]
-            print(f"architecture {arch}: {d.shape[0]} models x {d.shape[1]} params "
-                  f"({d.id.get_storage_size() / 2**20:.2f} MiB stored, "
-                  f"{d.size * 4 / 2**20:.2f} MiB raw)")
-        q = np.quantile(acc, [0, 0.05, 0.5, 0.95, 1])
-        print(f"test accuracy: mean {acc.mean():.4f}  min {q[0]:.4f}  p5 {q[1]:.4f}  median {q[2]:.4f}  "
-              f"p95 {q[3]:.4f}  max {q[4]:.4f}")
-        print(f"train accuracy: mean {m['train_acc'].mean():.4f}  min {m['train_acc'].min():.4f}")
-        if m["family"].nunique() > 1:  # a mixed zoo: how each parameterization fared
-            for fam, g in m.groupby("family"):
-                print(f"family {fam}: {len(g)} models, test accuracy mean {g['test_acc'].mean():.4f} "
-                      f"min {g['test_acc'].min():.4f}, sparsity {g['sparsity'].mean():.3f}, "
-                      f"{int(g['n_family_params'].median())} own params")
-        for name in ms.h5["splits"]:
-            parts = ms.split(name)
-            print(f"split {name}: " + "  ".join(f"{k} {len(v)}" for k, v in parts.items()))
-        print(f"file size {os.path.getsize(args.path) / 2**20:.2f} MiB")
+        print(ms.summary())
     return 0
 
 

@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-FAMILIES = ("dense", "str", "dgconv", "acdc")
+from .errors import ModelsetError
 
 
 # -- STR ----------------------------------------------------------------------------------------
@@ -77,7 +79,8 @@ class DGConv2d(nn.Conv2d):
     def __init__(self, in_channels, out_channels, *args, gate_init=1.0, **kw):
         super().__init__(in_channels, out_channels, *args, **kw)
         if in_channels != out_channels or in_channels & (in_channels - 1):
-            raise ValueError("DGConv needs equal input and output channels, a power of two")
+            raise ModelsetError(f"DGConv needs equal input and output channels, a power of two; got "
+                                f"{in_channels} -> {out_channels}")
         k = int(math.log2(in_channels))
         # Real gates never exactly 0: sign(0) would make a gate neither open nor closed.
         self.gate = nn.Parameter(torch.full((k,), float(gate_init)))
@@ -135,41 +138,97 @@ class ACDCConv2d(nn.Module):
         return F.conv2d(y, mix, self.bias)
 
 
-# -- building a family's layers, and reading them back in the dense layout ------------------------
-FAMILY_DEFAULTS = {
-    "dense": {},
-    "str": {"s_init": -5.0},
-    "dgconv": {"gate_mean": 0.0, "gate_std": 1.0},
-    "acdc": {"atoms": 6},
-}
+# -- the registry: one entry per family ---------------------------------------------------------
+def _is_num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def make_conv(family: str, in_ch: int, out_ch: int, opts: dict, owner: nn.Module, stride: int = 1) -> nn.Module:
-    """One 3x3 conv of the family, padded by 1 ('same' at stride 1); ``owner`` holds shared state
-    (ACDC coefficient banks)."""
-    if family == "str":
-        return STRConv2d(in_ch, out_ch, 3, stride=stride, padding=1, s_init=opts["s_init"])
-    if family == "dgconv" and in_ch == out_ch and in_ch & (in_ch - 1) == 0 and in_ch > 1:
-        layer = DGConv2d(in_ch, out_ch, 3, stride=stride, padding=1)
-        with torch.no_grad():  # gates drawn from the model's init RNG; never exactly 0
-            g = torch.randn(layer.gate.shape) * opts["gate_std"] + opts["gate_mean"]
-            layer.gate.copy_(torch.where(g == 0, torch.full_like(g, 1e-3), g))
-        return layer
-    if family == "acdc":
-        key, m = f"{out_ch}x{in_ch}", opts["atoms"]
-        if not hasattr(owner, "banks"):
-            owner.banks = nn.ParameterDict()
-        if key not in owner.banks:  # layers of one (out, in) shape share their coefficients
-            # std such that the composed kernels start at torch's default conv scale
-            std = math.sqrt(3.0 / (in_ch * 9 * m)) * 3
-            owner.banks[key] = nn.Parameter(torch.randn(out_ch, in_ch, m) * std)
-        banks = owner.banks
-        return ACDCConv2d(in_ch, out_ch, 3, lambda: banks[key], n_atoms=m, stride=stride, padding=1)
-    return nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1)
+@dataclass(frozen=True)
+class Family:
+    """A parameterization: its layer options (defaults and checks), its layer builders, and what
+    the rest of modelset needs to know of it.
+
+    ``conv(in_ch, out_ch, opts, stride, shared)`` builds one 3x3 conv padded by 1, where ``takes``
+    says it can (other layers of the model stay plain: the architecture asks ``takes`` and says so);
+    ``shared`` is the model's own ParameterDict for state its layers share (ACDC's banks).
+    ``own_params``: the family has parameters of its own beside the effective weights. The archive
+    stores them under ``families/<name>``, and the batched engine computes the effective weights from
+    them every step (a small vmapped graph); a family without them trains on its weights directly.
+    """
+    name: str
+    options: dict = field(default_factory=dict)  # option -> default
+    checks: dict = field(default_factory=dict)  # option -> (predicate, what it must be)
+    conv: Callable | None = None  # None: plain nn.Conv2d
+    linear: Callable | None = None  # None: plain nn.Linear
+    takes: Callable[[int, int], bool] = lambda in_ch, out_ch: True
+    own_params: bool = True
+
+    def check(self, opts: dict, other_keys=()) -> str | None:
+        """Why ``opts`` is invalid, or None; ``other_keys`` are valid too and checked elsewhere."""
+        for key, value in opts.items():
+            if key in other_keys:
+                continue
+            if key not in self.options:
+                return f"families.{self.name}.{key} is unknown; valid: {', '.join([*self.options, *other_keys])}"
+            ok, what = self.checks.get(key, (_is_num, "a number"))
+            if not ok(value):
+                return f"families.{self.name}.{key} must be {what}, got {value!r}"
+        return None
 
 
-def make_linear(family: str, in_f: int, out_f: int, opts: dict) -> nn.Module:
-    return STRLinear(in_f, out_f, s_init=opts["s_init"]) if family == "str" else nn.Linear(in_f, out_f)
+def _dgconv(in_ch, out_ch, opts, stride, shared):
+    layer = DGConv2d(in_ch, out_ch, 3, stride=stride, padding=1)
+    with torch.no_grad():  # gates drawn from the model's init RNG; never exactly 0
+        g = torch.randn(layer.gate.shape) * opts["gate_std"] + opts["gate_mean"]
+        layer.gate.copy_(torch.where(g == 0, torch.full_like(g, 1e-3), g))
+    return layer
+
+
+def _acdc(in_ch, out_ch, opts, stride, shared):
+    key, m = f"{out_ch}x{in_ch}", opts["atoms"]
+    if key not in shared:  # layers of one (out, in) shape share their coefficients
+        # std such that the composed kernels start at torch's default conv scale
+        std = math.sqrt(3.0 / (in_ch * 9 * m)) * 3
+        shared[key] = nn.Parameter(torch.randn(out_ch, in_ch, m) * std)
+    return ACDCConv2d(in_ch, out_ch, 3, lambda: shared[key], n_atoms=m, stride=stride, padding=1)
+
+
+FAMILIES: dict[str, Family] = {f.name: f for f in (
+    Family("dense", own_params=False),
+    Family("str", options={"s_init": -5.0},
+           conv=lambda i, o, opts, stride, shared: STRConv2d(i, o, 3, stride=stride, padding=1, s_init=opts["s_init"]),
+           linear=lambda i, o, opts: STRLinear(i, o, s_init=opts["s_init"])),
+    # C -> C convolutions with C a power of two > 1 (the mask is a Kronecker product of 2x2 blocks)
+    Family("dgconv", options={"gate_mean": 0.0, "gate_std": 1.0},
+           checks={"gate_std": (lambda v: _is_num(v) and v >= 0, "a number >= 0")},
+           conv=_dgconv, takes=lambda i, o: i == o and i > 1 and i & (i - 1) == 0),
+    Family("acdc", options={"atoms": 6},
+           checks={"atoms": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+                             "a whole number >= 1")},
+           conv=_acdc),
+)}
+
+
+def family(name: str) -> Family:
+    if name not in FAMILIES:
+        raise ModelsetError(f"unknown family {name!r}; available: {', '.join(FAMILIES)}")
+    return FAMILIES[name]
+
+
+def make_conv(name: str, in_ch: int, out_ch: int, opts: dict, shared: nn.ParameterDict, stride: int = 1) -> nn.Module:
+    """One 3x3 conv of family ``name``, padded by 1 ('same' at stride 1)."""
+    fam = family(name)
+    if not fam.takes(in_ch, out_ch):
+        raise ModelsetError(f"family {name!r} cannot make a {in_ch} -> {out_ch} convolution; "
+                            "ask Family.takes first and build that layer plain")
+    if fam.conv is None:
+        return nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1)
+    return fam.conv(in_ch, out_ch, opts, stride, shared)
+
+
+def make_linear(name: str, in_f: int, out_f: int, opts: dict) -> nn.Module:
+    fam = family(name)
+    return nn.Linear(in_f, out_f) if fam.linear is None else fam.linear(in_f, out_f, opts)
 
 
 def effective_weights(model: nn.Module) -> "OrderedDict[str, torch.Tensor]":

@@ -16,7 +16,7 @@ import tomli_w
 from .archs import ACTIVATIONS, INITS, list_archs
 from .augment import AUGMENTATIONS
 from .datasets import list_datasets
-from .families import FAMILIES, FAMILY_DEFAULTS
+from .families import FAMILIES
 from .errors import ModelsetError
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -51,7 +51,7 @@ DEFAULTS = {
     },
     "grid": {},
     # Per-family layer options, and [train] keys that override the recipe for that family only.
-    "families": {name: dict(opts) for name, opts in FAMILY_DEFAULTS.items()},
+    "families": {name: dict(f.options) for name, f in FAMILIES.items()},
     "splits": {
         "task_id_train_fraction": 0.6,
         "retrieval_train_fraction": 0.6,
@@ -241,16 +241,11 @@ def _validate(d: dict) -> None:
     for fam, opts in d["families"].items():
         _check(fam in FAMILIES, f"families.{fam}: unknown family; available: {', '.join(FAMILIES)}")
         _check(isinstance(opts, dict), f"families.{fam} must be a table")
-        for key, v in opts.items():
+        for key, v in opts.items():  # [train] keys override the recipe for this family only
             if key in _TRAIN_CHECKS:
                 ok, what = _TRAIN_CHECKS[key]
                 _check(ok(v), f"families.{fam}.{key} must be {what}, got {v!r}")
-            else:
-                _check(key in FAMILY_DEFAULTS[fam], f"families.{fam}.{key} is unknown; valid: "
-                       f"{', '.join([*FAMILY_DEFAULTS[fam], *_TRAIN_CHECKS])}")
-                _check(_is_num(v), f"families.{fam}.{key} must be a number, got {v!r}")
-    _check(_is_int(d["families"]["acdc"]["atoms"]) and d["families"]["acdc"]["atoms"] >= 1,
-           "families.acdc.atoms must be a whole number >= 1")
-    _check(d["families"]["dgconv"]["gate_std"] >= 0, "families.dgconv.gate_std must be >= 0")
+        problem = FAMILIES[fam].check(opts, other_keys=tuple(_TRAIN_CHECKS))
+        _check(problem is None, problem)
     for key, v in d["splits"].items():
         _check(_is_num(v) and 0 < v < 1, f"splits.{key} must be a fraction in (0, 1), got {v!r}")

@@ -77,7 +77,9 @@ def balanced_subsets(n_classes: int, k: int, count: int, seed: int) -> list[tupl
                 used[list(c)] += 1
                 if len(chosen) == count:
                     return sorted(chosen)
-    raise RuntimeError("no balanced subset selection found")  # not reached for sane inputs
+    raise ModelsetError(f"tasks.count={count}: found no selection of {count} subsets of {k} out of {n_classes} "
+                        f"classes that uses every class at most {cap} times; lower tasks.count or use "
+                        "select = \"consecutive\" or explicit classes")
 
 
 def consecutive_runs(n_classes: int, k: int, count: int) -> list[tuple[int, ...]]:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .archive import CURVES, Archive, param_checksum
+from .archive import CURVES, Archive, param_checksum, read_layout
 
 REQUIRED_ATTRS = ("format", "format_version", "name", "preset", "dataset", "seed", "created", "plan_hash",
                   "n_models", "modelset_version", "torch_version", "python_version")
@@ -52,39 +52,39 @@ def verify(path) -> list[str]:
                 ids = ids[()]
                 if len(ids) and (ids.min() < 0 or ids.max() >= n):
                     problems.append(f"/splits/{name}/{part} refers to a model id outside 0..{n - 1}")
+        from .families import FAMILIES
+
+        unknown = sorted(set(models["family"]) - set(FAMILIES))
+        problems += [f"models of unknown family {fam!r} (known: {', '.join(FAMILIES)})" for fam in unknown]
         for arch, group in models.groupby("arch"):
-            if arch not in f["architectures"] or "params" not in f["architectures"][arch]:
-                problems.append(f"models refer to architecture {arch!r}, which has no /architectures/{arch}/params")
-                continue
-            params = f[f"architectures/{arch}/params"]
-            layout = ms.layout(arch)
-            if int(layout["size"].sum()) != params.shape[1]:
-                problems.append(f"/architectures/{arch}: layout covers {layout['size'].sum()} values, "
-                                f"params rows have {params.shape[1]}")
-            rows = group["row"].to_numpy()
-            if sorted(rows) != list(range(params.shape[0])):
-                problems.append(f"/architectures/{arch}: model rows do not map one-to-one onto the "
-                                f"{params.shape[0]} parameter rows")
-                continue
-            try:
-                data = params[()]
-            except OSError as e:
-                problems.append(f"/architectures/{arch}/params cannot be read: {e}")
-                continue
-            for mid, row, checksum in zip(group["id"], rows, group["checksum"]):
-                if param_checksum(data[row]) != checksum:
-                    problems.append(f"model {mid}: parameter checksum mismatch (row {row} of {arch})")
-            for fam, fgroup in group[group["family"] != "dense"].groupby("family"):
-                node = f"architectures/{arch}/families/{fam}/params"
-                if node not in f:
-                    problems.append(f"models of family {fam!r} have no /{node}")
-                    continue
-                fdata = f[node][()]
-                frows = fgroup["family_row"].to_numpy()
-                if sorted(frows) != list(range(fdata.shape[0])):
-                    problems.append(f"/{node}: model rows do not map one-to-one onto its {fdata.shape[0]} rows")
-                    continue
-                for mid, row, checksum in zip(fgroup["id"], frows, fgroup["family_checksum"]):
-                    if param_checksum(fdata[row]) != checksum:
-                        problems.append(f"model {mid}: {fam} parameter checksum mismatch (row {row})")
+            node = f"architectures/{arch}"
+            problems += _check_rows(f, node, ms.layout(arch) if f"{node}/layout" in f else None, group,
+                                    "row", "checksum", arch)
+            own = group[[FAMILIES.get(fam, FAMILIES["dense"]).own_params for fam in group["family"]]]
+            for fam, fgroup in own.groupby("family"):
+                fnode = f"{node}/families/{fam}"
+                layout = read_layout(f[f"{fnode}/layout"]) if f"{fnode}/layout" in f else None
+                problems += _check_rows(f, fnode, layout, fgroup, "family_row", "family_checksum", f"{fam} of {arch}")
         return problems
+
+
+def _check_rows(f, node: str, layout, group, row_col: str, checksum_col: str, what: str) -> list[str]:
+    """The checks every parameter matrix gets (an architecture's effective weights, a family's own
+    parameters): it exists and is readable, its layout covers each row, the models' rows map
+    one-to-one onto its rows, and every row matches its model's checksum."""
+    if f"{node}/params" not in f:
+        return [f"models of {what} have no /{node}/params"]
+    params = f[f"{node}/params"]
+    if layout is None:
+        return [f"/{node} has no layout"]
+    if len(params.shape) != 2 or int(layout["size"].sum()) != params.shape[1]:
+        return [f"/{node}: layout covers {layout['size'].sum()} values, params rows have shape {params.shape}"]
+    rows = group[row_col].to_numpy()
+    if sorted(rows) != list(range(params.shape[0])):
+        return [f"/{node}: model rows do not map one-to-one onto the {params.shape[0]} parameter rows"]
+    try:
+        data = params[()]
+    except OSError as e:
+        return [f"/{node}/params cannot be read: {e}"]
+    return [f"model {mid}: parameter checksum mismatch (row {row} of {what})"
+            for mid, row, checksum in zip(group["id"], rows, group[checksum_col]) if param_checksum(data[row]) != checksum]

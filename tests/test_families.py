@@ -134,3 +134,35 @@ def test_str_sparsity_rises_with_weight_decay_and_falls_with_abs_s_init(tmp_path
     build(load_preset("digits-families", base + ["families.str.s_init=-7.0", "grid.weight_decay=[0.002]"]),
           deep, jobs=2, progress=False)
     assert modelset.load(deep).models["sparsity"].mean() < by_wd.loc[0.002]
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("flip", "model {mid}: parameter checksum mismatch (row 1 of str of small_cnn)"),
+    ("resize", "/architectures/small_cnn/families/str: layout covers 4855 values, params rows have shape (8, 7)"),
+    ("drop", "models of str of small_cnn have no /architectures/small_cnn/families/str/params"),
+    ("layout", "/architectures/small_cnn/families/str has no layout"),
+])
+def test_verify_reports_a_damaged_family_dataset_as_it_reports_architecture_rows(damage, message, mixed_archive,
+                                                                                  tmp_path):
+    """A family's own parameters go through the same checks as the effective weights: a damaged
+    family dataset is a finding, not a crash."""
+    import h5py
+
+    bad = tmp_path / "bad.h5"
+    bad.write_bytes(mixed_archive.read_bytes())
+    node = "architectures/small_cnn/families/str"
+    with h5py.File(bad, "r+") as f:
+        if damage == "flip":
+            m = f["models"][()]
+            mid = int(np.flatnonzero((m["family"] == b"str") & (m["family_row"] == 1))[0])
+            message = message.format(mid=mid)
+            f[f"{node}/params"][1, 3] += 1e-3
+        elif damage == "resize":
+            del f[f"{node}/params"]
+            f[f"{node}/params"] = np.zeros((8, 7), np.float32)
+        elif damage == "drop":
+            del f[f"{node}/params"]
+        else:
+            del f[f"{node}/layout"]
+    problems = verify(bad)
+    assert message in problems, problems
