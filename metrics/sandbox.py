@@ -1,5 +1,5 @@
 """Confine a submitted method: after this, the process sees only read-only code (Python, its
-packages, modelset) and its own work directory — no archive, no results, no network.
+packages, modelset) and its own work directory — no archive, no results, no dataset, no network.
 
 Linux user + mount + network namespaces and a chroot, set up with plain syscalls, so no root and
 no extra tool are needed; only unprivileged user namespaces, which most distributions enable.
@@ -46,6 +46,26 @@ def code_dirs(extra=()) -> list[str]:
     return sorted(d for d in dirs if d and os.path.exists(d))
 
 
+def dataset_dirs() -> list[str]:
+    """Datasets that ship inside installed packages: modelset's digits, and scikit-learn's bundled
+    datasets (the same digits among them). A method gets real inputs only as a functional
+    submission's probe batch, so these are hidden from every method."""
+    from importlib.util import find_spec
+
+    dirs = []
+    for package, sub in (("modelset", "data"), ("sklearn", "datasets/data")):
+        spec = find_spec(package)
+        if spec is not None and spec.submodule_search_locations:
+            dirs.append(os.path.join(next(iter(spec.submodule_search_locations)), sub))
+    return [d for d in dirs if os.path.isdir(d)]
+
+
+def _hide(libc, path, root):
+    """An empty read-only tmpfs over ``path`` inside the new root."""
+    _check(libc.mount(b"tmpfs", (root + path).encode(), b"tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV, b"size=4k"),
+           f"hide {path}")
+
+
 def _bind(libc, src, root, readonly):
     dst = root + src
     if os.path.isdir(src):
@@ -61,7 +81,8 @@ def _bind(libc, src, root, readonly):
 
 
 def enter(workdir: str, root: str, readable=()) -> None:
-    """Confine this process to ``workdir`` (read-write) plus read-only code directories.
+    """Confine this process to ``workdir`` (read-write) plus read-only code directories, with the
+    datasets installed packages ship hidden.
 
     ``root`` is an empty directory outside ``workdir`` that becomes the read-only ``/``.
     """
@@ -80,6 +101,8 @@ def enter(workdir: str, root: str, readable=()) -> None:
         elif os.path.islink(src):  # e.g. /lib -> usr/lib on merged-/usr systems
             os.makedirs(os.path.dirname(root + src), exist_ok=True)
             os.symlink(os.readlink(src), root + src)
+    for path in dataset_dirs():
+        _hide(libc, path, root)
     workdir = os.path.abspath(workdir)
     _bind(libc, workdir, root, readonly=False)
     # The root itself read-only too: nothing written outside the work directory survives.
