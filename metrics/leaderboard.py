@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from modelset.atomic import atomic_file, write_text
+from modelset.datasets import DATA_ENV
 from modelset.errors import ModelsetError
 
 from .evaluate import MethodError, check_outputs, default_seeds, score
@@ -155,13 +156,14 @@ def read_outputs(outputs_dir: Path, seeds: list[int]) -> list[dict]:
     return per_seed
 
 
-def run_isolated(sub: Submission, seeds: list[int], public: dict, timeout: float,
-                 sandbox: str = "auto") -> tuple[list[dict], dict, bool]:
+def run_isolated(sub: Submission, seeds: list[int], public: dict, timeout: float, sandbox: str = "auto",
+                 data_root=None) -> tuple[list[dict], dict, bool]:
     """Run ``sub`` in a child process on the public file for ``seeds``: (its outputs per seed, the
     record of its code, whether it ran confined).
 
     The child works in a fresh directory holding only the public file (and a copy of the method's
-    file), with a scrubbed environment; with the sandbox it can read nothing else but code.
+    file), with a scrubbed environment; with the sandbox it can read nothing else but code, and no
+    dataset: not the data directory (``data_root``, else $MODELSET_DATA), nor any the sandbox knows.
     """
     base = Path(tempfile.mkdtemp(prefix="modelset-submission-"))
     work, root = base / "work", base / "root"  # root: the sandbox's empty, read-only /
@@ -173,8 +175,9 @@ def run_isolated(sub: Submission, seeds: list[int], public: dict, timeout: float
         env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "PYTHONPATH")}
         env.update(HOME=str(work), TMPDIR=str(work), MPLCONFIGDIR=str(work),
                    OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"))
+        hidden = [d for d in (data_root or os.environ.get(DATA_ENV),) if d]
         cmd = [sys.executable, "-m", "metrics.runner", "public.h5", spec, ",".join(map(str, seeds)),
-               str(work), sandbox, *readable]
+               str(work), sandbox, os.pathsep.join(readable), os.pathsep.join(hidden)]
         proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True, errors="replace", start_new_session=True)
         try:
@@ -267,7 +270,7 @@ def submit(archive, method: str | None = None, embeddings: str | None = None, na
         splits = {p: ms.split(p) for p in key}
         t0 = time.time()
         if method is not None:
-            per_seed, code, confined = run_isolated(sub, seeds, public, timeout, sandbox)
+            per_seed, code, confined = run_isolated(sub, seeds, public, timeout, sandbox, data_root)
         else:
             path = Path(embeddings)
             per_seed, code, confined = [_read_embeddings(path)], {"file": path.name, "sha256": file_sha256(path)}, False
@@ -291,7 +294,7 @@ def plot(archive, method: str, out, functional: bool = False, timeout: float = 9
     sub = submission(method, functional=functional)
     with modelset.load(archive) as ms:
         public, key = make_public(ms, public_rng(ms), sub.functional, data_root, protocols=("retrieval",))
-        per_seed, _, _ = run_isolated(sub, [0], public, timeout, sandbox)
+        per_seed, _, _ = run_isolated(sub, [0], public, timeout, sandbox, data_root)
         sim = check_outputs(per_seed[0], public)["retrieval"]
         labels = ms.models.loc[key["retrieval"], "task"].to_numpy()
         with atomic_file(out) as tmp:

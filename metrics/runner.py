@@ -1,6 +1,6 @@
 """Runs a submitted method in its own process: reads only the public file, writes only outputs.
 
-    python -m metrics.runner PUBLIC.h5 SPEC SEEDS WORK_DIR SANDBOX [READABLE_DIR ...]
+    python -m metrics.runner PUBLIC.h5 SPEC SEEDS WORK_DIR SANDBOX READABLE HIDDEN
 
 SEEDS is the comma-separated list the scoring process chose. The submitted code is imported here
 only, never in the scoring process, and what it says of itself (its name, kind or seeds) goes
@@ -8,11 +8,13 @@ nowhere: the only output is one ``outputs/seed-<s>.npz`` per seed, which the sco
 checks against the seeds it asked for.
 
 SANDBOX is ``require`` (fail if the machine cannot confine the method), ``auto`` (confine when
-possible, else warn) or ``off``. The sandbox's root is WORK_DIR's sibling ``root``. Exit 0, or exit 3
-with one line on stderr.
+possible, else warn) or ``off``. The sandbox's root is WORK_DIR's sibling ``root``; READABLE lists
+extra directories it shows (the submitted module's), HIDDEN extra data directories it hides, each
+joined by os.pathsep. Exit 0, or exit 3 with one line on stderr.
 """
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -20,14 +22,18 @@ from pathlib import Path
 UNCONFINED = "warning: method runs unconfined"
 
 
+def _paths(joined: str) -> list[str]:
+    return [p for p in joined.split(os.pathsep) if p]
+
+
 def main(argv=None) -> int:
-    public_path, spec, seeds, work_dir, sandbox, *readable = argv or sys.argv[1:]
+    public_path, spec, seeds, work_dir, sandbox, readable, hidden = argv or sys.argv[1:]
     # Enter the sandbox before importing numpy or torch: a threaded process cannot (see sandbox).
     if sandbox != "off":
         from . import sandbox as sb
 
         try:
-            sb.enter(work_dir, str(Path(work_dir).parent / "root"), readable)
+            sb.enter(work_dir, str(Path(work_dir).parent / "root"), _paths(readable), _paths(hidden))
         except OSError as e:
             if sandbox == "require":
                 print(f"SandboxError: cannot confine the method ({e}); enable unprivileged user namespaces "

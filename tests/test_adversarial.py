@@ -55,7 +55,11 @@ def test_a_bad_name_is_refused_and_nothing_is_written(small_archive, tmp_path, n
 
 # -- the kind -------------------------------------------------------------------------------------
 PEEK = '''
+import os
+
 import numpy as np
+
+DATA_DIRS = ({data_root!r}, "/usr/share/datasets")  # the scoring side's data directory, Debian's
 
 
 class Peek:
@@ -74,7 +78,7 @@ class Peek:
 
             with torch.no_grad():
                 [net(torch.from_numpy(probe)) for net in view.modules()]  # the models really run on it
-            found.append(f"view.probe ({len(probe)} inputs)")
+            found.append(f"view.probe ({{len(probe)}} inputs)")
         import h5py
 
         with h5py.File("public.h5", "r") as f:
@@ -94,6 +98,7 @@ class Peek:
             found.append("scikit-learn's digits")
         except Exception:
             pass
+        found += [f"files in {{d}}" for d in DATA_DIRS if os.path.isdir(d) and os.listdir(d)]
         if found:
             raise RuntimeError("LEAK: " + "; ".join(found))
         return view.params[:, :8]
@@ -101,28 +106,38 @@ class Peek:
 
 
 @pytest.fixture
-def peek(tmp_path):
-    f = tmp_path / "peek.py"
-    f.write_text(PEEK)
-    return f"{f}:Peek"
+def peek(tmp_path, monkeypatch):
+    """Peek as an installed module, with the data directory (--data-root) inside its package: a
+    directory the sandbox shows the method, so only hiding keeps the dataset file out of reach."""
+    package = tmp_path / "site" / "peekpkg"
+    data = package / "data"
+    data.mkdir(parents=True)
+    (data / "train-images-idx3-ubyte.gz").write_bytes(b"images")
+    (package / "__init__.py").write_text(PEEK.format(data_root=str(data)))
+    monkeypatch.setenv("PYTHONPATH", str(package.parent))
+    return "peekpkg:Peek", str(data)
 
 
 @needs_sandbox
 def test_a_weights_only_method_gets_no_inputs_to_run_the_models_on(small_archive, tmp_path, peek):
-    r = _submit(small_archive, peek, tmp_path / "results", "--sandbox", "require")
+    method, data = peek
+    r = _submit(small_archive, method, tmp_path / "results", "--sandbox", "require", "--data-root", data)
     assert r.returncode == 0, r.stderr  # Peek raises "LEAK: ..." if it found any real inputs
     result = json.loads(next((tmp_path / "results").glob("*.json")).read_text())
-    assert result["kind"] == "weights"
+    assert result["kind"] == "weights" and result["confined"] is True
 
 
 def test_control_submitted_as_functional_the_same_method_finds_the_probe(small_archive, tmp_path, peek):
-    r = _submit(small_archive, peek, tmp_path / "results", "--functional")
+    method, data = peek
+    r = _submit(small_archive, method, tmp_path / "results", "--functional", "--data-root", data)
     assert r.returncode == 2 and "LEAK: view.probe (256 inputs); the public file's probe" in r.stderr, r.stderr
 
 
-def test_control_unconfined_the_same_method_finds_the_datasets_packages_ship(small_archive, tmp_path, peek):
-    r = _submit(small_archive, peek, tmp_path / "results", "--sandbox", "off")
-    assert r.returncode == 2 and "LEAK: modelset's digits; scikit-learn's digits" in r.stderr, r.stderr
+def test_control_unconfined_the_same_method_finds_every_dataset(small_archive, tmp_path, peek):
+    method, data = peek
+    r = _submit(small_archive, method, tmp_path / "results", "--sandbox", "off", "--data-root", data)
+    assert r.returncode == 2 and "LEAK: modelset's digits; scikit-learn's digits; files in " + data in r.stderr, \
+        r.stderr
 
 
 # -- the seeds ------------------------------------------------------------------------------------
