@@ -2,6 +2,7 @@
 result's name, kind and seeds, and `leaderboard plot` runs a method only in the sandboxed child.
 Each adversary below cheats as well as it can; a control shows its check would see the cheat."""
 import json
+import os
 import subprocess
 
 import pytest
@@ -107,21 +108,22 @@ class Peek:
 
 @pytest.fixture
 def peek(tmp_path, monkeypatch):
-    """Peek as an installed module, with the data directory (--data-root) inside its package: a
+    """Peek as an installed module, with the data directory ($MODELSET_DATA) inside its package: a
     directory the sandbox shows the method, so only hiding keeps the dataset file out of reach."""
     package = tmp_path / "site" / "peekpkg"
     data = package / "data"
     data.mkdir(parents=True)
     (data / "train-images-idx3-ubyte.gz").write_bytes(b"images")
     (package / "__init__.py").write_text(PEEK.format(data_root=str(data)))
-    monkeypatch.setenv("PYTHONPATH", str(package.parent))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(package.parent), os.environ.get("PYTHONPATH")])))
+    monkeypatch.setenv("MODELSET_DATA", str(data))
     return "peekpkg:Peek", str(data)
 
 
 @needs_sandbox
 def test_a_weights_only_method_gets_no_inputs_to_run_the_models_on(small_archive, tmp_path, peek):
     method, data = peek
-    r = _submit(small_archive, method, tmp_path / "results", "--sandbox", "require", "--data-root", data)
+    r = _submit(small_archive, method, tmp_path / "results", "--sandbox", "require")
     assert r.returncode == 0, r.stderr  # Peek raises "LEAK: ..." if it found any real inputs
     result = json.loads(next((tmp_path / "results").glob("*.json")).read_text())
     assert result["kind"] == "weights" and result["confined"] is True
@@ -129,13 +131,13 @@ def test_a_weights_only_method_gets_no_inputs_to_run_the_models_on(small_archive
 
 def test_control_submitted_as_functional_the_same_method_finds_the_probe(small_archive, tmp_path, peek):
     method, data = peek
-    r = _submit(small_archive, method, tmp_path / "results", "--functional", "--data-root", data)
+    r = _submit(small_archive, method, tmp_path / "results", "--functional", "--data-root", data)  # the flag too
     assert r.returncode == 2 and "LEAK: view.probe (256 inputs); the public file's probe" in r.stderr, r.stderr
 
 
 def test_control_unconfined_the_same_method_finds_every_dataset(small_archive, tmp_path, peek):
     method, data = peek
-    r = _submit(small_archive, method, tmp_path / "results", "--sandbox", "off", "--data-root", data)
+    r = _submit(small_archive, method, tmp_path / "results", "--sandbox", "off")
     assert r.returncode == 2 and "LEAK: modelset's digits; scikit-learn's digits; files in " + data in r.stderr, \
         r.stderr
 
