@@ -184,7 +184,8 @@ def test_embeddings_computed_elsewhere_score_like_the_method(small_archive, tmp_
                 "--results", tmp_path / "res")
     assert r.returncode == 0, r.stderr
     res = json.loads(next((tmp_path / "res").glob("*.json")).read_text())
-    assert res["method"] == "emb" and res["kind"] == "weights" and res["confined"] is False
+    assert res["method"] == "emb" and res["kind"] == "weights" and res["confined"] is False  # computed elsewhere
+    assert "| 1 | emb (unconfined) | 1 |" in (tmp_path / "res" / "leaderboard.md").read_text()
     assert res["code"] == {"file": "emb.npz", "sha256": _sha256(tmp_path / "emb.npz")}
     expected = evaluate(modelset.load(small_archive), "weight-stats")["scores"]
     assert res["scores"].keys() == expected.keys()
