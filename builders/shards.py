@@ -1,18 +1,17 @@
 """Shard files: one work unit's results, named by the hash of its plan entries.
 
-A shard is written to a temporary name, fsynced and renamed, so a shard that exists is complete;
+A shard is written atomically (``modelset.atomic``), so a shard that exists is complete;
 a changed plan entry changes the name, so a stale shard is never reused.
 """
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from modelset.archive import CURVES
+from modelset.atomic import atomic_file
 
 from .failpoints import failpoint
 from .train import ModelResult
@@ -25,8 +24,6 @@ def shard_path(shard_dir: Path, unit_hash: str) -> Path:
 
 
 def save_shard(path: Path, results: list[ModelResult]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     epochs = max(len(r.curves["train_loss"]) for r in results)
     arrays = {"params": np.stack([r.params for r in results]).astype(np.float32),
               "metrics": np.array([[r.metrics[k] for k in METRICS] for r in results], dtype=np.float64),
@@ -41,17 +38,9 @@ def save_shard(path: Path, results: list[ModelResult]) -> None:
         for i, r in enumerate(results):
             c[i, : len(r.curves[name])] = r.curves[name]
         arrays[name] = c
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
+    with atomic_file(path, before_replace=lambda: failpoint("shard-write")) as tmp:  # kill: written, not renamed
+        with open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        failpoint("shard-write")  # written but not yet renamed
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def load_shard(path: Path) -> list[ModelResult]:

@@ -74,8 +74,6 @@ class FirstOrderNet(SimilarityMethod):
     """The "no alignment" learned baseline: flattened weights -> linear embedding, trained with
     cross-entropy over the training tasks like LPS's head."""
 
-    learned = True
-
     def fit(self, view):
         self.head_ = EmbeddingHead(seed=self.seed, hidden=0, weight_decay=1e-3).fit(_trainable(view), view.labels)
         self.classes_ = self.head_.classes_
@@ -106,8 +104,6 @@ def _run(view):
 class LinearCKA(SimilarityMethod):
     """Linear CKA between the models' penultimate activations on the probe batch (runs the models)."""
 
-    functional = True
-
     def similarity(self, view):
         feats = torch.from_numpy(_run(view)[0]).double()  # (n, m, d)
         feats = feats - feats.mean(dim=1, keepdim=True)
@@ -119,8 +115,6 @@ class LinearCKA(SimilarityMethod):
 
 class OutputAgreement(SimilarityMethod):
     """Cosine of the models' softmax outputs on the probe batch: the functional reference."""
-
-    functional = True
 
     def embed(self, view):
         return _run(view)[1]

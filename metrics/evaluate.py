@@ -113,20 +113,25 @@ def score(outputs: dict, public: dict, key: dict, models, relations: np.ndarray,
     return {f"{p}.{k}": v for p, scores_ in result.items() for k, v in scores_.items()}
 
 
-def default_seeds(cls) -> list[int]:
-    """A learned method is scored over 5 of its own seeds, any other once."""
-    return list(range(5)) if getattr(cls, "learned", False) else [0]
+def default_seeds(learned: bool) -> list[int]:
+    """The one default: a learned method is scored over 5 of its own seeds, any other once."""
+    return list(range(5)) if learned else [0]
 
 
-def evaluate(ms, cls, seeds=None, shuffle_seed: int = 0) -> dict:
-    """Score a method class in-process on an opened archive: {"seeds", "scores": {metric: [per seed]}}.
+def evaluate(ms, method: str, seeds=None, functional: bool = False, learned: bool = False, data_root=None,
+             shuffle_seed: int = 0) -> dict:
+    """Score a method in-process on an opened archive: {"seeds", "scores": {metric: [per seed]}}.
 
-    The leaderboard runs the same steps with the method in a separate process.
+    ``method`` and the flags are as for the leaderboard (``methods.submission``), which runs the
+    same steps with the method in a sandboxed child.
     """
+    from .methods import load_method, submission
     from .public import make_public
 
-    seeds = list(seeds) if seeds is not None else default_seeds(cls)
-    public, key = make_public(ms, np.random.default_rng(shuffle_seed))
+    sub = submission(method, functional=functional, learned=learned)
+    cls = load_method(sub.spec)
+    seeds = list(seeds) if seeds is not None else default_seeds(sub.learned)
+    public, key = make_public(ms, np.random.default_rng(shuffle_seed), sub.functional, data_root)
     splits = {p: ms.split(p) for p in key}
     per_seed = [score(run_method(cls, s, public), public, key, ms.models, ms.relations, splits) for s in seeds]
     return {"seeds": seeds, "scores": {k: [r[k] for r in per_seed] for k in per_seed[0]}}

@@ -103,8 +103,6 @@ class EmbeddingHead:
 class LPS(SimilarityMethod):
     """Chained second-order statistics with a learned task-embedding head."""
 
-    learned = True
-
     def fit(self, view):
         self.head_ = EmbeddingHead(seed=self.seed, hidden=0, weight_decay=1e-2)
         self.head_.fit(chained_gram(view, with_class_map=True), view.labels)

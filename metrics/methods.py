@@ -10,35 +10,50 @@ A similarity method follows a small scikit-learn-like contract:
 A learned method may also classify: ``predict_scores(view) -> (n, len(classes_))`` with
 ``classes_`` the task ids it was trained on; task identification then uses it instead of the
 nearest training model.
+
+What a method is, is said by whoever submits it, never by the class: a method that runs the models
+(``view.modules()`` on ``view.probe``) is submitted as functional, and only then do its views carry
+the probe inputs; a learned one is scored over 5 seeds by default. Built-ins are recorded in BUILTIN.
 """
 from __future__ import annotations
 
 import importlib
 import importlib.util
+import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from modelset.errors import ModelsetError
 
+
+@dataclass(frozen=True)
+class Builtin:
+    spec: str
+    learned: bool = False  # trained on the training tasks: scored over 5 seeds by default
+    functional: bool = False  # runs the models on the probe inputs
+
+
+# The scoring side's own record of each built-in's kind: a class's attributes are never asked.
 BUILTIN = {
-    "raw-cosine": "metrics.baselines:RawCosine",
-    "raw-euclidean": "metrics.baselines:RawEuclidean",
-    "weight-stats": "metrics.baselines:WeightStats",
-    "gram": "metrics.baselines:ChainedGram",
-    "first-order": "metrics.baselines:FirstOrderNet",
-    "lps": "metrics.lps:LPS",
-    "cka": "metrics.baselines:LinearCKA",
-    "output-agreement": "metrics.baselines:OutputAgreement",
+    "raw-cosine": Builtin("metrics.baselines:RawCosine"),
+    "raw-euclidean": Builtin("metrics.baselines:RawEuclidean"),
+    "weight-stats": Builtin("metrics.baselines:WeightStats"),
+    "gram": Builtin("metrics.baselines:ChainedGram"),
+    "first-order": Builtin("metrics.baselines:FirstOrderNet", learned=True),
+    "lps": Builtin("metrics.lps:LPS", learned=True),
+    "cka": Builtin("metrics.baselines:LinearCKA", functional=True),
+    "output-agreement": Builtin("metrics.baselines:OutputAgreement", functional=True),
 }
+
+# A name that is safe in a file name and a table cell: no separators, no leading dot or dash.
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")
 
 
 class SimilarityMethod:
     """Base class (optional): holds the seed; subclasses define embed or similarity."""
-
-    learned = False  # learned methods are scored over several of their own seeds
-    functional = False  # runs the models rather than reading only their weights
 
     def __init__(self, seed: int = 0):
         self.seed = seed
@@ -47,9 +62,45 @@ class SimilarityMethod:
         return self
 
 
+@dataclass(frozen=True)
+class Submission:
+    """What a result says about a method, decided by the scoring side before the method runs."""
+
+    spec: str  # module:Class or path/to/file.py:Class
+    name: str
+    learned: bool
+    functional: bool
+
+    @property
+    def kind(self) -> str:
+        return "functional" if self.functional else "weights"
+
+
+def check_name(name: str) -> str:
+    if not NAME.fullmatch(name):
+        raise ModelsetError(f"leaderboard name {name!r} is not allowed: use 1-64 letters, digits, '_', '.', '+' "
+                            f"or '-', starting with a letter or digit (--name NAME)")
+    return name
+
+
+def submission(method: str, name: str | None = None, functional: bool = False, learned: bool = False) -> Submission:
+    """The submission of ``method`` (a built-in name, module:Class or file.py:Class) as the scoring
+    side sees it: a built-in's kind comes from BUILTIN; other code is what the flags say it is. The
+    name is ``name``, else the built-in's or the class's name from the spec."""
+    builtin = method if method in BUILTIN else next((k for k, b in BUILTIN.items() if b.spec == method), None)
+    if builtin is not None:
+        b = BUILTIN[builtin]
+        for flag, given, known in (("--functional", functional, b.functional), ("--learned", learned, b.learned)):
+            if given and not known:
+                raise ModelsetError(f"{flag}: the built-in method {builtin!r} is not {flag[2:]}; drop {flag}")
+        method, functional, learned = b.spec, b.functional, b.learned
+    _, cls_name = check_spec(method)
+    return Submission(method, check_name(name if name is not None else builtin or cls_name), learned, functional)
+
+
 def check_spec(spec: str) -> tuple[str, str]:
     """(module or file, class name) of a method spec, checked without importing anything."""
-    spec = BUILTIN.get(spec, spec)
+    spec = BUILTIN[spec].spec if spec in BUILTIN else spec
     target, sep, name = spec.rpartition(":")
     if not sep or not target or not name:
         raise ModelsetError(f"--method {spec!r}: expected a built-in name ({', '.join(BUILTIN)}), "

@@ -40,23 +40,17 @@ def plot_embedding_map(similarity, labels, ax=None, seed=0, title="models by tas
     return ax
 
 
-def plot_method(ms, cls, out, seed: int = 0):
-    """One PNG for a method on the retrieval test models (unseen tasks): matrix, relations, map."""
+def plot_method(similarity, labels, relations, name: str, out) -> None:
+    """One PNG of a method's similarity over the retrieval test models (unseen tasks): the matrix,
+    the relations of the models' tasks, and a map by task. ``labels``: each model's task."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .evaluate import check_outputs, run_method
-    from .public import make_public
-
-    public, key = make_public(ms, np.random.default_rng(0))
-    retrieval = {"retrieval": public["retrieval"]}  # the only protocol plotted: run the method on it alone
-    sim = check_outputs(run_method(cls, seed, retrieval), retrieval)["retrieval"]
-    labels = ms.models.loc[key["retrieval"], "task"].to_numpy()
     fig, axes = plt.subplots(1, 3, figsize=(17, 5))
-    plot_similarity(sim, labels, ms.relations, ax=axes[:2], title=f"{cls.__name__} similarity")
-    plot_embedding_map(sim, labels, ax=axes[2], seed=seed, title=f"{cls.__name__}: unseen tasks' models")
+    plot_similarity(similarity, labels, relations, ax=axes[:2], title=f"{name} similarity")
+    plot_embedding_map(similarity, labels, ax=axes[2], title=f"{name}: unseen tasks' models")
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
+    fig.savefig(out, dpi=110, format="png")
     plt.close(fig)

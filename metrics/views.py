@@ -1,8 +1,9 @@
 """What a similarity method sees: a ``ModelView`` of some models of one architecture.
 
 A view gives weights (numpy rows in the archive layout, per-tensor arrays, torch state dicts and
-runnable modules) and a fixed probe batch of inputs for methods that run the models. Only views of
-training models carry ``labels`` (task ids); everything else about a model stays hidden.
+runnable modules). Only a functional submission's views carry the probe batch, real inputs to run
+the models on; a weights-only method can rebuild the modules but has nothing real to feed them.
+Only views of training models carry ``labels`` (task ids); everything else about a model stays hidden.
 """
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+
+from modelset.errors import ModelsetError
 
 
 @dataclass(eq=False)
@@ -20,11 +23,19 @@ class ModelView:
     in_channels: int
     n_classes: int
     activation: np.ndarray  # (n,) str: needed to run the models
-    probe: np.ndarray  # (m, C, H, W) float32 inputs shared by every model
     labels: np.ndarray | None = None  # (n,) task ids, training views only
+    inputs: np.ndarray | None = None  # (m, C, H, W) float32 probe batch: functional submissions only
 
     def __len__(self) -> int:
         return len(self.params)
+
+    @property
+    def probe(self) -> np.ndarray:
+        """The probe batch shared by every model; absent (AttributeError) from a weights-only view."""
+        if self.inputs is None:
+            raise AttributeError("this view holds weights only, no probe inputs: a method that runs the models "
+                                 "is submitted as functional (--functional)")
+        return self.inputs
 
     def tensor(self, name: str) -> np.ndarray:
         """One named tensor of every model: (n, *shape)."""
@@ -56,27 +67,36 @@ class ModelView:
     def subset(self, idx) -> "ModelView":
         idx = np.asarray(idx)
         return ModelView(self.params[idx], self.layout, self.arch, self.in_channels, self.n_classes,
-                         self.activation[idx], self.probe, None if self.labels is None else self.labels[idx])
+                         self.activation[idx], None if self.labels is None else self.labels[idx], self.inputs)
 
     @staticmethod
     def concat(a: "ModelView", b: "ModelView") -> "ModelView":
         """Both views' models, unlabelled (used where training and test models are compared)."""
         return ModelView(np.concatenate([a.params, b.params]), a.layout, a.arch, a.in_channels, a.n_classes,
-                         np.concatenate([a.activation, b.activation]), a.probe, None)
+                         np.concatenate([a.activation, b.activation]), None, a.inputs)
 
 
-def probe_batch(ms, size: int = 256, seed: int = 0) -> np.ndarray:
-    """A fixed batch of base-dataset test inputs (all classes), the same for every method."""
+def probe_batch(ms, data_root=None, size: int = 256, seed: int = 0) -> np.ndarray:
+    """A fixed batch of base-dataset test inputs (all classes), the same for every method.
+
+    File-based datasets are read from ``data_root`` (else $MODELSET_DATA), and must be the data the
+    archive's models saw (its ``dataset_fingerprint``), as ``Archive.task_data`` checks.
+    """
     from modelset.datasets import load_dataset
 
-    ds = load_dataset(ms.attrs["dataset"])
+    ds = load_dataset(ms.attrs["dataset"], root=data_root)
+    expected = ms.attrs.get("dataset_fingerprint")
+    if expected and ds.fingerprint != expected:
+        raise ModelsetError(f"dataset {ds.name!r} here (fingerprint {ds.fingerprint}) is not the data this archive's "
+                            f"models saw (fingerprint {expected}); point --data-root / MODELSET_DATA at the files "
+                            f"the archive was built from")
     idx = np.flatnonzero(ds.test)
     pick = np.sort(np.random.default_rng(seed).choice(idx, size=min(size, len(idx)), replace=False))
     return ds.images[pick]
 
 
-def archive_view(ms, ids, with_labels: bool, probe: np.ndarray | None = None) -> ModelView:
-    """A view of the given model ids of an opened archive."""
+def archive_view(ms, ids, with_labels: bool, inputs: np.ndarray | None = None) -> ModelView:
+    """A view of the given model ids of an opened archive (with probe ``inputs`` for a functional method)."""
     ids = np.asarray(ids, dtype=np.int64)
     m = ms.models.loc[ids]
     arch = m["arch"].iloc[0]
@@ -88,6 +108,6 @@ def archive_view(ms, ids, with_labels: bool, probe: np.ndarray | None = None) ->
         in_channels=int(attrs["in_channels"]),
         n_classes=int(attrs["n_classes"]),
         activation=m["activation"].to_numpy().astype(str),
-        probe=probe_batch(ms) if probe is None else probe,
         labels=m["task"].to_numpy() if with_labels else None,
+        inputs=inputs,
     )

@@ -57,15 +57,18 @@ def _parser() -> argparse.ArgumentParser:
     what = s.add_mutually_exclusive_group(required=True)
     what.add_argument("--method", help="built-in name, module:Class or path/to/file.py:Class")
     what.add_argument("--embeddings", help=".npz with one (n, d) array per protocol, rows in the public file's order")
-    s.add_argument("--name", help="name on the leaderboard (default: the method's)")
+    s.add_argument("--name", help="name on the leaderboard (default: the built-in's or the class's name in --method)")
+    _kind_arguments(s)
+    s.add_argument("--learned", action="store_true",
+                   help="the method learns from the training tasks: scored over seeds 0-4 unless --seeds says "
+                        "otherwise (built-ins: known)")
     s.add_argument("--seeds", help="comma-separated method seeds (default: 0-4 if learned, else 0)")
-    s.add_argument("--timeout", type=float, default=900, help="seconds the method may run (default 900)")
+    _run_arguments(s)
     s.add_argument("--results", help="results directory (default data/leaderboard/<archive name>)")
-    s.add_argument("--sandbox", choices=("auto", "require", "off"), default="auto",
-                   help="confine the method to its work directory (default: when the OS allows)")
     pub = lsub.add_parser("public", help="write the public file a method may see (for --embeddings)")
     pub.add_argument("--archive", required=True)
     pub.add_argument("--out", required=True)
+    _kind_arguments(pub)
     r = lsub.add_parser("render", help="re-render leaderboard.csv/.md from the result files")
     r.add_argument("--results", required=True)
     lsub.add_parser("methods", help="list the built-in methods")
@@ -73,6 +76,8 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("--archive", required=True)
     pl.add_argument("--method", required=True)
     pl.add_argument("--out", required=True)
+    _kind_arguments(pl)
+    _run_arguments(pl)
     return p
 
 
@@ -124,43 +129,58 @@ def _verify(args) -> int:
     return 0
 
 
+def _kind_arguments(p) -> None:
+    p.add_argument("--functional", action="store_true",
+                   help="the method runs the models: only then do its views hold the probe inputs (built-ins: known)")
+    p.add_argument("--data-root", metavar="DIR",
+                   help="directory of the dataset files, for the probe inputs (default: $MODELSET_DATA)")
+
+
+def _run_arguments(p) -> None:
+    p.add_argument("--timeout", type=float, default=900, help="seconds the method may run (default 900)")
+    p.add_argument("--sandbox", choices=("auto", "require", "off"), default="auto",
+                   help="confine the method to its work directory (default: when the OS allows)")
+
+
 def _leaderboard(args) -> int:
     from metrics import leaderboard as lb
     from metrics.methods import BUILTIN
 
     if args.action == "methods":
-        for name, spec in BUILTIN.items():
-            print(f"{name:18s} {spec}")
-    elif args.action == "render":
+        for name, b in BUILTIN.items():
+            print(f"{name:18s} {b.spec:36s} {'functional' if b.functional else 'weights':10s} "
+                  f"{'learned' if b.learned else ''}".rstrip())
+        return 0
+    if args.action == "render":
         print(lb.render(args.results).to_string())
-    elif args.action == "plot":
-        from metrics.methods import load_method
-        from metrics.plots import plot_method
-
-        from .archive import load
-
-        cls = load_method(args.method)
-        with load(args.archive) as ms:
-            plot_method(ms, cls, args.out)
+        return 0
+    if getattr(args, "data_root", None) and not os.path.isdir(args.data_root):
+        raise ModelsetError(f"--data-root {args.data_root!r} is not a directory")
+    if getattr(args, "timeout", 1) <= 0:
+        raise ModelsetError(f"--timeout must be > 0 seconds, got {args.timeout:g}")
+    if args.action in ("plot", "public") and os.path.isdir(args.out):
+        raise ModelsetError(f"--out {args.out!r} is a directory; give a file path")
+    if args.action == "plot":
+        lb.plot(args.archive, args.method, args.out, functional=args.functional, timeout=args.timeout,
+                sandbox=args.sandbox, data_root=args.data_root)
         print(f"{args.out}: plot written")
     elif args.action == "public":
         from .archive import load
 
         with load(args.archive) as ms:
-            lb.write_public_file(ms, args.out)
-        print(f"{args.out}: public file written")
+            lb.write_public_file(ms, args.out, functional=args.functional, data_root=args.data_root)
+        print(f"{args.out}: public file written" + (" (with the probe inputs)" if args.functional else ""))
     else:
         try:
-            seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else None
+            seeds = [int(x) for x in args.seeds.split(",")] if args.seeds is not None else None
         except ValueError:
             raise ModelsetError(f"--seeds {args.seeds!r}: expected comma-separated integers, e.g. 0,1,2") from None
-        if args.timeout <= 0:
-            raise ModelsetError(f"--timeout must be > 0 seconds, got {args.timeout:g}")
         result = lb.submit(args.archive, method=args.method, embeddings=args.embeddings, name=args.name,
-                           seeds=seeds, timeout=args.timeout, results_dir=args.results, sandbox=args.sandbox)
+                           seeds=seeds, functional=args.functional, learned=args.learned, timeout=args.timeout,
+                           results_dir=args.results, sandbox=args.sandbox, data_root=args.data_root)
         sc = result["scores"]
-        print(f"{result['method']}: " + "  ".join(f"{k} {sc[k]['mean']:.3f}±{sc[k]['std']:.3f}"
-                                                  for k in lb.HEADLINE if k in sc))
+        print(f"{result['method']} ({result['kind']}): " + "  ".join(f"{k} {sc[k]['mean']:.3f}±{sc[k]['std']:.3f}"
+                                                                     for k in lb.HEADLINE if k in sc))
     return 0
 
 

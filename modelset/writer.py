@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
-import tempfile
+from contextlib import ExitStack
 from datetime import datetime, timezone
 
 import h5py
@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 
 from .archive import CURVES, FORMAT, FORMAT_VERSION, table_to_struct
+from .atomic import atomic_file
 from .datasets import Dataset
-from .errors import ModelsetError
 from .tasks import RELATIONS, Task
 
 
@@ -36,39 +36,25 @@ def provenance() -> dict:
 
 
 class ArchiveWriter:
+    """An archive being written: a temporary file that replaces ``path`` only once complete."""
+
     def __init__(self, path, attrs: dict):
         self.path = os.fspath(path)
-        directory = os.path.dirname(os.path.abspath(self.path))
-        os.makedirs(directory, exist_ok=True)
-        fd, self.tmp = tempfile.mkstemp(prefix=f".{os.path.basename(self.path)}.", suffix=".tmp", dir=directory)
-        os.close(fd)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(self.tmp, 0o666 & ~umask)  # mkstemp makes 0600; an archive is a normal file
+        self._stack = ExitStack()
         try:
+            self.tmp = self._stack.enter_context(atomic_file(self.path))
             self.f = h5py.File(self.tmp, "w")
+            self._stack.callback(self.f.close)  # closed before atomic_file fsyncs and renames
             self.f.attrs.update({"format": FORMAT, "format_version": FORMAT_VERSION, **provenance(), **attrs})
-        except BaseException:
-            os.unlink(self.tmp)
+        except BaseException as e:
+            self._stack.__exit__(type(e), e, e.__traceback__)
             raise
 
     def __enter__(self):
         return self
 
     def __exit__(self, exc_type, exc, tb):
-        self.f.close()
-        if exc_type is None:
-            with open(self.tmp, "rb+") as fh:
-                os.fsync(fh.fileno())
-            try:
-                os.replace(self.tmp, self.path)
-            except PermissionError:  # Windows refuses to replace a file another process has open
-                os.unlink(self.tmp)
-                raise ModelsetError(f"cannot replace {self.path}: another program has it open (Windows does not "
-                                    f"allow replacing open files); close it and run again") from None
-        else:
-            os.unlink(self.tmp)
-        return False
+        return self._stack.__exit__(exc_type, exc, tb)
 
     def write_dataset(self, ds: Dataset):
         g = self.f.create_group("dataset")

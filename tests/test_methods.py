@@ -7,8 +7,8 @@ import torch
 import modelset
 from metrics.evaluate import evaluate
 from metrics.lps import chained_gram
-from metrics.methods import BUILTIN, load_method
-from metrics.views import archive_view
+from metrics.methods import BUILTIN
+from metrics.views import archive_view, probe_batch
 
 
 def _permute_hidden_filters(view, rng):
@@ -28,7 +28,7 @@ def _permute_hidden_filters(view, rng):
 
 def test_lps_features_ignore_filter_order_raw_weights_do_not(small_archive):
     ms = modelset.load(small_archive)
-    view = archive_view(ms, range(4), with_labels=False)
+    view = archive_view(ms, range(4), with_labels=False, inputs=probe_batch(ms))
     permuted = _permute_hidden_filters(view, np.random.default_rng(0))
     x = torch.from_numpy(view.probe)
     with torch.no_grad():  # the permuted networks compute the same function...
@@ -41,16 +41,15 @@ def test_lps_features_ignore_filter_order_raw_weights_do_not(small_archive):
 
 @pytest.mark.parametrize("name", sorted(BUILTIN))
 def test_every_builtin_follows_the_contract(small_archive, name):
-    cls = load_method(name)
     ms = modelset.load(small_archive)
-    r = evaluate(ms, cls, seeds=[0, 1] if cls.learned else [0])
+    r = evaluate(ms, name, seeds=[0, 1] if BUILTIN[name].learned else [0])
     assert set(r["scores"]) >= {"task_id.top1", "retrieval.map", "relation.spearman", "clustering.nmi"}
     assert all(np.isfinite(v).all() for v in r["scores"].values())
 
 
 def test_weights_alone_reveal_less_than_the_function(digits500):
     ms = modelset.load(digits500)
-    m = {name: np.mean(evaluate(ms, load_method(name), seeds=[0])["scores"]["retrieval.map"])
+    m = {name: np.mean(evaluate(ms, name, seeds=[0])["scores"]["retrieval.map"])
          for name in ["raw-cosine", "gram", "lps", "output-agreement"]}
     assert m["raw-cosine"] < 0.15  # near chance: no alignment
     assert m["lps"] > m["gram"] > m["raw-cosine"]  # invariance helps, learning helps more
@@ -59,6 +58,17 @@ def test_weights_alone_reveal_less_than_the_function(digits500):
 
 def test_learned_methods_are_seeded(small_archive):
     ms = modelset.load(small_archive)
-    a = evaluate(ms, load_method("lps"), seeds=[3])["scores"]
-    b = evaluate(ms, load_method("lps"), seeds=[3])["scores"]
+    a = evaluate(ms, "lps", seeds=[3])["scores"]
+    b = evaluate(ms, "lps", seeds=[3])["scores"]
     assert a == b
+
+
+def test_a_weights_only_view_has_no_probe_and_says_how_to_get_one(small_archive):
+    ms = modelset.load(small_archive)
+    view = archive_view(ms, range(4), with_labels=False)
+    assert view.modules()  # the models can be rebuilt...
+    with pytest.raises(AttributeError, match="--functional"):
+        view.probe  # ...but there is nothing real to run them on
+    with pytest.raises(AttributeError, match="--functional"):
+        view.subset([0, 1]).probe
+    assert len(archive_view(ms, range(4), False, inputs=probe_batch(ms)).subset([0]).probe) == 256
