@@ -29,7 +29,6 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
-from builders import batched
 from builders.batched import train_batched
 from builders.plan import make_plan, work_units
 from builders.train import train_reference
@@ -144,23 +143,30 @@ def peak_tree_rss(proc: subprocess.Popen, every: float = 0.05) -> tuple[threadin
     return t, peak
 
 
+def timed_command(cmd: list[str]) -> tuple[float, int, float]:
+    """Run ``cmd`` (from the repository root): its wall time, the peak summed RSS of its process
+    tree and that tree's CPU seconds; a failure ends the benchmark with its stderr."""
+    t = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    sampler, peak = peak_tree_rss(proc)
+    _, stderr = proc.communicate()
+    wall = time.perf_counter() - t
+    sampler.join()
+    if proc.returncode:
+        raise SystemExit(f"{' '.join(cmd[2:5])} failed: {stderr.strip()}")
+    return wall, peak["rss"], sum(peak["cpu"].values())
+
+
 def time_build(engine: str, jobs: int) -> tuple[float, int, float, str]:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "digits500.h5"
-        cmd = [sys.executable, "-m", "modelset.cli", "build", "--preset", "digits500", "--out", str(out),
-               "--jobs", str(jobs), "--force", "--no-progress", "--engine", engine]
-        t = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
-        sampler, peak = peak_tree_rss(proc)
-        stdout, stderr = proc.communicate()
-        wall = time.perf_counter() - t
-        sampler.join()
-        if proc.returncode:
-            raise SystemExit(f"build failed: {stderr}")
+        wall, rss, cpu = timed_command([sys.executable, "-m", "modelset.cli", "build", "--preset", "digits500",
+                                        "--out", str(out), "--jobs", str(jobs), "--force", "--no-progress",
+                                        "--engine", engine])
         info = subprocess.run([sys.executable, "-m", "modelset.cli", "info", str(out)], capture_output=True,
                               text=True).stdout
         acc = next((line for line in info.splitlines() if line.startswith("test accuracy")), "")
-    return wall, peak["rss"], sum(peak["cpu"].values()), acc
+    return wall, rss, cpu, acc
 
 
 def profile_batched(unit, rows: int = 14) -> str:
@@ -210,12 +216,6 @@ def main() -> None:
         for i, u in enumerate(units):
             for name, fn in engines.items():
                 best[name][i] = min(best[name][i], timed(lambda: fn(u)))
-    # The torch.func path (vmap of grad), timed once on one unit: the alternative to grouped convs.
-    batched.SmallCNN, small = type("NotSmallCNN", (), {}), batched.SmallCNN
-    try:
-        t_vmap = min(timed(lambda: train_batched(units[0])) for _ in range(args.rounds))
-    finally:
-        batched.SmallCNN = small
     conv_rate = conv_kernels_rate(len(units[0]))
     mm_after = matmul_rates()
     mm = {k: max(mm_before[k], mm_after[k]) for k in mm_before}
@@ -229,12 +229,8 @@ def main() -> None:
     for name, t in total.items():
         g = flops / t / 1e9
         print(f"{name:<24}{n_models / t:>10.2f}{g:>10.1f}{g / mm['torch.mm']:>8.0%}{g / mm['oneDNN 1x1 conv']:>11.0%}")
-    g = flops / len(units) / t_vmap / 1e9
-    print(f"{'batched via torch.func':<24}{len(units[0]) / t_vmap:>10.2f}{g:>10.1f}{g / mm['torch.mm']:>8.0%}"
-          f"{g / mm['oneDNN 1x1 conv']:>11.0%}   (one unit)")
     ratio = total["reference"] / total["batched"]
-    print(f"ratio batched / reference: {ratio:.2f}x   (torch.func path: "
-          f"{total['reference'] / len(units) / t_vmap:.2f}x)   goal >= 5x")
+    print(f"ratio batched / reference: {ratio:.2f}x   goal >= 5x")
     ceiling = conv_rate / (flops / total["reference"] / 1e9)
     print(f"the unit's grouped-convolution kernels alone run at {conv_rate:.0f} GFLOP/s: the batched engine "
           f"reaches {flops / total['batched'] / 1e9 / conv_rate:.0%} of that; even at 100% the ratio would "

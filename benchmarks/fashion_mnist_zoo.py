@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_batched import count_flops, fma_peak, peak_tree_rss  # noqa: E402
+from bench_batched import count_flops, fma_peak, timed_command  # noqa: E402
 
 import modelset  # noqa: E402
 from builders.batched import train_batched  # noqa: E402
@@ -76,17 +76,10 @@ def time_threads(plan, root) -> dict:
 
 
 def build(root: str, out: Path, jobs: int) -> dict:
-    cmd = [sys.executable, "-m", "modelset.cli", "build", "--preset", PRESET, "--data-root", root, "--out", str(out),
-           "--force", "--no-progress", "--jobs", str(jobs)]
-    t = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    sampler, peak = peak_tree_rss(proc)
-    _, stderr = proc.communicate()
-    wall = time.perf_counter() - t
-    sampler.join()
-    if proc.returncode:
-        raise SystemExit(f"build failed: {stderr.strip()}")
-    return {"wall_s": wall, "peak_rss_gib": peak["rss"] / 2**30, "cpu_s": sum(peak["cpu"].values())}
+    wall, rss, cpu = timed_command([sys.executable, "-m", "modelset.cli", "build", "--preset", PRESET,
+                                    "--data-root", root, "--out", str(out.resolve()), "--force", "--no-progress",
+                                    "--jobs", str(jobs)])
+    return {"wall_s": wall, "peak_rss_gib": rss / 2**30, "cpu_s": cpu}
 
 
 def accuracy_table(path: Path) -> tuple[str, dict]:
@@ -104,14 +97,17 @@ def accuracy_table(path: Path) -> tuple[str, dict]:
 
 
 def leaderboard(path: Path, root: str, results: Path) -> tuple[str, dict]:
-    env = {**os.environ, "MODELSET_DATA": root, "PYTHONWARNINGS": "ignore"}  # the functional probe reads the data
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     times = {}
     for name in BUILTIN:
         t = time.perf_counter()
         r = subprocess.run([sys.executable, "-m", "modelset.cli", "leaderboard", "submit", "--archive", str(path),
-                            "--method", name, "--results", str(results)], capture_output=True, text=True, env=env)
+                            "--method", name, "--results", str(results), "--data-root", root],  # the probe's data
+                           capture_output=True, text=True, env=env)
         times[name] = time.perf_counter() - t
         print(f"  {name}: {r.stdout.strip() or r.stderr.strip()} ({times[name]:.0f} s)", flush=True)
+        if r.returncode:
+            raise SystemExit(f"leaderboard submit --method {name} failed: {r.stderr.strip()}")
     return (results / "leaderboard.md").read_text(), times
 
 
@@ -123,6 +119,7 @@ def main() -> int:
     ap.add_argument("--no-leaderboard", action="store_true")
     ap.add_argument("--no-threads", action="store_true", help="skip timing a unit on 1 vs 2 threads")
     args = ap.parse_args()
+    args.data_root = os.path.abspath(args.data_root)  # the build runs from the repository root
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     report = {"machine": machine(), "fma_peak_gflops": fma_peak()}

@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from modelset.archive import CURVES, param_checksum
+from modelset.schema import CURVES, FORMAT_VERSION, METRICS, model_columns, param_checksum
 from modelset.datasets import download_dataset, load_dataset, resolve_root
 from modelset.errors import ModelsetError
 from modelset.families import FAMILIES
@@ -31,7 +31,7 @@ from .batched import train_batched
 from .executors import open_executor
 from .failpoints import failpoint
 from .plan import Plan, make_plan, unit_hash, work_units
-from .shards import METRICS, load_shard, save_shard, shard_path
+from .shards import load_shard, save_shard, shard_path
 from .train import model_layout, train_reference
 
 log = logging.getLogger("modelset.build")
@@ -104,7 +104,7 @@ def shard_dir_for(out: Path) -> Path:
 def is_up_to_date(out: Path, plan: Plan) -> bool:
     try:
         with h5py.File(out, "r") as f:
-            return f.attrs.get("plan_hash") == plan.hash
+            return f.attrs.get("plan_hash") == plan.hash and int(f.attrs.get("format_version", 0)) == FORMAT_VERSION
     except OSError:
         return False
 
@@ -229,7 +229,7 @@ def merge(plan: Plan, units, shards: Path, out: Path, data_root=None) -> None:
                                 "checksum": param_checksum(r.params),
                                 "family_checksum": "" if r.family_params is None else param_checksum(r.family_params)})
                 rows[arch] += 1
-        models = pd.DataFrame.from_records(records)
+        models = pd.DataFrame.from_records(records, columns=model_columns(entries[0].hparams))
         w.write_models(models)
         w.write_curves(curves)
         w.write_splits(make_splits(models, len(plan.tasks), preset["splits"], preset["seed"]), SPLIT_DESCRIPTIONS)

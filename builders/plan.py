@@ -30,6 +30,10 @@ def derive_seed(*parts) -> int:
 
 @dataclass(frozen=True)
 class PlanEntry:
+    """One model of a plan: everything that determines its weights, and nothing about where it
+    trains. ``key()`` (all but ``id`` and ``task``) enters the plan and shard hashes; two entries
+    with equal keys train to the same weights. Built by ``make_plan``; trained by
+    ``builders.build.train_unit``."""
     id: int
     task: int
     classes: tuple[int, ...]

@@ -10,13 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
-from modelset.archive import CURVES
+from modelset.schema import CURVES, METRICS
 from modelset.atomic import atomic_file
 
 from .failpoints import failpoint
 from .train import ModelResult
 
-METRICS = ("train_loss", "train_acc", "test_loss", "test_acc")
 
 
 def shard_path(shard_dir: Path, unit_hash: str) -> Path:
@@ -24,6 +23,9 @@ def shard_path(shard_dir: Path, unit_hash: str) -> Path:
 
 
 def save_shard(path: Path, results: list[ModelResult]) -> None:
+    """Write one work unit's results (in unit order) to ``path``, atomically: a plain .npz of
+    ``params`` (n, P), ``metrics`` (n, 4, ``schema.METRICS``), ``epochs``, one array per curve,
+    the family statistics as JSON bytes and ``family_params_<i>`` per non-dense model; no pickles."""
     epochs = max(len(r.curves["train_loss"]) for r in results)
     arrays = {"params": np.stack([r.params for r in results]).astype(np.float32),
               "metrics": np.array([[r.metrics[k] for k in METRICS] for r in results], dtype=np.float64),
@@ -44,6 +46,7 @@ def save_shard(path: Path, results: list[ModelResult]) -> None:
 
 
 def load_shard(path: Path) -> list[ModelResult]:
+    """The ModelResults ``save_shard`` wrote, in unit order."""
     with np.load(path, allow_pickle=False) as z:
         params, metrics, epochs = z["params"], z["metrics"], z["epochs"]
         curves = {name: z[name] for name in CURVES}

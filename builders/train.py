@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from modelset.archive import CURVES
+from modelset.schema import CURVES
 from modelset.archs import create_model, flatten, layout
 from modelset.families import FAMILIES, effective_state_dict, family_stats, mean_groups
 from modelset.augment import augment

@@ -75,7 +75,7 @@ class FirstOrderNet(SimilarityMethod):
     cross-entropy over the training tasks like LPS's head."""
 
     def fit(self, view):
-        self.head_ = EmbeddingHead(seed=self.seed, hidden=0, weight_decay=1e-3).fit(_trainable(view), view.labels)
+        self.head_ = EmbeddingHead(seed=self.seed, weight_decay=1e-3).fit(_trainable(view), view.labels)
         self.classes_ = self.head_.classes_
         return self
 

@@ -165,6 +165,8 @@ def run_isolated(sub: Submission, seeds: list[int], public: dict, timeout: float
     file), with a scrubbed environment; with the sandbox it can read nothing else but code, and no
     dataset: not the data directory (``data_root``, else $MODELSET_DATA), nor any the sandbox knows.
     """
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        raise ModelsetError(f"--timeout must be > 0 seconds, got {timeout!r}")
     base = Path(tempfile.mkdtemp(prefix="modelset-submission-"))
     work, root = base / "work", base / "root"  # root: the sandbox's empty, read-only /
     (work / "outputs").mkdir(parents=True)

@@ -56,11 +56,11 @@ def chained_gram(view, with_class_map: bool = False) -> np.ndarray:
 
 
 class _Head(nn.Module):
-    def __init__(self, n_in, n_classes, hidden=256, dim=64, dropout=0.1, scale=16.0):
+    """A linear embedding (after dropout) whose scaled cosine to learned class vectors classifies."""
+
+    def __init__(self, n_in, n_classes, dim, dropout, scale=16.0):
         super().__init__()
-        layers = [nn.Linear(n_in, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, dim)] if hidden else \
-            [nn.Dropout(dropout), nn.Linear(n_in, dim)]
-        self.embed = nn.Sequential(*layers)
+        self.embed = nn.Sequential(nn.Dropout(dropout), nn.Linear(n_in, dim))
         self.classes = nn.Parameter(torch.randn(n_classes, dim) * 0.1)
         self.scale = scale
 
@@ -72,8 +72,8 @@ class _Head(nn.Module):
 class EmbeddingHead:
     """Standardise features, then learn an embedding whose cosine classifies the training tasks."""
 
-    def __init__(self, seed=0, hidden=256, dim=64, epochs=300, lr=1e-3, weight_decay=1e-4, dropout=0.1):
-        self.seed, self.hidden, self.dim, self.epochs = seed, hidden, dim, epochs
+    def __init__(self, seed=0, dim=64, epochs=300, lr=1e-3, weight_decay=1e-4, dropout=0.1):
+        self.seed, self.dim, self.epochs = seed, dim, epochs
         self.lr, self.weight_decay, self.dropout = lr, weight_decay, dropout
 
     def fit(self, x: np.ndarray, labels: np.ndarray):
@@ -83,7 +83,7 @@ class EmbeddingHead:
         yt = torch.from_numpy(y).long()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
-            self.net_ = _Head(x.shape[1], len(self.classes_), self.hidden, self.dim, self.dropout)
+            self.net_ = _Head(x.shape[1], len(self.classes_), self.dim, self.dropout)
             opt = torch.optim.Adam(self.net_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
             self.net_.train()
             for _ in range(self.epochs):
@@ -104,7 +104,7 @@ class LPS(SimilarityMethod):
     """Chained second-order statistics with a learned task-embedding head."""
 
     def fit(self, view):
-        self.head_ = EmbeddingHead(seed=self.seed, hidden=0, weight_decay=1e-2)
+        self.head_ = EmbeddingHead(seed=self.seed, weight_decay=1e-2)
         self.head_.fit(chained_gram(view, with_class_map=True), view.labels)
         self.classes_ = self.head_.classes_
         return self

@@ -11,6 +11,7 @@ import h5py
 import numpy as np
 
 from modelset.archive import read_layout, table_to_struct
+from modelset.schema import encode_shape
 
 from .views import ModelView, archive_view, probe_batch
 
@@ -40,7 +41,7 @@ def write_public(path, public: dict) -> None:
     with h5py.File(path, "w") as f:
         first = next(iter(public.values()))[0]
         f.attrs.update({"arch": first.arch, "in_channels": first.in_channels, "n_classes": first.n_classes})
-        layout = first.layout.assign(shape=[",".join(map(str, s)) for s in first.layout["shape"]])
+        layout = first.layout.assign(shape=[encode_shape(s) for s in first.layout["shape"]])
         f.create_dataset("layout", data=table_to_struct(layout))
         if first.inputs is not None:
             f.create_dataset("probe", data=first.inputs)

@@ -12,11 +12,19 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from modelset.errors import ModelsetError
-
 
 @dataclass(eq=False)
 class ModelView:
+    """``n`` models of one architecture, as a method receives them in ``fit``, ``embed`` and
+    ``similarity``.
+
+    In: built by the scorer (``archive_view``); a method never constructs one. Out, for the method:
+    ``params`` (n, P) float32 rows in the archive layout, ``tensor(name)`` (n, *shape) per tensor,
+    ``weight_names()`` the layers to walk, ``state_dicts()`` torch tensors by name, ``modules()``
+    runnable torch modules in eval mode, ``subset(idx)`` and ``concat`` for other views;
+    ``labels`` (n,) task ids on training views only; ``probe`` (m, C, H, W) inputs on a functional
+    submission's views only. Rows are in the public file's order: shuffled, for test models.
+    """
     params: np.ndarray  # (n, P) float32
     layout: pd.DataFrame  # name, shape, offset, size, trainable
     arch: str
@@ -80,16 +88,9 @@ def probe_batch(ms, data_root=None, size: int = 256, seed: int = 0) -> np.ndarra
     """A fixed batch of base-dataset test inputs (all classes), the same for every method.
 
     File-based datasets are read from ``data_root`` (else $MODELSET_DATA), and must be the data the
-    archive's models saw (its ``dataset_fingerprint``), as ``Archive.task_data`` checks.
+    archive's models saw: ``Archive.dataset`` checks the fingerprint.
     """
-    from modelset.datasets import load_dataset
-
-    ds = load_dataset(ms.attrs["dataset"], root=data_root)
-    expected = ms.attrs.get("dataset_fingerprint")
-    if expected and ds.fingerprint != expected:
-        raise ModelsetError(f"dataset {ds.name!r} here (fingerprint {ds.fingerprint}) is not the data this archive's "
-                            f"models saw (fingerprint {expected}); point --data-root / MODELSET_DATA at the files "
-                            f"the archive was built from")
+    ds = ms.dataset(data_root)
     idx = np.flatnonzero(ds.test)
     pick = np.sort(np.random.default_rng(seed).choice(idx, size=min(size, len(idx)), replace=False))
     return ds.images[pick]

@@ -10,7 +10,6 @@
 """
 from __future__ import annotations
 
-import hashlib
 import os
 
 import h5py
@@ -19,14 +18,7 @@ import pandas as pd
 
 from .errors import ModelsetError
 
-FORMAT = "modelset"
-FORMAT_VERSION = 1
-CURVES = ("train_loss", "train_acc", "test_loss", "test_acc", "groups")  # groups: DGConv mean, else NaN
-
-
-def param_checksum(row: np.ndarray) -> str:
-    """sha256 of a parameter row as little-endian float32 bytes."""
-    return hashlib.sha256(np.ascontiguousarray(row, dtype="<f4").tobytes()).hexdigest()
+from .schema import CURVES, FORMAT, FORMAT_VERSION, decode_shape, param_checksum  # noqa: F401 (re-exported)
 
 
 def table_to_struct(df: pd.DataFrame) -> np.ndarray:
@@ -56,7 +48,7 @@ def struct_to_table(arr: np.ndarray) -> pd.DataFrame:
 def read_layout(dataset) -> pd.DataFrame:
     """A stored layout table, with ``shape`` parsed back into tuples."""
     df = struct_to_table(dataset[()])
-    df["shape"] = [tuple(int(x) for x in s.split(",")) if s else () for s in df["shape"]]
+    df["shape"] = [decode_shape(s) for s in df["shape"]]
     return df
 
 
@@ -87,6 +79,11 @@ def open_h5(path) -> h5py.File:
     if version < 1:
         f.close()
         raise ModelsetError(f"{path}: archive has no valid format_version")
+    if version < FORMAT_VERSION:
+        name = f.attrs.get("name", "NAME")
+        f.close()
+        raise ModelsetError(f"{path}: archive format v{version} is older than this modelset reads "
+                            f"(v{FORMAT_VERSION}); rebuild it: modelset build --preset {name} --out {path}")
     return f
 
 
@@ -213,7 +210,7 @@ class Archive:
         expected = self.attrs.get("dataset_fingerprint")
         if expected and ds.fingerprint != expected:
             raise ModelsetError(f"dataset {ds.name!r} here (fingerprint {ds.fingerprint}) is not the data this "
-                                f"archive's models saw (fingerprint {expected}); point root / MODELSET_DATA at "
+                                f"archive's models saw (fingerprint {expected}); point root (--data-root) or $MODELSET_DATA at "
                                 f"the files the archive was built from")
         return ds
 

@@ -33,6 +33,8 @@ def atomic_file(path, before_replace=None):
     """Yield a temporary path beside ``path``; when the block ends normally, fsync it and rename it
     over ``path`` (``before_replace()`` runs just before the rename: crash tests hook in there)."""
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise ModelsetError(f"{path!r} is a directory; give a file path, e.g. {os.path.join(path, 'out')}")
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)

@@ -6,8 +6,6 @@ import logging
 import os
 import sys
 
-import numpy as np
-
 from .errors import ModelsetError
 
 
@@ -154,12 +152,6 @@ def _leaderboard(args) -> int:
     if args.action == "render":
         print(lb.render(args.results).to_string())
         return 0
-    if getattr(args, "data_root", None) and not os.path.isdir(args.data_root):
-        raise ModelsetError(f"--data-root {args.data_root!r} is not a directory")
-    if getattr(args, "timeout", 1) <= 0:
-        raise ModelsetError(f"--timeout must be > 0 seconds, got {args.timeout:g}")
-    if args.action in ("plot", "public") and os.path.isdir(args.out):
-        raise ModelsetError(f"--out {args.out!r} is a directory; give a file path")
     if args.action == "plot":
         lb.plot(args.archive, args.method, args.out, functional=args.functional, timeout=args.timeout,
                 sandbox=args.sandbox, data_root=args.data_root)

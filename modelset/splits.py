@@ -10,10 +10,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-PROTOCOLS = {"task_id": ("train", "test"), "retrieval": ("train", "query", "gallery"),
-             "cross_family": ("train", "query", "gallery")}
-
-
 def _cut(n: int, fraction: float) -> int:
     """How many of n go to the first part: round(n*fraction), leaving both parts non-empty."""
     return min(max(round(n * fraction), 1), n - 1) if n > 1 else n

@@ -17,7 +17,7 @@ downloads), and they depend on the gzip header (the file name it records), not o
 distribution's re-compressed copy of the same files differs. IDX files are therefore checked for
 their format and shape (``modelset.idx``), gzipped or not. There is no switch that turns the
 check off: a test suite that writes small files in these formats substitutes the sums of its own
-files for ``published_md5`` (see tests/test_datasets_real.py), so the check itself runs in tests too.
+files for ``published_md5`` (the ``trust`` fixture in tests/conftest.py), so the check itself runs in tests too.
 """
 from __future__ import annotations
 

@@ -3,14 +3,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from .archive import CURVES, Archive, param_checksum, read_layout
+from .archive import Archive, read_layout
+from .schema import CURVES, REQUIRED_MODEL_COLUMNS, param_checksum
 
 REQUIRED_ATTRS = ("format", "format_version", "name", "preset", "dataset", "seed", "created", "plan_hash",
                   "n_models", "modelset_version", "torch_version", "python_version")
 REQUIRED_NODES = ("dataset", "dataset/test", "tasks", "tasks_classes", "relations", "architectures", "models",
                   "curves", "splits")
-MODEL_COLUMNS = ("id", "arch", "family", "row", "task", "seed", "train_loss", "train_acc", "test_loss",
-                 "test_acc", "checksum")
 
 
 def verify(path) -> list[str]:
@@ -28,7 +27,7 @@ def verify(path) -> list[str]:
             models, tasks = ms.models, ms.tasks
         except Exception as e:  # a corrupt table is a finding, not a crash
             return [f"cannot read the models or tasks table: {e}"]
-        problems += [f"/models lacks column {c!r}" for c in MODEL_COLUMNS if c not in models.columns]
+        problems += [f"/models lacks column {c!r}" for c in REQUIRED_MODEL_COLUMNS if c not in models.columns]
         if problems:
             return problems
         n, t = len(models), len(tasks)

@@ -11,7 +11,8 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from .archive import CURVES, FORMAT, FORMAT_VERSION, table_to_struct
+from .archive import table_to_struct
+from .schema import CURVES, FORMAT, FORMAT_VERSION, encode_shape
 from .atomic import atomic_file
 from .datasets import Dataset
 from .tasks import RELATIONS, Task
@@ -36,7 +37,16 @@ def provenance() -> dict:
 
 
 class ArchiveWriter:
-    """An archive being written: a temporary file that replaces ``path`` only once complete."""
+    """An archive being written: a temporary file that replaces ``path`` only once complete.
+
+    In: the target path and the root attributes (format, version and provenance are added). Used
+    as a context manager by the one writer (``builders.build.merge``), which calls, in order,
+    ``write_dataset``, ``write_tasks``, ``create_architecture`` / ``create_family`` (empty
+    parameter matrices of known size), then ``write_params`` / ``write_family_params`` row blocks
+    as shards stream in, ``write_models``, ``write_curves`` and ``write_splits``. Out: on a clean
+    exit the file is fsynced and renamed over ``path``; on an exception it is removed and ``path``
+    is untouched. The layout of what it writes is data/README.md's format (``modelset.schema``).
+    """
 
     def __init__(self, path, attrs: dict):
         self.path = os.fspath(path)
@@ -116,7 +126,7 @@ class ArchiveWriter:
 
 def _create_rows(g, layout_rows, n_rows: int) -> None:
     """A ``layout`` table and an empty ``params`` matrix (one float32 row per model) in ``g``."""
-    table = pd.DataFrame([{"name": n, "shape": ",".join(map(str, s)), "offset": o, "size": z, "trainable": t}
+    table = pd.DataFrame([{"name": n, "shape": encode_shape(s), "offset": o, "size": z, "trainable": t}
                           for n, s, o, z, t in layout_rows])
     g.create_dataset("layout", data=table_to_struct(table))
     width = int(table["size"].sum())

@@ -7,8 +7,7 @@ import subprocess
 
 import pytest
 
-from .conftest import run_cli
-from .test_isolation import TOP_LEVEL
+from .conftest import TOP_LEVEL, run_cli
 
 needs_sandbox = pytest.mark.skipif(subprocess.run(["unshare", "-Urn", "true"], capture_output=True).returncode != 0,
                                    reason="this OS does not allow unprivileged user namespaces")

@@ -4,9 +4,13 @@ import pandas as pd
 import pytest
 
 import modelset
+from builders.build import build
 from modelset.archive import param_checksum
 from modelset.errors import ModelsetError
+from modelset.preset import load_preset
 from modelset.verify import verify
+
+from .conftest import SMALL, run_cli
 
 
 def test_tables_and_provenance(small_archive):
@@ -106,10 +110,27 @@ def test_load_refuses_bad_files(small_archive, tmp_path):
         modelset.load(tmp_path / "other.h5")
     newer = _copy(small_archive, tmp_path / "newer.h5")
     with h5py.File(newer, "r+") as f:
-        f.attrs["format_version"] = 2
-    with pytest.raises(ModelsetError, match="format v2 is newer"):
+        f.attrs["format_version"] = 3
+    with pytest.raises(ModelsetError, match="format v3 is newer"):
         modelset.load(newer)
     truncated = tmp_path / "truncated.h5"
     truncated.write_bytes(small_archive.read_bytes()[:50_000])
     with pytest.raises(ModelsetError, match="not a readable HDF5 file"):
         modelset.load(truncated)
+
+
+def test_an_archive_of_the_previous_format_gets_a_version_message_and_is_rebuilt(small_archive, tmp_path):
+    """v1 archives (before families: no /curves/groups, fewer /models columns) are named as such by
+    load, verify and info, one line each, and the build rebuilds them rather than call them up to date."""
+    old = _copy(small_archive, tmp_path / "old.h5")
+    with h5py.File(old, "r+") as f:
+        f.attrs["format_version"] = 1
+        del f["curves/groups"]
+    with pytest.raises(ModelsetError, match=r"format v1 is older than this modelset reads \(v2\); rebuild it"):
+        modelset.load(old)
+    for command in ("verify", "info"):
+        r = run_cli(command, old)
+        assert r.returncode == 2 and r.stderr.count("\n") == 1 and "format v1 is older" in r.stderr, r.stderr
+        assert "curves/groups" not in r.stdout + r.stderr
+    report = build(load_preset("digits500", SMALL), old, jobs=1, progress=False)
+    assert report["status"] == "built" and verify(old) == []

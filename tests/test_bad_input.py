@@ -2,7 +2,6 @@
 code 2, no traceback and no file written."""
 import os
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

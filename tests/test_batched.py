@@ -43,12 +43,6 @@ def _compare(unit, results, ref=None):
     return rel, curves, metrics
 
 
-@pytest.fixture
-def vmap_path(monkeypatch):
-    """Route SmallCNN through the generic torch.func path."""
-    monkeypatch.setattr(batched, "SmallCNN", type("NotSmallCNN", (), {}))
-
-
 # Tasks of 400, 402 and 403 train images: with batches of 100 they take 4 or 5 steps per epoch,
 # so some models sit out a step and every last batch is padded differently.
 MIXED_SGD = ["seeds=3", "unit_size=9", "epochs=2", "optimizer=sgd", "batch_size=100", "momentum=0.9",
@@ -61,10 +55,7 @@ def test_mixed_unit_really_has_uneven_batch_counts():
     assert len({-(-n // 100) for n in sizes}) == 2, sizes
 
 
-@pytest.mark.parametrize("path", ["grouped", "torch.func"])
-def test_batched_equals_reference_with_sgd(path, request):
-    if path == "torch.func":
-        request.getfixturevalue("vmap_path")
+def test_batched_equals_reference_with_sgd():
     unit = _unit(MIXED_SGD)
     rel, curves, metrics = _compare(unit, train_batched(unit))
     assert rel <= 1e-6 and curves <= 1e-5 and metrics <= 1e-5, (rel, curves, metrics)

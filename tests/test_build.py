@@ -4,38 +4,23 @@ import subprocess
 import sys
 import time
 
-import h5py
 import numpy as np
 import pytest
 
 from builders.build import build, shard_dir_for
-from modelset.archive import load
 from modelset.preset import load_preset
 
-from .conftest import SMALL
-
-
-def _params(path):
-    with h5py.File(path, "r") as f:
-        return {a: f[f"architectures/{a}/params"][()] for a in f["architectures"]}
-
-
-def _metadata(path):
-    """Every table and attribute but the creation time."""
-    with load(path) as ms:
-        attrs = {k: v for k, v in ms.attrs.items() if k != "created"}
-        return attrs, ms.models.to_dict("list"), ms.tasks.to_dict("list"), {
-            s: {p: v.tolist() for p, v in ms.split(s).items()} for s in ("task_id", "retrieval")}
+from .conftest import SMALL, archive_metadata, archive_params
 
 
 def test_same_preset_is_bit_identical_whatever_jobs(small_archive, tmp_path):
     other = tmp_path / "jobs2.h5"
     build(load_preset("digits500", SMALL), other, jobs=2, progress=False)
-    a, b = _params(small_archive), _params(other)
+    a, b = archive_params(small_archive), archive_params(other)
     assert a.keys() == b.keys()
     for arch in a:
         assert a[arch].tobytes() == b[arch].tobytes()
-    assert _metadata(small_archive) == _metadata(other)
+    assert archive_metadata(small_archive) == archive_metadata(other)
 
 
 def test_up_to_date_archive_is_not_rebuilt(small_archive):
@@ -50,7 +35,7 @@ def test_changed_preset_rebuilds_and_reuses_no_stale_shard(small_archive, tmp_pa
     assert len(list(shard_dir_for(out).glob("unit-*.npz"))) == 6
     report = build(load_preset("digits500", SMALL + ["lr=0.01"]), out, jobs=1, keep_shards=True, progress=False)
     assert report["trained"] == 12  # nothing reused from the old recipe
-    assert not np.array_equal(_params(out)["small_cnn"], _params(small_archive)["small_cnn"])
+    assert not np.array_equal(archive_params(out)["small_cnn"], archive_params(small_archive)["small_cnn"])
 
 
 def test_resume_after_sigkill_trains_only_the_missing_models(small_archive, tmp_path):
@@ -70,8 +55,8 @@ def test_resume_after_sigkill_trains_only_the_missing_models(small_archive, tmp_
     resumed = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     assert f"{2 * done} already trained, {12 - 2 * done} to train" in resumed.stderr
-    assert _params(out)["small_cnn"].tobytes() == _params(small_archive)["small_cnn"].tobytes()
-    assert _metadata(out) == _metadata(small_archive)
+    assert archive_params(out)["small_cnn"].tobytes() == archive_params(small_archive)["small_cnn"].tobytes()
+    assert archive_metadata(out) == archive_metadata(small_archive)
     assert not shards.exists() and not list(tmp_path.glob(".*.tmp"))
 
 

@@ -14,8 +14,7 @@ from builders.build import build, shard_dir_for
 from modelset.errors import ModelsetError
 from modelset.preset import load_preset
 
-from .conftest import MIXED, SMALL, run_cli
-from .test_build import _metadata, _params
+from .conftest import MIXED, SMALL, archive_metadata, archive_params, run_cli
 
 distributed = pytest.importorskip("distributed")
 
@@ -28,9 +27,9 @@ def cluster():
 
 
 def _same_archive(a, b):
-    pa, pb = _params(a), _params(b)
+    pa, pb = archive_params(a), archive_params(b)
     assert pa.keys() == pb.keys() and all(pa[k].tobytes() == pb[k].tobytes() for k in pa)
-    assert _metadata(a) == _metadata(b)
+    assert archive_metadata(a) == archive_metadata(b)
 
 
 def test_scheduler_build_is_bit_identical_to_the_local_build(small_archive, cluster, tmp_path):
@@ -47,7 +46,7 @@ def test_mixed_family_zoo_on_the_cluster_is_bit_identical(cluster, tmp_path):
     build(preset, tmp_path / "local.h5", jobs=1, progress=False)
     build(preset, tmp_path / "dask.h5", scheduler=cluster.scheduler_address, progress=False)
     _same_archive(tmp_path / "local.h5", tmp_path / "dask.h5")
-    assert len(set(_metadata(tmp_path / "dask.h5")[1]["family_checksum"])) == 24 + 1  # 24 non-dense, "" for dense
+    assert len(set(archive_metadata(tmp_path / "dask.h5")[1]["family_checksum"])) == 24 + 1  # 24 non-dense, "" for dense
 
 
 def test_dask_workers_receive_the_data_directory(cluster, tmp_path, monkeypatch):

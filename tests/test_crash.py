@@ -9,8 +9,7 @@ import pytest
 
 import modelset
 
-from .conftest import SMALL
-from .test_build import _metadata, _params
+from .conftest import SMALL, archive_metadata, archive_params
 
 CMD = ["build", "--preset", "digits500", "--jobs", "1", "--no-progress"] + [a for s in SMALL for a in ("--set", s)]
 
@@ -39,8 +38,8 @@ def test_killed_build_resumes_to_the_same_archive(small_archive, tmp_path, failp
     resumed = _build(out)
     assert resumed.returncode == 0, resumed.stderr
     assert f"{2 * trained_before} already trained" in resumed.stderr
-    assert _params(out)["small_cnn"].tobytes() == _params(small_archive)["small_cnn"].tobytes()
-    assert _metadata(out) == _metadata(small_archive)
+    assert archive_params(out)["small_cnn"].tobytes() == archive_params(small_archive)["small_cnn"].tobytes()
+    assert archive_metadata(out) == archive_metadata(small_archive)
     ids = modelset.load(out).models["id"].tolist()
     assert ids == list(range(12))  # none missing, none duplicated
     assert not list(tmp_path.glob(".*.tmp")) and not list(tmp_path.glob(".*.shards"))

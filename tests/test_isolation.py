@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from .conftest import run_cli
+from .conftest import TOP_LEVEL, run_cli
 
 SNOOP = '''
 import os
@@ -103,26 +103,6 @@ def test_without_the_sandbox_the_same_method_would_see_the_archive(small_archive
     r = run_cli("leaderboard", "submit", "--archive", small_archive, "--method", f"{method}:Snoop",
                 "--results", tmp_path / "r", "--sandbox", "off", "--timeout", "120")
     assert r.returncode == 2 and "LEAK:" in r.stderr and "can see" in r.stderr
-
-
-TOP_LEVEL = '''
-import os
-import sys
-
-try:  # who imports this file: only the sandboxed child may
-    with open(os.path.join({marks!r}, f"imported-by-{{os.getpid()}}"), "w") as fh:
-        fh.write(" ".join(sys.argv))
-except OSError:
-    pass
-
-
-class Mean:
-    def __init__(self, seed=0):
-        pass
-
-    def embed(self, view):
-        return view.params.mean(1, keepdims=True)
-'''
 
 
 def test_submitted_code_is_never_imported_by_the_scoring_process(small_archive, tmp_path):
