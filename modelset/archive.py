@@ -1,4 +1,4 @@
-"""Reading a modelset archive (format v1; data/README.md is the public spec).
+"""Reading a modelset archive (format v2; data/README.md is the public spec).
 
     ms = modelset.load("data/digits500.h5")
     ms.models, ms.tasks            # pandas DataFrames

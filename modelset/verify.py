@@ -1,4 +1,4 @@
-"""Checking an archive against format v1: schema, cross-references and every parameter checksum."""
+"""Checking an archive against format v2: schema, cross-references and every parameter checksum."""
 from __future__ import annotations
 
 import numpy as np

@@ -25,7 +25,7 @@ def test_tables_and_provenance(small_archive):
     assert all(len(c) == 3 and list(c) == sorted(c) for c in t["classes"])
     assert ms.relations.shape == (6, 6)
     a = ms.attrs
-    assert a["format"] == "modelset" and a["format_version"] == 1 and a["seed"] == 0
+    assert a["format"] == "modelset" and a["format_version"] == 2 and a["seed"] == 0
     assert 'name = "digits500"' in a["preset"] and "epochs = 3" in a["preset"]
     assert a["torch_version"] and a["python_version"] and a["modelset_version"] == modelset.__version__
     assert ms.curves("test_acc").shape == (12, 3)
