@@ -74,15 +74,18 @@ def _within(path, top) -> bool:
 
 
 def _hide_datasets(libc, root, datasets, bound, workdir) -> None:
-    """Hide each dataset directory that lies inside a bound one (only those are in the new root)."""
-    for path in datasets:
-        if not any(_within(path, b) for b in bound):
+    """Hide each dataset directory that lies inside a bound one (only those are in the new root),
+    once: one inside another hidden one (a data directory under /usr/share/datasets) is gone with it."""
+    hidden = []
+    for path in sorted(datasets):  # parents before their subdirectories
+        if not any(_within(path, b) for b in bound) or any(_within(path, h) for h in hidden):
             continue
         covered = [b for b in [*bound, workdir] if _within(b, path)]
         if covered:
             raise SandboxError(errno.EINVAL, f"cannot hide the data directory {path}: it holds {covered[0]}, which "
                                              f"the method needs; keep datasets in a directory of their own")
         _hide(libc, path, root)
+        hidden.append(path)
 
 
 def _bind(libc, src, root, readonly):

@@ -236,3 +236,16 @@ def test_control_plot_runs_the_file_in_the_runner_child(small_archive, tmp_path)
     assert r.returncode == 0, r.stderr
     importers = [p.read_text() for p in marks.iterdir()]
     assert importers and all("runner" in argv and "plot" not in argv for argv in importers), importers
+
+
+@needs_sandbox
+@pytest.mark.skipif(not os.path.isdir("/usr/share/datasets/fashion-mnist"),
+                    reason="needs Debian's dataset-fashion-mnist (apt-get install dataset-fashion-mnist)")
+def test_a_data_directory_inside_a_hidden_one_is_hidden_with_it(small_archive, tmp_path):
+    """--data-root /usr/share/datasets/fashion-mnist lies inside /usr/share/datasets, which the sandbox
+    hides anyway: the run stays confined instead of failing to hide what is already gone."""
+    r = _submit(small_archive, "raw-cosine", tmp_path / "results", "--sandbox", "require",
+                "--data-root", "/usr/share/datasets/fashion-mnist")
+    assert r.returncode == 0, r.stderr
+    result = json.loads(next((tmp_path / "results").glob("*.json")).read_text())
+    assert result["confined"] is True
