@@ -30,6 +30,7 @@ INITS = {
     "orthogonal": nn.init.orthogonal_,
 }
 
+
 @dataclass(frozen=True)
 class ArchSpec:
     """A registered architecture and what it supports, so that no other module compares names."""
@@ -87,7 +88,7 @@ def create_model(name, *, in_channels, n_classes, activation="relu", init="defau
 
 
 class SmallCNN(nn.Module):
-    """3x3 'same'-padded convs with biases (all of one stride), an activation after each, global
+    """3x3 convs padded by 1, with biases and all of one stride, an activation after each, global
     average pooling, linear head."""
 
     def __init__(self, in_channels, n_classes, width=16, depth=3, activation="relu", family="dense",
