@@ -87,12 +87,12 @@ def resolve_root(name: str, root=None) -> str | None:
         src = _FILE_SOURCES[name]
         raise ModelsetError(
             f"dataset {name!r} is read from files and no data directory is set: give --data-root DIR "
-            f"(or set {DATA_ENV}=DIR), with DIR/{src.layout}{src.layout_note}; on a connected machine, --download "
+            f"(or set {DATA_ENV}=DIR), with {src.accepted}; on a connected machine, --download "
             f"(or torchvision.datasets.{src.torchvision_class}(DIR, download=True)) fetches them")
     root = os.path.abspath(os.fspath(root))
     if os.path.exists(root) and not os.path.isdir(root):
         raise ModelsetError(f"data directory {root!r} of dataset {name!r} is a file; give the directory that holds "
-                            f"{_FILE_SOURCES[name].layout}{_FILE_SOURCES[name].layout_note}")
+                            f"{_FILE_SOURCES[name].accepted}")
     return root
 
 

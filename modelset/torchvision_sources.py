@@ -71,8 +71,10 @@ class TorchvisionSource:
         return f"{self.folder}/{{{','.join(self.files)}}}"
 
     @property
-    def layout_note(self) -> str:
-        return " (or the same files, each extracted or .gz, directly in DIR)" if self.as_distributed else ""
+    def accepted(self) -> str:
+        """Where under DIR the files may be, for messages."""
+        return f"DIR/{self.layout}" + (" (or the same files, each extracted or .gz, directly in DIR)"
+                                       if self.as_distributed else "")
 
     def locate(self, root: str) -> dict[str, Path] | None:
         """{file name: path} of every file, or None when some is missing in every accepted place."""
