@@ -24,7 +24,8 @@ from modelset.datasets import download_dataset, load_dataset, resolve_root
 from modelset.errors import ModelsetError
 from modelset.families import FAMILIES
 from modelset.preset import Preset
-from modelset.splits import make_splits
+from modelset.protocols import make_splits
+from modelset.splits import Zoo
 from modelset.writer import ArchiveWriter
 
 from .batched import train_batched
@@ -35,15 +36,6 @@ from .shards import load_shard, save_shard, shard_path
 from .train import model_layout, train_reference
 
 log = logging.getLogger("modelset.build")
-
-SPLIT_DESCRIPTIONS = {
-    "task_id": "task identification: per task, train seeds vs held-out seeds (test); score top-1/5 on test",
-    "retrieval": "retrieval on unseen tasks: train tasks vs unseen tasks, whose models are split into "
-                 "query and gallery; score mAP and CMC@1/5/10 of queries against the gallery",
-    "cross_family": "cross-family retrieval on unseen tasks: queries are the retrieval queries of the first "
-                    "family, the gallery the retrieval gallery models of every other family",
-}
-
 
 @contextmanager
 def pinned_threads(n: int = 1):
@@ -232,4 +224,4 @@ def merge(plan: Plan, units, shards: Path, out: Path, data_root=None) -> None:
         models = pd.DataFrame.from_records(records, columns=model_columns(entries[0].hparams))
         w.write_models(models)
         w.write_curves(curves)
-        w.write_splits(make_splits(models, len(plan.tasks), preset["splits"], preset["seed"]), SPLIT_DESCRIPTIONS)
+        w.write_splits(make_splits(Zoo(models), preset["splits"], preset["seed"]))

@@ -1,12 +1,16 @@
 """Running a method under the contract, checking what it returns, and scoring it with the key."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 
 from modelset.errors import ModelsetError
+from modelset.protocols import PROTOCOLS, SPLITS, applicable, split_targets
 
+from . import protocols as evaluators
 from .methods import cosine_similarity
-from .protocols import ClusteringEvaluator, RelationEvaluator, RetrievalEvaluator, TaskIdEvaluator
+from .probes import embedding_probe, similarity_probe
 from .views import ModelView
 
 
@@ -21,53 +25,66 @@ def _represent(method, view) -> dict:
 
 
 def run_method(cls, seed: int, public: dict) -> dict:
-    """Outputs of one seed of a method on every protocol's public views (no labels of test models).
+    """Outputs of one seed of a method on every split's public views (no labels of test rows).
 
-    task_id: the method represents training and test models together (train rows first) and, if it
-    classifies, scores the test models over its training tasks. retrieval: the test models alone.
+    Per split, a fresh method fits on the training view, then represents the test rows (with the
+    training rows first where the split's protocols compare the two). Where a protocol on the split
+    uses the method's own classifier, and the method classifies, it scores the test rows over its
+    training tasks (``predict_scores``); a method with ``predict_property`` predicts each public
+    target of the split itself.
     """
     out = {}
-    for protocol, (train, test) in public.items():
+    for name, (train, test) in public.items():
+        split = SPLITS[name]
         method = cls(seed=seed)
         if callable(getattr(method, "fit", None)):
             method.fit(train)
-        if protocol == "task_id":
-            rep = _represent(method, ModelView.concat(train, test))
-            if callable(getattr(method, "predict_scores", None)):
-                rep["scores"] = np.asarray(method.predict_scores(test))
-                rep["classes"] = np.asarray(getattr(method, "classes_"))
-        else:
-            rep = _represent(method, test)
-        out[protocol] = rep
+        rep = _represent(method, ModelView.concat(train, test) if split.sees == "all" else test)
+        if callable(getattr(method, "predict_scores", None)) and any(
+                p.classifies for p in PROTOCOLS.values() if p.split is split):
+            rep["scores"] = np.asarray(method.predict_scores(test))
+            rep["classes"] = np.asarray(getattr(method, "classes_"))
+        if callable(getattr(method, "predict_property", None)):
+            for target in train.targets or {}:
+                rep[f"predict.{target}"] = np.asarray(method.predict_property(test, target))
+        out[name] = rep
     return out
 
 
 def check_outputs(outputs: dict, public: dict) -> dict:
-    """Validate a method's outputs; return {protocol: n x n similarity}. Raises MethodError."""
+    """Validate a method's outputs; return {split: similarity over the rows it represented}.
+    Raises MethodError."""
     sims = {}
-    for protocol, (train, test) in public.items():
-        rep = outputs.get(protocol)
+    for name, (train, test) in public.items():
+        rep = outputs.get(name)
         if rep is None:
-            raise MethodError(f"no output for protocol {protocol!r}")
-        n = len(train) + len(test) if protocol == "task_id" else len(test)
+            raise MethodError(f"no output for split {name!r}")
+        n = len(train) + len(test) if SPLITS[name].sees == "all" else len(test)
         if "embedding" in rep:
             e = np.asarray(rep["embedding"])
             if e.ndim != 2 or e.shape[0] != n or e.shape[1] < 1:
-                raise MethodError(f"{protocol}: embed() must return shape ({n}, d), got {e.shape}")
-            _finite(protocol, "embed()", e)
-            sims[protocol] = cosine_similarity(e)
+                raise MethodError(f"{name}: embed() must return shape ({n}, d), got {e.shape}")
+            _finite(name, "embed()", e)
+            sims[name] = cosine_similarity(e)
         else:
             s = np.asarray(rep.get("similarity"))
             if s.shape != (n, n):
-                raise MethodError(f"{protocol}: similarity() must return shape ({n}, {n}), got {s.shape}")
-            _finite(protocol, "similarity()", s)
-            sims[protocol] = s.astype(np.float64)
+                raise MethodError(f"{name}: similarity() must return shape ({n}, {n}), got {s.shape}")
+            _finite(name, "similarity()", s)
+            sims[name] = s.astype(np.float64)
         if "scores" in rep:
             sc, classes = np.asarray(rep["scores"]), np.asarray(rep["classes"])
             if sc.shape != (len(test), len(classes)):
-                raise MethodError(f"{protocol}: predict_scores() must return shape ({len(test)}, {len(classes)}), "
+                raise MethodError(f"{name}: predict_scores() must return shape ({len(test)}, {len(classes)}), "
                                   f"got {sc.shape}")
-            _finite(protocol, "predict_scores()", sc)
+            _finite(name, "predict_scores()", sc)
+        for field in rep:
+            if field.startswith("predict."):
+                p = np.asarray(rep[field])
+                if p.shape != (len(test),):
+                    raise MethodError(f"{name}: predict_property(view, {field[8:]!r}) must return shape "
+                                      f"({len(test)},), got {p.shape}")
+                _finite(name, "predict_property()", p)
     return sims
 
 
@@ -78,38 +95,57 @@ def _finite(protocol, what, a):
         raise MethodError(f"{protocol}: {what} returned NaN or infinite values")
 
 
-def score(outputs: dict, public: dict, key: dict, models, relations: np.ndarray, splits: dict) -> dict:
-    """Every protocol's scores, computed with the private key (test model ids per public row)."""
+@dataclass
+class Case:
+    """What one protocol's evaluator scores: a method's outputs on its split's public views, and the
+    private truth of the test rows (``labels``: their tasks; ``truth``: their targets)."""
+
+    outputs: dict  # the method's validated outputs on the split
+    sim: np.ndarray  # similarity over the rows the method represented (training rows first if it saw them)
+    train: ModelView  # the public training view (labels, targets)
+    n_train: int  # training rows at the head of ``sim`` (0 if the method represented the test rows alone)
+    test_ids: np.ndarray  # the private key: the test rows' ids in public order
+    parts: dict  # the split's stored parts
+    labels: np.ndarray  # the test rows' tasks
+    relations: np.ndarray
+    targets: tuple = ()  # the protocol's targets
+    truth: dict = field(default_factory=dict)  # the test rows' values of every target
+
+    def predict(self, target: str, kind: str) -> np.ndarray:
+        """The method's own predictions of ``target`` for the test rows, else the fixed probe's."""
+        own = self.outputs.get(f"predict.{target}")
+        if own is not None:
+            return np.asarray(own, np.float64) if kind == "regression" else np.asarray(own)
+        train_y = self.train.targets[target]
+        emb = self.outputs.get("embedding")
+        if emb is not None:
+            emb = np.asarray(emb, np.float64)
+            return embedding_probe(emb[: self.n_train], train_y, emb[self.n_train:], kind)
+        return similarity_probe(self.sim[self.n_train:, : self.n_train], train_y, kind)
+
+
+def row_tasks(ms, split, ids) -> np.ndarray:
+    """The tasks of a split's rows: of its models, or of the models its checkpoints belong to."""
+    models = ms.checkpoints["model"].to_numpy()[ids] if split.rows == "checkpoints" else ids
+    return ms.models.loc[models, "task"].to_numpy()
+
+
+def score(outputs: dict, public: dict, key: dict, ms, protocols=None) -> dict:
+    """Every protocol's scores ({"<protocol>.<metric>": value}), computed with the private key (the
+    test rows' ids per split, in public order), for ``protocols`` (default: all the archive supports
+    on the public splits)."""
     sims = check_outputs(outputs, public)
-    task_of = models["task"].to_numpy()
+    protocols = protocols if protocols is not None else applicable(ms, set(public))
     result = {}
-
-    train, test = public["task_id"]
-    y_test = task_of[key["task_id"]]
-    rep = outputs["task_id"]
-    if "scores" in rep:  # a learned method classifies
-        classes, scores = np.asarray(rep["classes"]), np.asarray(rep["scores"], dtype=np.float64)
-    else:  # nearest training model: a task scores as its most similar training model
-        classes = np.unique(train.labels)
-        block = sims["task_id"][len(train):, : len(train)]
-        scores = np.stack([block[:, train.labels == c].max(1) for c in classes], axis=1)
-    col = {c: i for i, c in enumerate(classes)}
-    if any(t not in col for t in y_test):
-        raise MethodError("task_id: classes_ must list every training task")
-    result["task_id"] = TaskIdEvaluator().eval({"scores": scores, "y_true": np.array([col[t] for t in y_test])})
-
-    for protocol in ("retrieval", "cross_family"):
-        if protocol in key:
-            ids = key[protocol]
-            sim, labels = sims[protocol], task_of[ids]
-            is_query = np.isin(ids, splits[protocol]["query"])
-            result[protocol] = RetrievalEvaluator().eval({"similarity": sim[is_query][:, ~is_query],
-                                                          "query_labels": labels[is_query],
-                                                          "gallery_labels": labels[~is_query]})
-    ids = key["retrieval"]
-    sim, labels = sims["retrieval"], task_of[ids]
-    result["relation"] = RelationEvaluator().eval({"similarity": sim, "labels": labels, "relations": relations})
-    result["clustering"] = ClusteringEvaluator().eval({"similarity": sim, "labels": labels})
+    for p in protocols:
+        train, _ = public[p.split.name]
+        ids = key[p.split.name]
+        targets = split_targets(ms, p.split, ids, [p])
+        case = Case(outputs[p.split.name], sims[p.split.name], train,
+                    len(train) if p.split.sees == "all" else 0, ids, ms.split(p.split.name),
+                    row_tasks(ms, p.split, ids), ms.relations, tuple(targets), targets)
+        evaluator = getattr(evaluators, p.evaluator)()
+        result[p.name] = evaluator.eval(evaluator.inputs(case))
     return {f"{p}.{k}": v for p, scores_ in result.items() for k, v in scores_.items()}
 
 
@@ -132,6 +168,5 @@ def evaluate(ms, method: str, seeds=None, functional: bool = False, learned: boo
     cls = load_method(sub.spec)
     seeds = list(seeds) if seeds is not None else default_seeds(sub.learned)
     public, key = make_public(ms, np.random.default_rng(shuffle_seed), sub.functional, data_root)
-    splits = {p: ms.split(p) for p in key}
-    per_seed = [score(run_method(cls, s, public), public, key, ms.models, ms.relations, splits) for s in seeds]
+    per_seed = [score(run_method(cls, s, public), public, key, ms) for s in seeds]
     return {"seeds": seeds, "scores": {k: [r[k] for r in per_seed] for k in per_seed[0]}}

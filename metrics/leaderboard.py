@@ -33,16 +33,15 @@ import pandas as pd
 from modelset.atomic import atomic_file, write_text
 from modelset.datasets import DATA_ENV
 from modelset.errors import ModelsetError
+from modelset.protocols import HEADLINE, PROTOCOLS, REQUIRED
 
 from .evaluate import MethodError, check_outputs, default_seeds, score
 from .methods import NAME, Submission, check_name, check_spec, submission
 from .public import make_public, write_public
 from .runner import UNCONFINED
 
-RESULT_VERSION = 2  # v2: the scoring side's kind, the code's record, confinement
-HEADLINE = ["task_id.top1", "task_id.top5", "retrieval.map", "retrieval.cmc1", "retrieval.cmc5", "retrieval.cmc10",
-            "relation.spearman", "relation.ndcg10", "clustering.nmi", "cross_family.map", "cross_family.cmc1"]
-REQUIRED = [k for k in HEADLINE if not k.startswith("cross_family.")]  # cross_family: mixed zoos only
+RESULT_VERSION = 3  # v2: the scoring side's kind, the code's record, confinement; v3: property protocols
+BOARDS = {"relations": "Task relations", "properties": "Properties, predicted from the representation"}
 KINDS = {"weights": "Weights only", "functional": "Functional: the methods run the models on probe inputs"}
 
 
@@ -269,14 +268,13 @@ def submit(archive, method: str | None = None, embeddings: str | None = None, na
     with modelset.load(archive) as ms:
         # Scoring embeddings needs no probe: only a method that will run is given one.
         public, key = make_public(ms, public_rng(ms), sub.functional and method is not None, data_root)
-        splits = {p: ms.split(p) for p in key}
         t0 = time.time()
         if method is not None:
             per_seed, code, confined = run_isolated(sub, seeds, public, timeout, sandbox, data_root)
         else:
             path = Path(embeddings)
             per_seed, code, confined = [_read_embeddings(path)], {"file": path.name, "sha256": file_sha256(path)}, False
-        scores = [score(o, public, key, ms.models, ms.relations, splits) for o in per_seed]
+        scores = [score(o, public, key, ms) for o in per_seed]
         now = datetime.now(timezone.utc)
         result = _result(ms, archive, sub, seeds, code, confined, scores, time.time() - t0, now)
     # sub.name matches methods.NAME (no separator, no leading dot): the file stays in results_dir
@@ -295,7 +293,7 @@ def plot(archive, method: str, out, functional: bool = False, timeout: float = 9
 
     sub = submission(method, functional=functional)
     with modelset.load(archive) as ms:
-        public, key = make_public(ms, public_rng(ms), sub.functional, data_root, protocols=("retrieval",))
+        public, key = make_public(ms, public_rng(ms), sub.functional, data_root, splits=("retrieval",))
         per_seed, _, _ = run_isolated(sub, [0], public, timeout, sandbox, data_root)
         sim = check_outputs(per_seed[0], public)["retrieval"]
         labels = ms.models.loc[key["retrieval"], "task"].to_numpy()
@@ -340,8 +338,9 @@ def _board_row(f: Path, r: dict) -> dict:
             **{f"{k} std": sc[k]["std"] for k in HEADLINE if k in sc}}
 
 
-def _table(part: pd.DataFrame) -> list[str]:
-    shown = [k for k in HEADLINE if k in part.columns and part[k].notna().any()]
+def _table(part: pd.DataFrame, board: str) -> list[str]:
+    shown = [k for k in HEADLINE if PROTOCOLS[k.partition(".")[0]].board == board
+             and k in part.columns and part[k].notna().any()]
     lines = ["| rank | method | seeds | " + " | ".join(shown) + " |", "|---" * (3 + len(shown)) + "|"]
     for r in part.to_dict("records"):
         cells = [f"{r[k]:.3f} ± {r[k + ' std']:.3f}" if r["seeds"] > 1 else f"{r[k]:.3f}" for k in shown]
@@ -352,7 +351,7 @@ def _table(part: pd.DataFrame) -> list[str]:
 
 def render(results_dir) -> pd.DataFrame:
     """leaderboard.csv and leaderboard.md from every result file (the newest per method and kind),
-    each kind ranked apart by retrieval mAP. Files that are not results are named in one warning."""
+    each kind ranked apart by retrieval mAP, its task-relation and property scores in two tables. Files that are not results are named in one warning."""
     results_dir = Path(results_dir)
     rows, ignored = [], []
     for f in sorted(results_dir.glob("*.json")):
@@ -376,6 +375,8 @@ def render(results_dir) -> pd.DataFrame:
     for kind, title in KINDS.items():
         part = board[board["kind"] == kind]
         if len(part):
-            lines += [f"## {title}", "", *_table(part), ""]
+            lines += [f"## {title}", ""]
+            for board_name, board_title in BOARDS.items():
+                lines += [f"### {board_title}", "", *_table(part, board_name), ""]
     write_text(results_dir / "leaderboard.md", "\n".join(lines) if lines else "No results yet.\n")
     return board

@@ -1,11 +1,15 @@
-"""Evaluators of the benchmark protocols, one object per protocol (OGB-style): ``eval(input_dict)``
-validates its inputs (shape, dtype, NaN, range) and returns a dict of scores."""
+"""Evaluators of the benchmark protocols (OGB-style), named by the records in ``modelset.protocols``.
+
+``eval(input_dict)`` validates its inputs (shape, dtype, NaN, range) and returns a dict of scores;
+``inputs(case)`` builds that dict from a method's outputs on the protocol's public views and the
+private truth (``metrics.evaluate.Case``).
+"""
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import spearmanr
+from scipy.stats import kendalltau, spearmanr
 from sklearn.cluster import AgglomerativeClustering
-from sklearn.metrics import normalized_mutual_info_score
+from sklearn.metrics import normalized_mutual_info_score, r2_score
 
 from modelset.errors import ModelsetError
 
@@ -34,7 +38,18 @@ def _ranked(similarity: np.ndarray) -> np.ndarray:
 class TaskIdEvaluator:
     """Task identification of held-out models: top-1 and top-5 accuracy."""
 
-    name = "task_id"
+    def inputs(self, case) -> dict:
+        if "scores" in case.outputs:  # a learned method classifies
+            classes, scores = np.asarray(case.outputs["classes"]), np.asarray(case.outputs["scores"], np.float64)
+        else:  # nearest training model: a task scores as its most similar training model
+            labels = case.train.labels
+            classes = np.unique(labels)
+            block = case.sim[case.n_train:, : case.n_train]
+            scores = np.stack([block[:, labels == c].max(1) for c in classes], axis=1)
+        col = {c: i for i, c in enumerate(classes)}
+        if any(t not in col for t in case.labels):
+            raise ModelsetError("task_id: classes_ must list every training task")
+        return {"scores": scores, "y_true": np.array([col[t] for t in case.labels])}
 
     def eval(self, input_dict) -> dict:
         scores = _array(input_dict, "scores", 2)
@@ -51,7 +66,10 @@ class TaskIdEvaluator:
 class RetrievalEvaluator:
     """Retrieval of same-task gallery models for each query: mAP and CMC at ranks 1, 5, 10."""
 
-    name = "retrieval"
+    def inputs(self, case) -> dict:
+        is_query = np.isin(case.test_ids, case.parts["query"])
+        return {"similarity": case.sim[is_query][:, ~is_query], "query_labels": case.labels[is_query],
+                "gallery_labels": case.labels[~is_query]}
 
     def eval(self, input_dict) -> dict:
         sim = _array(input_dict, "similarity", 2)
@@ -73,7 +91,8 @@ class RelationEvaluator:
     """Fidelity to the known task relation: Spearman rho between similarity and relation over model
     pairs of different tasks, and nDCG@10 of each model's ranking with relations as graded gains."""
 
-    name = "relation"
+    def inputs(self, case) -> dict:
+        return {"similarity": case.sim, "labels": case.labels, "relations": case.relations}
 
     def eval(self, input_dict) -> dict:
         sim = _array(input_dict, "similarity", 2)
@@ -104,7 +123,8 @@ class RelationEvaluator:
 class ClusteringEvaluator:
     """Average-linkage clustering of the similarity into as many clusters as tasks: NMI with the tasks."""
 
-    name = "clustering"
+    def inputs(self, case) -> dict:
+        return {"similarity": case.sim, "labels": case.labels}
 
     def eval(self, input_dict) -> dict:
         sim = _array(input_dict, "similarity", 2)
@@ -117,3 +137,42 @@ class ClusteringEvaluator:
         k = len(np.unique(labels))
         pred = AgglomerativeClustering(n_clusters=k, metric="precomputed", linkage="average").fit_predict(dist)
         return {"nmi": float(normalized_mutual_info_score(labels, pred))}
+
+
+class RegressionEvaluator:
+    """Prediction of a numeric property of held-out rows (test accuracy, epoch): Kendall tau and R^2."""
+
+    def inputs(self, case) -> dict:
+        (target,) = case.targets
+        return {"y_true": case.truth[target], "y_pred": case.predict(target, "regression")}
+
+    def eval(self, input_dict) -> dict:
+        y = _array(input_dict, "y_true", 1)
+        p = _array(input_dict, "y_pred", 1)
+        if len(p) != len(y):
+            raise ModelsetError(f"y_pred has {len(p)} values but y_true has {len(y)}")
+        # Kendall tau is undefined for a constant side: report 0 (no ranking recovered).
+        tau = kendalltau(y, p).statistic if np.ptp(y) > 0 and np.ptp(p) > 0 else 0.0
+        return {"kendall": float(tau), "r2": float(r2_score(y, p))}
+
+
+class FactorsEvaluator:
+    """Prediction of categorical properties of held-out rows (each swept hyper-parameter, the family):
+    accuracy per factor, and their mean."""
+
+    def inputs(self, case) -> dict:
+        return {"y_true": {t: case.truth[t] for t in case.targets},
+                "y_pred": {t: case.predict(t, "classification") for t in case.targets}}
+
+    def eval(self, input_dict) -> dict:
+        true, pred = input_dict.get("y_true"), input_dict.get("y_pred")
+        if not isinstance(true, dict) or not isinstance(pred, dict) or set(true) != set(pred) or not true:
+            raise ModelsetError("y_true and y_pred must be dicts with the same factor names")
+        out = {}
+        for name in true:
+            y = _array(true, name, 1, "i")
+            p = _array(pred, name, 1, "i")
+            if len(p) != len(y):
+                raise ModelsetError(f"{name}: y_pred has {len(p)} values but y_true has {len(y)}")
+            out[name.rpartition(".")[2]] = float(np.mean(y == p))
+        return {**out, "mean": float(np.mean(list(out.values())))}

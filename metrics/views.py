@@ -22,8 +22,10 @@ class ModelView:
     ``params`` (n, P) float32 rows in the archive layout, ``tensor(name)`` (n, *shape) per tensor,
     ``weight_names()`` the layers to walk, ``state_dicts()`` torch tensors by name, ``modules()``
     runnable torch modules in eval mode, ``subset(idx)`` and ``concat`` for other views;
-    ``labels`` (n,) task ids on training views only; ``probe`` (m, C, H, W) inputs on a functional
-    submission's views only. Rows are in the public file's order: shuffled, for test models.
+    ``labels`` (n,) task ids and ``targets`` {name: (n,)} (the split's properties to predict: test
+    accuracy ``test_acc``, ``epoch``, class codes of ``family`` and ``hparam.<key>``) on training
+    views only; ``probe`` (m, C, H, W) inputs on a functional submission's views only. Rows are in
+    the public file's order: shuffled, for test models.
     """
     params: np.ndarray  # (n, P) float32
     layout: pd.DataFrame  # name, shape, offset, size, trainable
@@ -33,6 +35,7 @@ class ModelView:
     activation: np.ndarray  # (n,) str: needed to run the models
     labels: np.ndarray | None = None  # (n,) task ids, training views only
     inputs: np.ndarray | None = None  # (m, C, H, W) float32 probe batch: functional submissions only
+    targets: dict | None = None  # {target: (n,)} the split's property targets, training views only
 
     def __len__(self) -> int:
         return len(self.params)
@@ -75,7 +78,8 @@ class ModelView:
     def subset(self, idx) -> "ModelView":
         idx = np.asarray(idx)
         return ModelView(self.params[idx], self.layout, self.arch, self.in_channels, self.n_classes,
-                         self.activation[idx], None if self.labels is None else self.labels[idx], self.inputs)
+                         self.activation[idx], None if self.labels is None else self.labels[idx], self.inputs,
+                         None if self.targets is None else {k: v[idx] for k, v in self.targets.items()})
 
     @staticmethod
     def concat(a: "ModelView", b: "ModelView") -> "ModelView":
@@ -96,14 +100,32 @@ def probe_batch(ms, data_root=None, size: int = 256, seed: int = 0) -> np.ndarra
     return ds.images[pick]
 
 
-def archive_view(ms, ids, with_labels: bool, inputs: np.ndarray | None = None) -> ModelView:
-    """A view of the given model ids of an opened archive (with probe ``inputs`` for a functional method)."""
+def _checkpoint_params(ms, models: np.ndarray, epochs: np.ndarray) -> np.ndarray:
+    out = None
+    for e in np.unique(epochs):
+        at = epochs == e
+        p = ms.params(models[at], epoch=int(e))
+        out = np.empty((len(models), p.shape[1]), p.dtype) if out is None else out
+        out[at] = p
+    return out
+
+
+def archive_view(ms, ids, with_labels: bool, inputs: np.ndarray | None = None, rows: str = "models",
+                 targets: dict | None = None) -> ModelView:
+    """A view of the given rows of an opened archive: model ids, or with ``rows="checkpoints"`` rows
+    of its checkpoint table (with probe ``inputs`` for a functional method)."""
     ids = np.asarray(ids, dtype=np.int64)
-    m = ms.models.loc[ids]
+    if rows == "checkpoints":
+        ck = ms.checkpoints
+        models, epochs = ck["model"].to_numpy()[ids], ck["epoch"].to_numpy()[ids]
+        params = _checkpoint_params(ms, models, epochs)
+    else:
+        models, params = ids, ms.params(ids)
+    m = ms.models.loc[models]
     arch = m["arch"].iloc[0]
     attrs = ms.h5[f"architectures/{arch}"].attrs
     return ModelView(
-        params=ms.params(ids),
+        params=params,
         layout=ms.layout(arch),
         arch=arch,
         in_channels=int(attrs["in_channels"]),
@@ -111,4 +133,5 @@ def archive_view(ms, ids, with_labels: bool, inputs: np.ndarray | None = None) -
         activation=m["activation"].to_numpy().astype(str),
         labels=m["task"].to_numpy() if with_labels else None,
         inputs=inputs,
+        targets=targets if with_labels else None,
     )

@@ -56,6 +56,7 @@ DEFAULTS = {
         "task_id_train_fraction": 0.6,
         "retrieval_train_fraction": 0.6,
         "retrieval_query_fraction": 0.5,
+        "epoch_max_rows": 1500,  # checkpoint rows per side of the epoch split (zoos with checkpoints)
     },
 }
 
@@ -248,4 +249,8 @@ def _validate(d: dict) -> None:
         problem = FAMILIES[fam].check(opts, other_keys=tuple(_TRAIN_CHECKS))
         _check(problem is None, problem)
     for key, v in d["splits"].items():
-        _check(_is_num(v) and 0 < v < 1, f"splits.{key} must be a fraction in (0, 1), got {v!r}")
+        if key == "epoch_max_rows":
+            _check(isinstance(v, int) and not isinstance(v, bool) and v >= 2,
+                   f"splits.{key} must be an integer >= 2, got {v!r}")
+        else:
+            _check(_is_num(v) and 0 < v < 1, f"splits.{key} must be a fraction in (0, 1), got {v!r}")

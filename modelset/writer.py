@@ -116,10 +116,12 @@ class ArchiveWriter:
         for name in CURVES:
             g.create_dataset(name, data=curves[name].astype(np.float32), compression="gzip", shuffle=True)
 
-    def write_splits(self, splits: dict, description: dict):
-        for protocol, parts in splits.items():
-            g = self.f.create_group(f"splits/{protocol}")
-            g.attrs["description"] = description[protocol]
+    def write_splits(self, splits: dict):
+        from .protocols import SPLITS
+
+        for name, parts in splits.items():
+            g = self.f.create_group(f"splits/{name}")
+            g.attrs["description"] = SPLITS[name].description
             for part, ids in parts.items():
                 g.create_dataset(part, data=np.asarray(ids, dtype=np.int64))
 
