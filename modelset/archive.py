@@ -102,7 +102,8 @@ class Archive:
     # -- tables -------------------------------------------------------------------------------
     @property
     def attrs(self) -> dict:
-        return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in self.h5.attrs.items()}
+        return {k: (v.item() if isinstance(v, np.generic) else v.tolist() if isinstance(v, np.ndarray) else v)
+                for k, v in self.h5.attrs.items()}  # arrays (checkpoint_epochs) as lists
 
     @property
     def models(self) -> pd.DataFrame:
