@@ -287,6 +287,10 @@ class Archive:
                 lines.append(f"family {fam}: {len(g)} models, test accuracy mean {g['test_acc'].mean():.4f} "
                              f"min {g['test_acc'].min():.4f}, sparsity {g['sparsity'].mean():.3f}, "
                              f"{int(g['n_family_params'].median())} own params")
+        if self.checkpoint_epochs:
+            stored = sum(self.h5[f"architectures/{a}/checkpoints"].id.get_storage_size() for a in self.architectures)
+            lines.append(f"checkpoints: epochs {', '.join(map(str, self.checkpoint_epochs))} of every model "
+                         f"({stored / 2**20:.2f} MiB stored)")
         for name in self.h5["splits"]:
             lines.append(f"split {name}: " + "  ".join(f"{k} {len(v)}" for k, v in self.split(name).items()))
         lines.append(f"file size {os.path.getsize(self.path) / 2**20:.2f} MiB")

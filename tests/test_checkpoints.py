@@ -209,3 +209,29 @@ def test_checkpoints_are_not_a_grid_factor(tmp_path):
         load_preset(str(f))
     with pytest.raises(ModelsetError, match="epoch 5 is past the 4 epochs"):  # a grid point trains fewer epochs
         load_preset("digits500", ["checkpoints=[5]", "grid.epochs=[4, 8]"])
+
+
+def test_digits_sweep_plan_and_a_small_build(tmp_path):
+    """digits-sweep: >= 2,000 models; every work unit is one batched pass; a cut-down build (the
+    full grid's structure, fewer values) builds, verifies and splits by task and seed."""
+    preset = load_preset("digits-sweep")
+    plan = make_plan(preset)
+    assert len(plan.entries) >= 2000 and preset.checkpoints[0] == 0 and preset.checkpoints[-1] == preset["train"]["epochs"]
+    assert {e.engine for e in plan.entries} == {"batched"}
+    for unit in work_units(plan):
+        assert len({(e.hparams["optimizer"], e.hparams["activation"]) for e in unit}) == 1
+    out = tmp_path / "sweep.h5"
+    small = ["tasks.count=2", "epochs=2", "checkpoints=[0, 2]", "grid.lr=[0.0003, 0.03]", 'grid.init=["default"]',
+             "grid.weight_decay=[0.0]", "unit_size=8"]
+    build(load_preset("digits-sweep", small), out, jobs=1, progress=False)
+    assert verify(out) == []
+    ms = modelset.load(out)
+    m = ms.models
+    assert len(m) == 2 * 2 * 2 * 2 * 2 and ms.checkpoint_epochs == [0, 2]
+    for part in ("task_id", "retrieval"):  # every model in exactly one part
+        assert sorted(np.concatenate(list(ms.split(part).values()))) == list(range(len(m)))
+    # models of one task and seed share their init across the grid points
+    init = ms.params(epoch=0)
+    for _, g in m.groupby(["task", "seed"]):
+        assert all((init[r] == init[g.row.iloc[0]]).all() for r in g.row)
+    assert "checkpoints: epochs 0, 2 of every model" in ms.summary()
