@@ -109,11 +109,15 @@ def test_epoch_0_is_the_init_and_the_engines_agree(family):
 def test_recording_checkpoints_leaves_training_unchanged(engine):
     plain, kept = (work_units(make_plan(load_preset("digits500", [
         "seeds=2", "tasks.count=1", "unit_size=2", "epochs=2", f"engine={engine}", *extra])))[0]
-        for extra in ([], ["checkpoints=[0, 1]"]))
+        for extra in ([], ["checkpoints=[0, 2]"]))
     train = train_batched if engine == "batched" else (lambda u: [train_reference(e) for e in u])
     for a, b in zip(train(plain), train(kept)):
         assert a.checkpoints is None and b.checkpoints.params.shape == (2, 4851)
-        assert a.params.tobytes() == b.params.tobytes() and a.metrics == b.metrics
+        assert a.params.tobytes() == b.params.tobytes()
+        assert all(np.array_equal(a.curves[k], b.curves[k], equal_nan=True) for k in a.curves)
+        # the final train split evaluation is the last checkpoint's, in smaller chunks (batched): other rounding
+        assert a.metrics["train_acc"] == b.metrics["train_acc"]
+        assert abs(a.metrics["train_loss"] - b.metrics["train_loss"]) <= 1e-6 * a.metrics["train_loss"]
 
 
 def test_bit_identical_whatever_jobs(ckpt_archive, tmp_path):
