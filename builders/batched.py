@@ -35,7 +35,7 @@ from modelset.errors import ModelsetError
 from modelset.families import FAMILIES, effective_weights, mean_groups
 
 from .plan import PlanEntry
-from .train import ModelResult, init_model, result_of, task_tensors
+from .train import CheckpointRecorder, ModelResult, init_model, result_of, task_tensors
 
 aten = torch.ops.aten
 
@@ -48,7 +48,7 @@ def train_batched(unit: list[PlanEntry], device="cpu", data_root=None) -> list[M
     """Train ``unit`` and return one ModelResult per entry, in unit order."""
     passes: dict[tuple, list[int]] = {}
     for i, e in enumerate(unit):
-        passes.setdefault((e.arch, e.family, e.family_options, *(e.hparams[k] for k in _PASS_KEYS)), []).append(i)
+        passes.setdefault((e.arch, e.family, e.family_options, e.checkpoints, *(e.hparams[k] for k in _PASS_KEYS)), []).append(i)
     results: list[ModelResult | None] = [None] * len(unit)
     for idx in passes.values():
         for i, r in zip(idx, _train_pass([unit[i] for i in idx], torch.device(device), data_root)):
@@ -313,10 +313,19 @@ _ACT_BACKWARD = {
 EVAL_INPUT_BUDGET = 2**22
 
 
-def _evaluate(net, data_x, data_y, n) -> tuple[np.ndarray, np.ndarray]:
-    """Per-model mean cross-entropy and accuracy on each model's first ``n[m]`` samples."""
+# Images per model per evaluation pass at checkpoints. Small chunks keep the activations in cache:
+# on digits units of 32 models, 32 images run a train split 2.1x faster than the whole split at
+# once. Only checkpoints use them; the per-epoch test curves keep the budget above, so zoos without
+# checkpoints keep their exact losses (chunking changes the rounding).
+CHECKPOINT_EVAL_IMAGES = 32
+
+
+def _evaluate(net, data_x, data_y, n, images=None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-model mean cross-entropy and accuracy on each model's first ``n[m]`` samples, ``images``
+    per model per pass (default: as many as EVAL_INPUT_BUDGET allows)."""
     M, N = data_y.shape
     chunk = max(1, EVAL_INPUT_BUDGET // (M * math.prod(data_x.shape[2:])))
+    chunk = min(chunk, images or chunk)
     valid = torch.arange(N, device=data_y.device)[None] < torch.tensor(n, device=data_y.device)[:, None]
     loss_sum = torch.zeros(M, device=data_y.device)
     correct = torch.zeros(M, dtype=torch.long, device=data_y.device)
@@ -344,6 +353,19 @@ def _train_pass(entries: list[PlanEntry], device, data_root=None) -> list[ModelR
     gens = [torch.Generator().manual_seed(e.data_seed) for e in entries]
     steps = -(-n // bs)  # batches per epoch, per model
     curves = {k: np.zeros((M, epochs), np.float32) for k in CURVES}
+    ckpts = [CheckpointRecorder(e.checkpoints) for e in entries]  # one plan: the same epochs for all
+    train_metrics = []  # of the last checkpoint: a checkpoint at the last epoch is the final evaluation
+
+    def record(test_loss, test_acc):
+        train_metrics[:] = _evaluate(net, *data.train, data.n_train, CHECKPOINT_EVAL_IMAGES)
+        train_loss, train_acc = train_metrics
+        for m, (entry, model) in enumerate(zip(entries, models)):
+            flat.load_into(m, model)
+            ckpts[m].record(model, entry.family, {"train_loss": float(train_loss[m]), "train_acc": float(train_acc[m]),
+                                                  "test_loss": float(test_loss[m]), "test_acc": float(test_acc[m])})
+
+    if ckpts[0].wants(0):
+        record(*_evaluate(net, *data.test, data.n_test, CHECKPOINT_EVAL_IMAGES))
     for epoch in range(epochs):
         # Each model's own permutation, laid out as (step, model, position), padded with row 0.
         order = torch.zeros(steps.max() * bs, M, dtype=torch.long)
@@ -375,11 +397,13 @@ def _train_pass(entries: list[PlanEntry], device, data_root=None) -> list[ModelR
         for m, model in enumerate(models):  # what the family itself records per epoch (DGConv groups)
             flat.load_into(m, model)
             curves["groups"][m, epoch] = mean_groups(model)
-    train_loss, train_acc = _evaluate(net, *data.train, data.n_train)
+        if ckpts[0].wants(epoch + 1):  # the test metrics are the curve's, as stored (float32)
+            record(curves["test_loss"][:, epoch], curves["test_acc"][:, epoch])
+    train_loss, train_acc = train_metrics if ckpts[0].wants(epochs) else _evaluate(net, *data.train, data.n_train)
     results = []
     for m, (entry, model) in enumerate(zip(entries, models)):
         flat.load_into(m, model)
         metrics = {"train_loss": float(train_loss[m]), "train_acc": float(train_acc[m]),
                    "test_loss": float(curves["test_loss"][m, -1]), "test_acc": float(curves["test_acc"][m, -1])}
-        results.append(result_of(model, entry.family, {k: curves[k][m] for k in CURVES}, metrics))
+        results.append(result_of(model, entry.family, {k: curves[k][m] for k in CURVES}, metrics, ckpts[m].result()))
     return results

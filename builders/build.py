@@ -19,7 +19,8 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from modelset.schema import CURVES, FORMAT_VERSION, METRICS, model_columns, param_checksum
+from modelset.schema import (CHECKPOINT_EPOCHS, CHECKPOINT_TABLE_COLUMNS, CURVES, FORMAT_VERSION, METRICS,
+                             model_columns, param_checksum)
 from modelset.datasets import download_dataset, load_dataset, resolve_root
 from modelset.errors import ModelsetError
 from modelset.families import FAMILIES
@@ -185,24 +186,31 @@ def merge(plan: Plan, units, shards: Path, out: Path, data_root=None) -> None:
     attrs = {"name": preset.name, "preset": preset.text, "dataset": preset["dataset"], "seed": preset["seed"],
              "dataset_fingerprint": dataset.fingerprint,
              "plan_hash": plan.hash, "n_models": len(entries)}
+    epochs_kept = preset.checkpoints
+    if epochs_kept:  # only then: an archive without checkpoints is what it was before they existed
+        attrs[CHECKPOINT_EPOCHS] = np.asarray(epochs_kept, dtype=np.int64)
+    k = len(epochs_kept)
+    checkpoint_rows = []
     with ArchiveWriter(out, attrs) as w:
         w.write_dataset(dataset)
         w.write_tasks(plan.tasks, dataset.n_classes, plan.relations, preset["tasks"]["relation"])
         for a in archs:
             layout_rows, arch_attrs = model_layout(next(e for e in entries if e.arch == a), data_root=data_root)
-            w.create_architecture(a, layout_rows, counts[a], arch_attrs)
+            w.create_architecture(a, layout_rows, counts[a], arch_attrs, k)
         # Each non-dense family's own parameters, beside the effective weights of its architecture.
         fam_rows = {}
         for a, fam in sorted({(e.arch, e.family) for e in entries if FAMILIES[e.family].own_params}):
             first = next(e for e in entries if (e.arch, e.family) == (a, fam))
             layout_rows, _ = model_layout(first, fam, data_root)
             w.create_family(a, fam, layout_rows, sum((e.arch, e.family) == (a, fam) for e in entries),
-                            dict(first.family_options))
+                            dict(first.family_options), k)
             fam_rows[(a, fam)] = 0
         for unit in units:
             results = load_shard(shard_path(shards, plan.unit_hash(unit)))
             arch = unit[0].arch
             w.write_params(arch, rows[arch], np.stack([r.params for r in results]))
+            if k:
+                w.write_checkpoints(arch, rows[arch], np.stack([r.checkpoints.params for r in results]))
             failpoint("merge")
             for e, r in zip(unit, results):
                 for name in CURVES:
@@ -212,7 +220,11 @@ def merge(plan: Plan, units, shards: Path, out: Path, data_root=None) -> None:
                 if r.family_params is not None:
                     family_row, stats = fam_rows[(arch, e.family)], r.family_stats
                     w.write_family_params(arch, e.family, family_row, r.family_params)
+                    if k:
+                        w.write_family_checkpoints(arch, e.family, family_row, r.checkpoints.family_params)
                     fam_rows[(arch, e.family)] += 1
+                if k:
+                    checkpoint_rows += _checkpoint_rows(e.id, epochs_kept, r.checkpoints)
                 records.append({"id": e.id, "arch": e.arch, "family": e.family, "row": rows[arch],
                                 "family_row": family_row, "task": e.task, "seed": e.seed,
                                 "init_seed": e.init_seed, "data_seed": e.data_seed, **e.hparams,
@@ -224,4 +236,17 @@ def merge(plan: Plan, units, shards: Path, out: Path, data_root=None) -> None:
         models = pd.DataFrame.from_records(records, columns=model_columns(entries[0].hparams))
         w.write_models(models)
         w.write_curves(curves)
-        w.write_splits(make_splits(Zoo(models), preset["splits"], preset["seed"]))
+        checkpoints = None
+        if k:
+            checkpoints = pd.DataFrame.from_records(checkpoint_rows, columns=CHECKPOINT_TABLE_COLUMNS)
+            w.write_checkpoint_table(checkpoints)
+        w.write_splits(make_splits(Zoo(models, checkpoints), preset["splits"], preset["seed"]))
+
+
+def _checkpoint_rows(model_id: int, epochs, ckpt) -> list[dict]:
+    """One model's rows of /checkpoints, one per epoch kept."""
+    own = ckpt.family_params
+    return [{"model": model_id, "epoch": epoch, **dict(zip(METRICS, ckpt.metrics[j].tolist())),
+             "checksum": param_checksum(ckpt.params[j]),
+             "family_checksum": "" if own is None else param_checksum(own[j])}
+            for j, epoch in enumerate(epochs)]

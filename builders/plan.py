@@ -48,6 +48,7 @@ class PlanEntry:
     engine: str  # "batched" or "reference": equal only within float tolerance, so part of the key
     init_seed: int
     data_seed: int
+    checkpoints: tuple[int, ...] = ()  # epochs whose weights and metrics are kept (0: the init)
 
     @property
     def hparams(self) -> dict:
@@ -57,6 +58,8 @@ class PlanEntry:
         """What determines this model's weights (its id and task index do not)."""
         d = asdict(self)
         del d["id"], d["task"]
+        if not d["checkpoints"]:  # absent when empty: plans without checkpoints keep their hashes
+            del d["checkpoints"]
         return d
 
 
@@ -116,6 +119,7 @@ def make_plan(preset: Preset, device: str = "cpu", data_root=None) -> Plan:
                     engine=preset["engine"] if batched_supports(preset["arch"], recipe) else "reference",
                     init_seed=derive_seed(preset["seed"], "init", identity, seed),
                     data_seed=derive_seed(preset["seed"], "data", identity, seed),
+                    checkpoints=preset.checkpoints,
                 ))
     return Plan(preset=preset, tasks=tasks, entries=entries, device=device)
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from modelset.schema import CURVES
+from modelset.schema import CURVES, METRICS
 from modelset.archs import create_model, flatten, layout
 from modelset.families import FAMILIES, effective_state_dict, family_stats, mean_groups
 from modelset.augment import augment
@@ -25,12 +25,45 @@ from .plan import PlanEntry
 
 
 @dataclass
+class Checkpoints:
+    """A model at its plan entry's checkpoint epochs, in increasing order."""
+    params: np.ndarray  # (K, P) float32: effective weights, as ModelResult.params
+    metrics: np.ndarray  # (K, 4) float64: schema.METRICS at each epoch (train on the full split, eval mode)
+    family_params: np.ndarray | None = None  # (K, Q) float32: the family's own state_dict, flattened
+
+
+@dataclass
 class ModelResult:
     params: np.ndarray  # (P,) float32: effective weights in the dense architecture's layout
     curves: dict  # per-epoch train_loss, train_acc, test_loss, test_acc, groups
     metrics: dict  # final train_loss, train_acc, test_loss, test_acc
     family_params: np.ndarray | None = None  # (Q,) the family's own state_dict, flattened
     family_stats: dict | None = None  # sparsity, groups, gates, parameter count
+    checkpoints: Checkpoints | None = None  # None when the entry keeps no checkpoints
+
+
+class CheckpointRecorder:
+    """Collects a model's state and metrics at the checkpoint epochs, for either engine. Recording
+    only reads the model (evaluation in eval mode, no gradient, no random draw), so a zoo with
+    checkpoints trains to the same weights as one without."""
+
+    def __init__(self, epochs: tuple[int, ...]):
+        self.epochs, self.states, self.metrics = set(epochs), [], []
+
+    def wants(self, epoch: int) -> bool:
+        return epoch in self.epochs
+
+    def record(self, model, family: str, metrics: dict) -> None:
+        self.states.append(model_state(model, family))
+        self.metrics.append([metrics[k] for k in METRICS])
+
+    def result(self) -> Checkpoints | None:
+        if not self.epochs:
+            return None
+        own = [f for _, f in self.states]
+        return Checkpoints(params=np.stack([p for p, _ in self.states]).astype(np.float32),
+                           metrics=np.array(self.metrics, dtype=np.float64),
+                           family_params=None if own[0] is None else np.stack(own).astype(np.float32))
 
 
 def task_tensors(dataset: str, classes: tuple, transform: str, data_root=None):
@@ -82,6 +115,18 @@ def train_reference(entry: PlanEntry, device="cpu", data_root=None) -> ModelResu
     gen = torch.Generator().manual_seed(entry.data_seed)
     curves = {k: np.zeros(hp["epochs"], np.float32) for k in CURVES}
     n, bs = len(ytr), hp["batch_size"]
+    ckpt = CheckpointRecorder(entry.checkpoints)
+
+    train_metrics = []  # of the last checkpoint: a checkpoint at the last epoch is the final evaluation
+
+    def record(test_loss, test_acc):
+        train_metrics[:] = evaluate(model, xtr, ytr)
+        train_loss, train_acc = train_metrics
+        ckpt.record(model, entry.family, {"train_loss": train_loss, "train_acc": train_acc,
+                                          "test_loss": float(test_loss), "test_acc": float(test_acc)})
+
+    if ckpt.wants(0):
+        record(*evaluate(model, xte, yte))
     for epoch in range(hp["epochs"]):
         model.train()
         perm = torch.randperm(n, generator=gen).to(device)
@@ -98,22 +143,30 @@ def train_reference(entry: PlanEntry, device="cpu", data_root=None) -> ModelResu
         curves["train_loss"][epoch], curves["train_acc"][epoch] = loss_sum / n, correct / n
         curves["test_loss"][epoch], curves["test_acc"][epoch] = evaluate(model, xte, yte)
         curves["groups"][epoch] = mean_groups(model)
+        if ckpt.wants(epoch + 1):  # the test metrics are the curve's, as stored (float32)
+            record(curves["test_loss"][epoch], curves["test_acc"][epoch])
         if hp["lr_step_size"] and (epoch + 1) % hp["lr_step_size"] == 0:  # torch's StepLR, per epoch
             for group in opt.param_groups:
                 group["lr"] *= hp["lr_gamma"]
-    train_loss, train_acc = evaluate(model, xtr, ytr)
+    train_loss, train_acc = train_metrics if ckpt.wants(hp["epochs"]) else evaluate(model, xtr, ytr)
     metrics = {"train_loss": train_loss, "train_acc": train_acc,
                "test_loss": float(curves["test_loss"][-1]), "test_acc": float(curves["test_acc"][-1])}
-    return result_of(model, entry.family, curves, metrics)
+    return result_of(model, entry.family, curves, metrics, ckpt.result())
 
 
-def result_of(model, family: str, curves, metrics) -> ModelResult:
-    """What the archive keeps of a trained model: effective weights, and the family's own state."""
+def model_state(model, family: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """Effective weights in the dense layout, and the family's own state (None for dense)."""
     if not FAMILIES[family].own_params:
-        return ModelResult(params=flatten(model), curves=curves, metrics=metrics)
+        return flatten(model), None
     effective = torch.cat([t.reshape(-1).float().cpu() for t in effective_state_dict(model).values()]).numpy()
-    return ModelResult(params=effective, curves=curves, metrics=metrics, family_params=flatten(model),
-                       family_stats=family_stats(model))
+    return effective, flatten(model)
+
+
+def result_of(model, family: str, curves, metrics, checkpoints: Checkpoints | None = None) -> ModelResult:
+    """What the archive keeps of a trained model: effective weights, and the family's own state."""
+    params, own = model_state(model, family)
+    return ModelResult(params=params, curves=curves, metrics=metrics, family_params=own,
+                       family_stats=None if own is None else family_stats(model), checkpoints=checkpoints)
 
 
 def model_layout(entry: PlanEntry, family: str = "dense", data_root=None):

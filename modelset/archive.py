@@ -5,6 +5,9 @@
     ms.relations                   # T x T known task relation
     ms.params(ids)                 # numpy rows, read lazily from disk
     ms.state_dict(i), ms.model(i)  # torch
+    ms.checkpoint_epochs           # epochs kept besides the final state (0: the init); [] if none
+    ms.checkpoints                 # one row per model and checkpoint: accuracies and losses
+    ms.params(ids, epoch=e)        # the same at checkpoint e; also state_dict(i, epoch=e), model(i, epoch=e)
     ms.split("task_id")            # {"train": ids, "test": ids}
     ms.h5                          # the read-only h5py.File itself: plain datasets and attributes
 """
@@ -18,7 +21,8 @@ import pandas as pd
 
 from .errors import ModelsetError
 
-from .schema import CURVES, FORMAT, FORMAT_VERSION, decode_shape, param_checksum  # noqa: F401 (re-exported)
+from .schema import (CHECKPOINT_COLUMNS, CHECKPOINT_EPOCHS, CURVES, FORMAT, FORMAT_VERSION,  # noqa: F401
+                     decode_shape, param_checksum)  # (param_checksum re-exported)
 
 
 def table_to_struct(df: pd.DataFrame) -> np.ndarray:
@@ -98,7 +102,8 @@ class Archive:
     # -- tables -------------------------------------------------------------------------------
     @property
     def attrs(self) -> dict:
-        return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in self.h5.attrs.items()}
+        return {k: (v.item() if isinstance(v, np.generic) else v.tolist() if isinstance(v, np.ndarray) else v)
+                for k, v in self.h5.attrs.items()}  # arrays (checkpoint_epochs) as lists
 
     @property
     def models(self) -> pd.DataFrame:
@@ -138,6 +143,34 @@ class Archive:
         g = self.h5["splits"][name]
         return {part: g[part][()] for part in g}
 
+    @property
+    def checkpoint_epochs(self) -> list[int]:
+        """The epochs kept besides the final state, increasing (0: the initial weights); [] if none."""
+        return [int(e) for e in self.h5.attrs.get(CHECKPOINT_EPOCHS, [])]
+
+    @property
+    def checkpoints(self) -> pd.DataFrame:
+        """One row per model and checkpoint epoch (by model, then epoch): ``model``, ``epoch`` and the
+        train and test accuracy and loss there (train on the full train split, eval mode)."""
+        if "checkpoints" not in self._cache:
+            if "checkpoints" in self.h5:
+                df = struct_to_table(self.h5["checkpoints"][()])[list(CHECKPOINT_COLUMNS)]
+            else:
+                df = pd.DataFrame({c: pd.Series(dtype="int64" if c in ("model", "epoch") else "float64")
+                                   for c in CHECKPOINT_COLUMNS})
+            self._cache["checkpoints"] = df
+        return self._cache["checkpoints"]
+
+    def _checkpoint(self, epoch) -> int | None:
+        """The index of ``epoch`` among the stored checkpoints; None for the final state."""
+        if epoch is None:
+            return None
+        stored = self.checkpoint_epochs
+        if epoch not in stored:
+            have = f"stored epochs: {', '.join(map(str, stored))}" if stored else "this archive stores no checkpoints"
+            raise ModelsetError(f"epoch {epoch!r} is not a stored checkpoint ({have}); epoch=None is the final state")
+        return stored.index(epoch)
+
     # -- parameters ---------------------------------------------------------------------------
     def _arch(self, arch):
         if arch is None:
@@ -148,13 +181,16 @@ class Archive:
             raise ModelsetError(f"unknown architecture {arch!r}; the archive holds {self.architectures}")
         return arch
 
-    def params(self, ids=None, arch=None) -> np.ndarray:
+    def params(self, ids=None, arch=None, epoch=None) -> np.ndarray:
         """Parameter rows (float32, layout order) of the given model ids, all of one architecture.
 
-        With no ids: every model of ``arch`` (or of the only architecture), in row order.
+        With no ids: every model of ``arch`` (or of the only architecture), in row order. ``epoch``
+        None is the final state; a stored checkpoint epoch gives the rows at that epoch.
         """
+        k = self._checkpoint(epoch)
         if ids is None:
-            return self.h5[f"architectures/{self._arch(arch)}/params"][()]
+            node = f"architectures/{self._arch(arch)}"
+            return self.h5[f"{node}/params"][()] if k is None else self.h5[f"{node}/checkpoints"][:, k]
         ids = np.atleast_1d(np.asarray(ids, dtype=np.int64))
         m = self.models
         unknown = np.setdiff1d(ids, m.index.to_numpy())
@@ -165,24 +201,28 @@ class Archive:
             raise ModelsetError(f"params(): the ids span architectures {list(archs)}; ask one at a time")
         rows = m.loc[ids, "row"].to_numpy()
         uniq, inverse = np.unique(rows, return_inverse=True)  # h5py wants increasing indices
-        return self.h5[f"architectures/{archs[0]}/params"][uniq][inverse]
+        node = f"architectures/{archs[0]}"
+        return (self.h5[f"{node}/params"][uniq] if k is None else self.h5[f"{node}/checkpoints"][uniq, k])[inverse]
 
-    def state_dict(self, model_id: int):
-        return _unflatten(self.params([model_id])[0], self.layout(self.models.loc[model_id, "arch"]))
+    def state_dict(self, model_id: int, epoch=None):
+        return _unflatten(self.params([model_id], epoch=epoch)[0], self.layout(self.models.loc[model_id, "arch"]))
 
-    def family_state_dict(self, model_id: int):
+    def family_state_dict(self, model_id: int, epoch=None):
         """A model's own parameters by name: a family's thresholds, gates, atoms, coefficients; a
-        dense model's weights."""
+        dense model's weights. ``epoch`` as in ``params``."""
         from .families import FAMILIES
 
         row = self.models.loc[model_id]
         if not FAMILIES[row.family].own_params:
-            return self.state_dict(model_id)
+            return self.state_dict(model_id, epoch)
+        k = self._checkpoint(epoch)
         g = self.h5[f"architectures/{row.arch}/families/{row.family}"]
-        return _unflatten(g["params"][int(row.family_row)], read_layout(g["layout"]))
+        values = g["params"][int(row.family_row)] if k is None else g["checkpoints"][int(row.family_row), k]
+        return _unflatten(values, read_layout(g["layout"]))
 
-    def model(self, model_id: int):
-        """The torch module of one model, of its own family, in eval mode, with its stored weights."""
+    def model(self, model_id: int, epoch=None):
+        """The torch module of one model, of its own family, in eval mode, with its stored weights
+        (the final ones, or those of checkpoint ``epoch``)."""
         import json
 
         from .archs import create_model
@@ -193,7 +233,7 @@ class Archive:
         options = json.loads(g[f"families/{row.family}"].attrs["options"]) if FAMILIES[row.family].own_params else None
         net = create_model(row.arch, in_channels=int(g.attrs["in_channels"]), n_classes=int(g.attrs["n_classes"]),
                            activation=row.activation, family=row.family, family_options=options)
-        net.load_state_dict(self.family_state_dict(model_id))
+        net.load_state_dict(self.family_state_dict(model_id, epoch))
         return net.eval()
 
     def dataset(self, root=None):
@@ -247,6 +287,10 @@ class Archive:
                 lines.append(f"family {fam}: {len(g)} models, test accuracy mean {g['test_acc'].mean():.4f} "
                              f"min {g['test_acc'].min():.4f}, sparsity {g['sparsity'].mean():.3f}, "
                              f"{int(g['n_family_params'].median())} own params")
+        if self.checkpoint_epochs:
+            stored = sum(self.h5[f"architectures/{a}/checkpoints"].id.get_storage_size() for a in self.architectures)
+            lines.append(f"checkpoints: epochs {', '.join(map(str, self.checkpoint_epochs))} of every model "
+                         f"({stored / 2**20:.2f} MiB stored)")
         for name in self.h5["splits"]:
             lines.append(f"split {name}: " + "  ".join(f"{k} {len(v)}" for k, v in self.split(name).items()))
         lines.append(f"file size {os.path.getsize(self.path) / 2**20:.2f} MiB")

@@ -33,6 +33,9 @@ DEFAULTS = {
     "seeds": 10,
     "unit_size": 10,
     "engine": "batched",
+    # Epochs whose weights and metrics are kept besides the final ones (0: the initial weights).
+    # Empty (the default) keeps none and leaves plans, hashes and archives as they were before.
+    "checkpoints": [],
     "tasks": {"classes_per_task": 3, "count": 50, "classes": [], "transform": "none", "select": "balanced",
               "relation": "jaccard"},
     "train": {
@@ -83,7 +86,13 @@ class Preset:
 
     @property
     def text(self) -> str:
-        return tomli_w.dumps(self.data)
+        # No checkpoints: the text (stored in archives) is what it was before the key existed.
+        return tomli_w.dumps({k: v for k, v in self.data.items() if k != "checkpoints" or v})
+
+    @property
+    def checkpoints(self) -> tuple[int, ...]:
+        """The checkpoint epochs, sorted; empty for none."""
+        return tuple(sorted(self.data["checkpoints"]))
 
     @property
     def seed_values(self) -> list[int]:
@@ -156,7 +165,9 @@ def _apply_override(data: dict, item: str) -> None:
     keys = _flat_keys(DEFAULTS)
     if key.startswith("grid."):
         if key[5:] not in [*DEFAULTS["train"], "family"]:
-            raise ModelsetError(f"--set {key}: grid factors are [train] keys or family: {', '.join(DEFAULTS['train'])}")
+            raise ModelsetError(f"--set {key}: grid factors are [train] keys or family: {', '.join(DEFAULTS['train'])}"
+                            + ("; checkpoints are one list for the whole zoo: --set checkpoints=[0,5]"
+                               if key == "grid.checkpoints" else ""))
         data["grid"][key[5:]] = value
         return
     if key.startswith("families.") and key.count(".") == 2:
@@ -205,6 +216,23 @@ _TRAIN_CHECKS = {
 }
 
 
+def _check_checkpoints(d: dict) -> None:
+    """Distinct whole epochs within 0..epochs of every model (grid and family overrides included)."""
+    c = d["checkpoints"]
+    _check(isinstance(c, list) and all(_is_int(e) for e in c),
+           f"checkpoints must be a list of whole epochs, e.g. [0, 1, 5, 10], got {c!r}")
+    _check(len(set(c)) == len(c), f"checkpoints must list each epoch once, got {c!r}")
+    _check(all(e >= 0 for e in c), f"checkpoints must be epochs >= 0 (0: the initial weights), got {c!r}")
+    if not c:
+        return
+    epochs = [d["train"]["epochs"], *d["grid"].get("epochs", []),
+              *(f["epochs"] for f in d["families"].values() if isinstance(f, dict) and "epochs" in f)]
+    fewest = min((e for e in epochs if _is_int(e)), default=None)
+    _check(fewest is None or max(c) <= fewest,
+           f"checkpoints: epoch {max(c)} is past the {fewest} epochs some models train; "
+           f"keep checkpoints within 0..{fewest} or train longer")
+
+
 def _validate(d: dict) -> None:
     _check(isinstance(d["name"], str) and d["name"], "name must be a non-empty string")
     _check(d["dataset"] in list_datasets(), f"dataset {d['dataset']!r} is unknown; available: {', '.join(list_datasets())}")
@@ -217,6 +245,7 @@ def _validate(d: dict) -> None:
            f"seeds must be a count >= 1 or a list of distinct seeds >= 0, got {s!r}")
     _check(_is_int(d["unit_size"]) and d["unit_size"] >= 1, "unit_size must be a whole number >= 1")
     _check(d["engine"] in ENGINES, f"engine must be one of {', '.join(ENGINES)}, got {d['engine']!r}")
+    _check_checkpoints(d)
     t = d["tasks"]
     _check(_is_int(t["classes_per_task"]) and t["classes_per_task"] >= 2, "tasks.classes_per_task must be >= 2")
     _check(_is_int(t["count"]) and t["count"] >= 1, "tasks.count must be a whole number >= 1")
@@ -234,6 +263,8 @@ def _validate(d: dict) -> None:
         _check(ok(d["train"][key]), f"train.{key} must be {what}, got {d['train'][key]!r}")
     checks = {**_TRAIN_CHECKS, "family": (lambda v: v in FAMILIES, "one of " + ", ".join(FAMILIES))}
     for key, values in d["grid"].items():
+        _check(key != "checkpoints", "grid.checkpoints: checkpoints are one list for the whole zoo, not a grid "
+               "factor; set the top-level key, e.g. checkpoints = [0, 1, 5]")
         _check(key in checks, f"grid.{key}: grid factors are [train] keys or family: {', '.join(checks)}")
         _check(isinstance(values, list) and values, f"grid.{key} must be a non-empty list")
         ok, what = checks[key]

@@ -4,6 +4,9 @@ with every change here.
 
 Versions: 1, one effective-weight matrix per architecture; 2, families (their own parameters under
 ``families/<name>``, the DGConv ``groups`` curve, the family columns of ``/models``).
+Checkpoints are an addition within v2, present only in archives of presets that keep them: the
+root attribute ``checkpoint_epochs``, ``/checkpoints`` and ``checkpoints`` beside every ``params``
+matrix. An archive without them is exactly what v2 was before they existed.
 """
 from __future__ import annotations
 
@@ -31,6 +34,12 @@ def model_columns(recipe_keys) -> list[str]:
 
 
 REQUIRED_MODEL_COLUMNS = model_columns(())
+
+# Checkpoints: the root attribute listing their epochs (increasing), and the /checkpoints table,
+# K rows per model (by model id, then epoch), with the checksums of the parameter rows.
+CHECKPOINT_EPOCHS = "checkpoint_epochs"
+CHECKPOINT_COLUMNS = ("model", "epoch", "train_acc", "train_loss", "test_acc", "test_loss")
+CHECKPOINT_TABLE_COLUMNS = (*CHECKPOINT_COLUMNS, *CHECKSUM_COLUMNS)
 
 
 def encode_shape(shape) -> str:

@@ -1,10 +1,12 @@
-"""Checking an archive against format v2: schema, cross-references and every parameter checksum."""
+"""Checking an archive against format v2: schema, cross-references and every parameter checksum,
+checkpoints included."""
 from __future__ import annotations
 
 import numpy as np
 
 from .archive import Archive, read_layout
-from .schema import CURVES, REQUIRED_MODEL_COLUMNS, param_checksum
+from .archive import struct_to_table
+from .schema import CHECKPOINT_EPOCHS, CHECKPOINT_TABLE_COLUMNS, CURVES, REQUIRED_MODEL_COLUMNS, param_checksum
 
 REQUIRED_ATTRS = ("format", "format_version", "name", "preset", "dataset", "seed", "created", "plan_hash",
                   "n_models", "modelset_version", "torch_version", "python_version")
@@ -64,7 +66,57 @@ def verify(path) -> list[str]:
                 fnode = f"{node}/families/{fam}"
                 layout = read_layout(f[f"{fnode}/layout"]) if f"{fnode}/layout" in f else None
                 problems += _check_rows(f, fnode, layout, fgroup, "family_row", "family_checksum", f"{fam} of {arch}")
+        if CHECKPOINT_EPOCHS in f.attrs or "checkpoints" in f:
+            problems += _check_checkpoints(f, models, FAMILIES)
         return problems
+
+
+def _check_checkpoints(f, models, families) -> list[str]:
+    """The root list of epochs, the /checkpoints table (K rows per model, in order) and every
+    checkpoint row of every parameter matrix against its checksum."""
+    if CHECKPOINT_EPOCHS not in f.attrs or "checkpoints" not in f:
+        return [f"checkpoints are incomplete: root attribute {CHECKPOINT_EPOCHS!r} and /checkpoints go together"]
+    epochs = np.asarray(f.attrs[CHECKPOINT_EPOCHS])
+    if epochs.ndim != 1 or not len(epochs) or epochs.dtype.kind not in "iu" or (np.diff(epochs) <= 0).any():
+        return [f"root {CHECKPOINT_EPOCHS} must be increasing whole epochs, got {epochs.tolist()}"]
+    try:
+        table = struct_to_table(f["checkpoints"][()])
+    except Exception as e:
+        return [f"cannot read /checkpoints: {e}"]
+    missing = [c for c in CHECKPOINT_TABLE_COLUMNS if c not in table.columns]
+    if missing:
+        return [f"/checkpoints lacks column {c!r}" for c in missing]
+    n, k = len(models), len(epochs)
+    if len(table) != n * k or not (table["model"].to_numpy() == np.repeat(models["id"].to_numpy(), k)).all() \
+            or not (table["epoch"].to_numpy() == np.tile(epochs, n)).all():
+        return [f"/checkpoints must hold {k} rows per model (epochs {epochs.tolist()}), by model id then epoch"]
+    problems = []
+    position = {mid: i for i, mid in enumerate(models["id"])}  # a model's rows of the table: its position
+    for arch, group in models.groupby("arch"):
+        node = f"architectures/{arch}"
+        group = group.assign(position=[position[m] for m in group["id"]])
+        problems += _check_checkpoint_rows(f, node, group, "row", table["checksum"], k)
+        own = group[[families.get(fam, families["dense"]).own_params for fam in group["family"]]]
+        for fam, fgroup in own.groupby("family"):
+            problems += _check_checkpoint_rows(f, f"{node}/families/{fam}", fgroup, "family_row",
+                                               table["family_checksum"], k)
+    return problems
+
+
+def _check_checkpoint_rows(f, node: str, group, row_col: str, checksums, k: int) -> list[str]:
+    if f"{node}/checkpoints" not in f or f"{node}/params" not in f:
+        return [f"/{node}/checkpoints missing"]
+    data, params = f[f"{node}/checkpoints"], f[f"{node}/params"]
+    if data.shape != (params.shape[0], k, params.shape[1]):
+        return [f"/{node}/checkpoints has shape {data.shape}, expected {(params.shape[0], k, params.shape[1])}"]
+    try:
+        data = data[()]
+    except OSError as e:
+        return [f"/{node}/checkpoints cannot be read: {e}"]
+    sums = checksums.to_numpy().reshape(-1, k)  # row i: the i-th model of /models
+    return [f"model {mid}: checkpoint checksum mismatch (epoch index {j}, row {row} of /{node}/checkpoints)"
+            for mid, pos, row in zip(group["id"], group["position"], group[row_col]) for j in range(k)
+            if param_checksum(data[row, j]) != sums[pos, j]]
 
 
 def _check_rows(f, node: str, layout, group, row_col: str, checksum_col: str, what: str) -> list[str]:

@@ -89,18 +89,29 @@ class ArchiveWriter:
         r.attrs["kind"] = relation
         r.attrs["definition"] = RELATIONS[relation]
 
-    def create_architecture(self, arch: str, layout_rows, n_rows: int, attrs: dict):
+    def create_architecture(self, arch: str, layout_rows, n_rows: int, attrs: dict, n_checkpoints: int = 0):
         g = self.f.create_group(f"architectures/{arch}")
         g.attrs.update(attrs)
-        _create_rows(g, layout_rows, n_rows)
+        _create_rows(g, layout_rows, n_rows, n_checkpoints)
 
-    def create_family(self, arch: str, family: str, layout_rows, n_rows: int, options: dict):
+    def create_family(self, arch: str, family: str, layout_rows, n_rows: int, options: dict,
+                      n_checkpoints: int = 0):
         """A family's own parameters (thresholds, gates, atoms, coefficients...), one row per model."""
         import json
 
         g = self.f.create_group(f"architectures/{arch}/families/{family}")
         g.attrs["options"] = json.dumps(options, sort_keys=True)
-        _create_rows(g, layout_rows, n_rows)
+        _create_rows(g, layout_rows, n_rows, n_checkpoints)
+
+    def write_checkpoints(self, arch: str, start_row: int, rows: np.ndarray):
+        """(n, K, P) checkpoint rows of the models at rows start_row.. of ``arch``."""
+        self.f[f"architectures/{arch}/checkpoints"][start_row : start_row + len(rows)] = rows
+
+    def write_family_checkpoints(self, arch: str, family: str, row: int, values: np.ndarray):
+        self.f[f"architectures/{arch}/families/{family}/checkpoints"][row] = values
+
+    def write_checkpoint_table(self, table: pd.DataFrame):
+        self.f.create_dataset("checkpoints", data=table_to_struct(table))
 
     def write_family_params(self, arch: str, family: str, row: int, values: np.ndarray):
         self.f[f"architectures/{arch}/families/{family}/params"][row] = values
@@ -126,8 +137,9 @@ class ArchiveWriter:
                 g.create_dataset(part, data=np.asarray(ids, dtype=np.int64))
 
 
-def _create_rows(g, layout_rows, n_rows: int) -> None:
-    """A ``layout`` table and an empty ``params`` matrix (one float32 row per model) in ``g``."""
+def _create_rows(g, layout_rows, n_rows: int, n_checkpoints: int = 0) -> None:
+    """A ``layout`` table and an empty ``params`` matrix (one float32 row per model) in ``g``;
+    with checkpoints, an empty ``checkpoints`` array (model, checkpoint, value)."""
     table = pd.DataFrame([{"name": n, "shape": encode_shape(s), "offset": o, "size": z, "trainable": t}
                           for n, s, o, z, t in layout_rows])
     g.create_dataset("layout", data=table_to_struct(table))
@@ -136,3 +148,7 @@ def _create_rows(g, layout_rows, n_rows: int) -> None:
     g.create_dataset("params", shape=(n_rows, width), dtype="<f4",
                      chunks=(max(1, min(n_rows, 2**18 // (4 * width))), width),
                      compression="gzip", compression_opts=4, shuffle=True)
+    if n_checkpoints:  # a chunk holds one epoch of several models: params(epoch=e) reads only epoch e
+        g.create_dataset("checkpoints", shape=(n_rows, n_checkpoints, width), dtype="<f4",
+                         chunks=(max(1, min(n_rows, 2**18 // (4 * width))), 1, width),
+                         compression="gzip", compression_opts=4, shuffle=True)
