@@ -95,9 +95,12 @@ def shard_dir_for(out: Path) -> Path:
 
 
 def is_up_to_date(out: Path, plan: Plan) -> bool:
+    """Whether ``out`` is this plan's archive: same models (plan hash), format and resolved preset
+    (its [splits] and the split defaults are not in the plan hash)."""
     try:
         with h5py.File(out, "r") as f:
-            return f.attrs.get("plan_hash") == plan.hash and int(f.attrs.get("format_version", 0)) == FORMAT_VERSION
+            return (f.attrs.get("plan_hash") == plan.hash and int(f.attrs.get("format_version", 0)) == FORMAT_VERSION
+                    and f.attrs.get("preset") == plan.preset.text)
     except OSError:
         return False
 

@@ -142,3 +142,31 @@ def test_builtins_are_scored_by_the_probe_on_a_real_sweep(sweep):
         assert {"accuracy.kendall", "accuracy.r2", "hparams.mean", "family.mean"} <= set(r)
         sim_only = evaluate(ms, "raw-euclidean")["scores"]  # a similarity: scored by its nearest neighbours
         assert 0.0 <= sim_only["hparams.lr"][0] <= 1.0
+
+
+def test_the_epoch_protocol_reads_checkpoint_rows_of_the_held_out_seeds(tmp_path):
+    out = tmp_path / "ckpt.h5"
+    build(load_preset("digits500", ["seeds=2", "tasks.count=3", "epochs=3", "unit_size=3", "checkpoints=[0, 1, 3]",
+                                    "splits.epoch_max_rows=10"]), out, jobs=1, progress=False)
+    with modelset.load(out) as ms:
+        ck, tid, parts = ms.checkpoints, ms.split("task_id"), ms.split("epoch")
+        assert len(parts["train"]) == len(parts["test"]) == 9  # 3 tasks x 1 seed x 3 epochs, under the cap
+        assert set(ck.loc[parts["test"], "model"]) == set(tid["test"])  # held-out models only
+        assert set(ck.loc[parts["train"], "model"]) == set(tid["train"])
+        public, key = make_public(ms, np.random.default_rng(0))
+        train, test = public["epoch"]
+        np.testing.assert_array_equal(train.targets["epoch"], ck.loc[parts["train"], "epoch"])
+        assert test.targets is None
+        row = key["epoch"][0]
+        np.testing.assert_array_equal(test.params[0], ms.params([ck.loc[row, "model"]], epoch=int(ck.loc[row, "epoch"]))[0])
+        r = evaluate(ms, "weight-stats")["scores"]
+        # the init and 3 epochs of Adam differ plainly in the weights' statistics
+        assert r["epoch.kendall"][0] > 0.5
+
+
+def test_a_changed_split_fraction_is_a_new_archive(sweep):
+    from builders.build import is_up_to_date
+    from builders.plan import make_plan
+
+    assert is_up_to_date(sweep, make_plan(load_preset("digits500", SWEEP)))
+    assert not is_up_to_date(sweep, make_plan(load_preset("digits500", [*SWEEP, "splits.task_id_train_fraction=0.5"])))
