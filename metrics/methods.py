@@ -11,6 +11,12 @@ A learned method may also classify: ``predict_scores(view) -> (n, len(classes_))
 ``classes_`` the task ids it was trained on; task identification then uses it instead of the
 nearest training model.
 
+The property protocols (test accuracy, generalisation gap, hyper-parameters, epoch, family) score
+the same representation with a fixed probe (``metrics.probes``). A method may predict a property
+itself instead: the training view's ``targets`` holds each property of the split's training rows,
+and ``predict_property(view, target) -> (n,)`` returns its values for the view's rows (class codes
+for categorical targets).
+
 What a method is, is said by whoever submits it, never by the class: a method that runs the models
 (``view.modules()`` on ``view.probe``) is submitted as functional, and only then do its views carry
 the probe inputs; a learned one is scored over 5 seeds by default. Built-ins are recorded in BUILTIN.

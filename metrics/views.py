@@ -23,7 +23,7 @@ class ModelView:
     ``weight_names()`` the layers to walk, ``state_dicts()`` torch tensors by name, ``modules()``
     runnable torch modules in eval mode, ``subset(idx)`` and ``concat`` for other views;
     ``labels`` (n,) task ids and ``targets`` {name: (n,)} (the split's properties to predict: test
-    accuracy ``test_acc``, ``epoch``, class codes of ``family`` and ``hparam.<key>``) on training
+    accuracy ``test_acc``, ``gap``, ``epoch``, class codes of ``family`` and ``hparam.<key>``) on training
     views only; ``probe`` (m, C, H, W) inputs on a functional submission's views only. Rows are in
     the public file's order: shuffled, for test models.
     """

@@ -34,7 +34,7 @@ class Split:
 
 TASK_ID = Split("task_id", "train", ("test",), splits.task_id, sees="all", description=(
     "held-out models: per task, train seeds vs held-out seeds (test); task identification, and the "
-    "property protocols (accuracy, hyper-parameters, family) of the held-out models"))
+    "property protocols (accuracy, generalisation gap, hyper-parameters, family) of the held-out models"))
 RETRIEVAL = Split("retrieval", "train", ("query", "gallery"), splits.retrieval, description=(
     "retrieval on unseen tasks: train tasks vs unseen tasks, whose models are split into query and gallery; "
     "score mAP and CMC@1/5/10 of queries against the gallery, relation fidelity and clustering"))
@@ -61,6 +61,11 @@ def codes(ms, column: str, ids) -> np.ndarray:
 
 def _accuracy(ms, ids) -> dict:
     return {"test_acc": ms.models.loc[ids, "test_acc"].to_numpy(np.float64)}
+
+
+def _gap(ms, ids) -> dict:
+    m = ms.models.loc[ids]
+    return {"gap": (m["train_acc"] - m["test_acc"]).to_numpy(np.float64)}
 
 
 def _hparams(ms, ids) -> dict:
@@ -97,6 +102,7 @@ PROTOCOLS = {p.name: p for p in (
     Protocol("clustering", RETRIEVAL, "ClusteringEvaluator", ("nmi",), "relations", required=True),
     Protocol("cross_family", CROSS_FAMILY, "RetrievalEvaluator", ("map", "cmc1"), "relations"),
     Protocol("accuracy", TASK_ID, "RegressionEvaluator", ("kendall", "r2"), "properties", _accuracy, required=True),
+    Protocol("gap", TASK_ID, "RegressionEvaluator", ("kendall",), "properties", _gap, required=True),
     Protocol("hparams", TASK_ID, "FactorsEvaluator", ("mean",), "properties", _hparams,
              applies=lambda ms: bool(grid_factors(ms))),
     Protocol("epoch", EPOCH, "RegressionEvaluator", ("kendall", "r2"), "properties", _epoch),

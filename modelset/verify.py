@@ -48,11 +48,18 @@ def verify(path) -> list[str]:
         for name in CURVES:
             if name not in f["curves"] or f["curves"][name].shape[0] != n:
                 problems.append(f"/curves/{name} missing or not one row per model")
+        from .protocols import SPLITS
+
         for name, parts in f["splits"].items():
+            if name not in SPLITS:
+                problems.append(f"/splits/{name} is not a split of this version ({', '.join(SPLITS)})")
+                continue
+            rows = SPLITS[name].rows  # what the ids index: models, or rows of /checkpoints
+            size = n if rows == "models" else (len(f["checkpoints"]) if "checkpoints" in f else 0)
             for part, ids in parts.items():
                 ids = ids[()]
-                if len(ids) and (ids.min() < 0 or ids.max() >= n):
-                    problems.append(f"/splits/{name}/{part} refers to a model id outside 0..{n - 1}")
+                if len(ids) and (ids.min() < 0 or ids.max() >= size):
+                    problems.append(f"/splits/{name}/{part} refers to a {rows[:-1]} row outside 0..{size - 1}")
         from .families import FAMILIES
 
         unknown = sorted(set(models["family"]) - set(FAMILIES))

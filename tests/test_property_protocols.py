@@ -90,13 +90,15 @@ def _cosine(x):
 def test_public_file_holds_training_targets_only(sweep, tmp_path):
     with modelset.load(sweep) as ms:
         assert [p.name for p in applicable(ms)] == ["task_id", "retrieval", "relation", "clustering",
-                                                    "cross_family", "accuracy", "hparams", "family"]
+                                                    "cross_family", "accuracy", "gap", "hparams", "family"]
         public, key = make_public(ms, np.random.default_rng(0))
         write_public(tmp_path / "public.h5", public)
         train, test = read_public(tmp_path / "public.h5")["task_id"]
         ids = ms.split("task_id")["train"]
-        assert set(train.targets) == {"test_acc", "hparam.lr", "family"}
-        np.testing.assert_array_equal(train.targets["test_acc"], ms.models.loc[ids, "test_acc"])
+        assert set(train.targets) == {"test_acc", "gap", "hparam.lr", "family"}
+        m = ms.models.loc[ids]
+        np.testing.assert_array_equal(train.targets["test_acc"], m["test_acc"])
+        np.testing.assert_array_equal(train.targets["gap"], m["train_acc"] - m["test_acc"])
         lr = ms.models.loc[ids, "lr"].to_numpy()
         np.testing.assert_array_equal(train.targets["hparam.lr"], (lr == 0.03).astype(int))
         assert test.targets is None and test.labels is None  # nothing of a test model's properties
@@ -114,7 +116,7 @@ class ConstantGuess:
         return view.params[:, :4]
 
     def predict_property(self, view, target):
-        return np.full(len(view), 0.5 if target == "test_acc" else 1)
+        return np.full(len(view), 0.5 if target in ("test_acc", "gap") else 1)
 
 
 class NanGuess(ConstantGuess):
