@@ -172,3 +172,16 @@ def test_a_changed_split_fraction_is_a_new_archive(sweep):
 
     assert is_up_to_date(sweep, make_plan(load_preset("digits500", SWEEP)))
     assert not is_up_to_date(sweep, make_plan(load_preset("digits500", [*SWEEP, "splits.task_id_train_fraction=0.5"])))
+
+
+def test_the_board_shows_the_property_results(sweep, tmp_path):
+    from metrics import leaderboard as lb
+
+    result = lb.submit(sweep, method="weight-stats", results_dir=tmp_path)
+    assert {"accuracy.kendall", "gap.kendall", "hparams.lr", "family.mean"} <= set(result["scores"])
+    board = (tmp_path / "leaderboard.md").read_text()
+    relations, properties = board.split("### Properties")
+    header = next(line for line in properties.splitlines() if line.startswith("| rank"))
+    assert "accuracy.kendall" in header and "hparams.mean" in header and "retrieval.map" not in header
+    assert "retrieval.map" in relations and "hparams.mean" not in relations
+    assert f"{result['scores']['hparams.mean']['mean']:.3f}" in properties
