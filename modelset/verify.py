@@ -59,7 +59,8 @@ def verify(path) -> list[str]:
             for part, ids in parts.items():
                 ids = ids[()]
                 if len(ids) and (ids.min() < 0 or ids.max() >= size):
-                    problems.append(f"/splits/{name}/{part} refers to a {rows[:-1]} row outside 0..{size - 1}")
+                    have = f"outside 0..{size - 1}" if size else "but the archive has none"
+                    problems.append(f"/splits/{name}/{part} refers to a {rows[:-1]} row {have}")
         from .families import FAMILIES
 
         unknown = sorted(set(models["family"]) - set(FAMILIES))

@@ -1,0 +1,95 @@
+"""A preset's build and its leaderboard of every built-in method, each timed against its budget.
+
+    .venv/bin/python benchmarks/preset_board.py --preset digits-sweep [--out DIR] [--jobs N]
+        [--build-budget S] [--board-budget S] [--no-build]
+
+Prints the machine, the core's fp32 FMA peak measured in the same run (benchmarks/fma_peak.c), the
+build's wall time with its ratio to the budget (default 900 s: the sweep's 15 min), the spread of
+test accuracy overall and per swept factor, then every built-in method's time and the board with
+its total against the board budget (default 300 s: `make leaderboard` on digits500). Times move
+about 2.7x between machines: scale by this peak over the peak where a budget was set (117
+GFLOP/s per core on the 2-core development machine).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_batched import fma_peak, timed_command  # noqa: E402
+from fashion_mnist_zoo import machine  # noqa: E402
+
+import modelset  # noqa: E402
+from metrics.methods import BUILTIN  # noqa: E402
+from modelset.protocols import grid_factors  # noqa: E402
+
+
+def spread(path: Path) -> tuple[str, dict]:
+    """Test accuracy quantiles overall and per level of every swept factor, as a markdown table."""
+    with modelset.load(path) as ms:
+        m = ms.models
+        groups = [("all", m)] + [(f"{k} = {v}", g) for k in grid_factors(ms) for v, g in m.groupby(k)]
+    q = (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
+    rows = ["| models | n | mean | min | p10 | p25 | median | p75 | p90 | max | below 0.5 |", "|---" * 11 + "|"]
+    for name, g in groups:
+        v = g["test_acc"].to_numpy()
+        rows.append(f"| {name} | {len(v)} | {v.mean():.3f} | " + " | ".join(f"{x:.3f}" for x in np.quantile(v, q))
+                    + f" | {np.mean(v < 0.5):.0%} |")
+    v = m["test_acc"].to_numpy()
+    return "\n".join(rows), {"mean": float(v.mean()), "std": float(v.std()), "min": float(v.min()),
+                             "median": float(np.median(v)), "below_0.5": float(np.mean(v < 0.5))}
+
+
+def board(path: Path, results: Path) -> tuple[str, dict]:
+    times = {}
+    for name in BUILTIN:
+        cmd = [sys.executable, "-m", "modelset.cli", "leaderboard", "submit", "--archive", str(path),
+               "--method", name, "--results", str(results)]
+        times[name] = timed_command(cmd)[0]
+        print(f"  {name}: {times[name]:.1f} s", flush=True)
+    return (results / "leaderboard.md").read_text(), times
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", default="digits-sweep")
+    ap.add_argument("--out", default="data/bench-board")
+    ap.add_argument("--jobs", type=int, default=os.cpu_count())
+    ap.add_argument("--build-budget", type=float, default=900.0)
+    ap.add_argument("--board-budget", type=float, default=300.0)
+    ap.add_argument("--no-build", action="store_true", help="reuse DIR/PRESET.h5")
+    args = ap.parse_args()
+    out = Path(args.out).resolve()  # commands run from the repository root
+    out.mkdir(parents=True, exist_ok=True)
+    peak = fma_peak()
+    report = {"machine": machine(), "fma_peak_gflops": peak, "preset": args.preset}
+    print(f"machine: {report['machine']['cpu']}, {report['machine']['cores']} cores; FMA peak "
+          f"{peak or float('nan'):.0f} GFLOP/s per core; load average at start {os.getloadavg()[0]:.2f}", flush=True)
+    archive = out / f"{args.preset}.h5"
+    if not args.no_build:
+        archive.unlink(missing_ok=True)
+        wall, rss, cpu = timed_command([sys.executable, "-m", "modelset.cli", "build", "--preset", args.preset,
+                                        "--out", str(archive), "--jobs", str(args.jobs), "--no-progress"])
+        report["build"] = {"wall_s": wall, "cpu_s": cpu, "peak_rss_gib": rss / 2**30}
+        print(f"build --jobs {args.jobs}: {wall:.0f} s wall ({wall / 60:.1f} min) = {wall / args.build_budget:.2f} "
+              f"of the {args.build_budget:.0f} s budget; {cpu:.0f} s CPU, peak RSS {rss / 2**30:.2f} GiB, "
+              f"archive {archive.stat().st_size / 2**20:.0f} MiB", flush=True)
+    table, report["accuracy"] = spread(archive)
+    print(f"test accuracy:\n{table}", flush=True)
+    text, times = board(archive, out / "leaderboard")
+    total = report["board_seconds"] = sum(times.values())
+    report["method_seconds"] = times
+    print(f"board: {total:.0f} s for {len(times)} methods = {total / args.board_budget:.2f} of the "
+          f"{args.board_budget:.0f} s budget\n{text}", flush=True)
+    (out / "report.json").write_text(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
