@@ -6,8 +6,9 @@ import numpy as np
 import torch
 from scipy.spatial.distance import cdist
 
-from .lps import EmbeddingHead, chained_gram
+from .lps import chained_gram
 from .methods import SimilarityMethod
+from .training import Identity, fit_task_embedding, transform
 
 QUANTILES = (0.0, 0.25, 0.5, 0.75, 1.0)
 
@@ -75,15 +76,16 @@ class FirstOrderNet(SimilarityMethod):
     cross-entropy over the training tasks like LPS's head."""
 
     def fit(self, view):
-        self.head_ = EmbeddingHead(seed=self.seed, weight_decay=1e-3).fit(_trainable(view), view.labels)
-        self.classes_ = self.head_.classes_
+        x = torch.from_numpy(_trainable(view))
+        self.net_, self.classes_ = fit_task_embedding(lambda: Identity(x.shape[1]), x, view.labels, self.seed,
+                                                      weight_decay=1e-3)
         return self
 
     def embed(self, view):
-        return self.head_.transform(_trainable(view))[0]
+        return transform(self.net_, torch.from_numpy(_trainable(view)))[0]
 
     def predict_scores(self, view):
-        return self.head_.transform(_trainable(view))[1]
+        return transform(self.net_, torch.from_numpy(_trainable(view)))[1]
 
 
 @torch.no_grad()
