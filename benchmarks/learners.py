@@ -92,7 +92,7 @@ def leaderboard_time(path) -> None:
         for name in BUILTIN:
             t = time.perf_counter()
             subprocess.run([sys.executable, "-m", "modelset.cli", "leaderboard", "submit", "--archive", str(path),
-                            "--method", name, "--results-dir", out], check=True, capture_output=True)
+                            "--method", name, "--results", out], check=True, capture_output=True)
             dt = time.perf_counter() - t
             total += dt
             print(f"| {name} | {dt:.1f} |", flush=True)

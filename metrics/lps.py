@@ -17,17 +17,20 @@ The paper's words, point by point, and what ``LPS`` does with them:
   *Our choice of what is pooled*: the class-by-input map (the head's outputs on the r inputs, rows
   in class order, L2-normalised). The second-order poolings, each layer's r x r Gram of pooled
   activations (``grams="all"``) or the Gram of the outputs (``"output"``), measured worse on
-  digits500 (retrieval mAP 0.60 and 0.68, against 0.78 without: benchmarks/learners.py), so the
+  digits500 (retrieval mAP 0.59 and 0.67, against 0.78 without: benchmarks/learners.py), so the
   default pools none; the option stays for the ablation. A learnable projection of the fixed
-  chain's input side (ReLU and biases in the chain, Grams of the result) reached only 0.36.
+  chain's input side (ReLU and biases in the chain, Grams of the result) reached only 0.36 (measured
+  while choosing; not kept).
 - "trained with cross-entropy over the training tasks; models compared by cosine at test time":
   *we follow this* (``metrics.training``): standardised features -> dropout 0.1 -> linear 64-d
   embedding, L2-normalised, a cosine classifier (scale 16) over the training tasks; Adam (lr
   0.01), full batch, 100 epochs, weight decay 1e-2.
 
-Our further choices, measured on digits500: inputs of 4 x 4 pixels (8 x 8: 0.55 and 3x the time;
-2 x 2: 0.59); r = 8 (4: 0.78, 16: 0.77 at 3x the time); the models run as the groups of grouped
-convolutions, all at once. The method needs no data: the inputs are parameters of the method,
+Our further choices, measured on digits500: inputs of 4 x 4 pixels (8 x 8: 0.80 at twice the
+time; 2 x 2: 0.59), and for strided architectures as many times larger as their total stride
+(32 x 32 for ``small_cnn_zoo``), so that the last feature map is 4 x 4 there too; r = 8 inputs
+(4: 0.73; 16: 0.79 at 4x the time); the models run as the groups of grouped convolutions, all at
+once. The method needs no data: the inputs are parameters of the method,
 learned from the training models' weights and task labels alone.
 """
 from __future__ import annotations
@@ -135,13 +138,15 @@ def by_activation(activations: np.ndarray) -> list:
 
 class ProbeChain(nn.Module):
     """Every model's responses to r learnable inputs (r, C, s, s), all models at once as the
-    groups of grouped convolutions, each with its own activation: the class-by-input map, and
+    groups of grouped convolutions, each with its own activation; s is ``size`` times the
+    convolutions' total stride, so that the last feature map is ``size`` wide: the class-by-input map, and
     optionally r x r Grams of the pooled activations (``grams`` "all" layers, the "output" only,
     or "none")."""
 
     def __init__(self, in_channels, geometry, activations, n_layers, n_classes, rank=8, size=4, grams="none"):
         super().__init__()
-        self.probes = nn.Parameter(torch.randn(rank, in_channels, size, size))
+        side = size * int(np.prod([stride for stride, _ in geometry]))  # the last map is size x size
+        self.probes = nn.Parameter(torch.randn(rank, in_channels, side, side))
         self.geometry, self.grams = geometry, grams
         self.activations = by_activation(activations)
         n_grams = {"all": n_layers, "output": 1, "none": 0}[grams]
