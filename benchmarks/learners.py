@@ -7,7 +7,7 @@ machine. Scores are in-process (``metrics.evaluate``'s steps, the leaderboard's 
 private key); times are per seed (one fit per protocol, then the embeddings).
 
     .venv/bin/python benchmarks/learners.py [--archive data/digits500.h5 ...] [--seeds 0,1,2,3,4]
-        [--no-ablation] [--no-board] [--leaderboard]
+        [--no-ablation] [--no-board] [--leaderboard] [--methods lps,nfn,...]
 
 --leaderboard also times `modelset leaderboard submit` of every built-in on the first archive (what
 `make leaderboard` runs), against the 5-minute budget.
@@ -70,14 +70,14 @@ def cell(values) -> str:
     return f"{np.mean(values):.3f} ± {np.std(values):.3f}" if len(values) > 1 else f"{values[0]:.3f}"
 
 
-def board(path, seeds):
+def board(path, seeds, methods=None):
     print(f"\n## {Path(path).name}: every built-in (seeds {','.join(map(str, seeds))} for learned methods)\n")
     ms = modelset.load(path)
     cross = "cross_family" in ms.h5["splits"]
     print("| method | kind | retrieval mAP | task_id top1 |" + (" cross_family mAP |" if cross else "") + " s/seed |")
     print("|---|---|---|---|" + ("---|" if cross else "") + "---|")
     for name, b in BUILTIN.items():
-        if b.functional:
+        if b.functional or (methods and name not in methods):
             continue  # the functional references need the dataset files: the leaderboard scores them
         r, dt = measure(ms, load_method(name), seeds if b.learned else [0])
         row = f"| {name} | weights | {cell(r['retrieval.map'])} | {cell(r['task_id.top1'])} |"
@@ -106,6 +106,7 @@ def main(argv=None):
     ap.add_argument("--no-ablation", action="store_true")
     ap.add_argument("--no-board", action="store_true")
     ap.add_argument("--leaderboard", action="store_true")
+    ap.add_argument("--methods", help="comma-separated built-ins for the board (default: every weights-only one)")
     args = ap.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
     torch.set_num_threads(1)  # as the leaderboard's child runs it: one core per method
@@ -124,7 +125,7 @@ def main(argv=None):
             print(f"| {row} | {cell(r['retrieval.map'])} | {cell(r['task_id.top1'])} | {dt:.1f} |", flush=True)
     if not args.no_board:
         for path in args.archive:
-            board(path, seeds)
+            board(path, seeds, args.methods.split(",") if args.methods else None)
     if args.leaderboard:
         leaderboard_time(args.archive[0])
     print(f"\nload average at the end {os.getloadavg()[0]:.1f}")

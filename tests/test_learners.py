@@ -8,6 +8,7 @@ import torch
 
 import modelset
 from metrics.evaluate import evaluate
+from metrics.lps import layer_tensors
 from metrics.methods import BUILTIN, load_method
 from metrics.views import ModelView, archive_view, probe_batch
 from modelset.archs import create_model, flatten, layout
@@ -74,3 +75,14 @@ def test_learned_methods_recover_tasks_on_digits500(digits500):
     assert min(m["nfn"], m["statnn"]) > m["raw-cosine"] + 0.02  # above it
     assert m["lps"] > 0.5 > m["lps-fixed"]  # the learnable layers are what passes 0.5
     assert all(BUILTIN[n].learned for n in ("lps", "lps-fixed", "nfn", "statnn"))
+
+
+def test_lps_features_are_the_models_own_outputs_on_its_learned_inputs(views):
+    train, test = views
+    method = load_method("lps")(seed=0).fit(train)
+    chain = method.net_.encoder
+    with torch.no_grad():
+        feats = chain(layer_tensors(test))
+        probes = chain.probes.detach()
+        ref = torch.stack([torch.nn.functional.normalize(net(probes).T.flatten(), dim=0) for net in test.modules()])
+    torch.testing.assert_close(feats, ref, rtol=1e-4, atol=1e-5)
