@@ -15,8 +15,8 @@ from torch import nn
 
 
 class Standardize(nn.Module):
-    """Features centred and scaled by the training models' statistics: the statistics of the last
-    training batch (the whole training set, full batch) are the ones used at test time."""
+    """Features centred and scaled by the training models' statistics: those of the last batch
+    seen in training mode (the whole training set, after the last step) are used at test time."""
 
     def __init__(self, n):
         super().__init__()
@@ -43,31 +43,27 @@ class TaskEmbedding(nn.Module):
 
 
 def fit_task_embedding(make_encoder, x, labels: np.ndarray, seed: int, dim: int = 64, epochs: int = 300,
-                       lr: float = 1e-3, weight_decay: float = 1e-2, dropout: float = 0.1, augment=None):
+                       lr: float = 1e-3, weight_decay: float = 1e-2, dropout: float = 0.1):
     """(trained TaskEmbedding in eval mode, the sorted training task ids).
 
     ``make_encoder()`` builds the encoder (called under the seed, so its init is seeded too) and
-    must expose ``n_features``; ``x`` is whatever it takes (a tensor or a tuple of tensors);
-    ``augment(x, generator)``, if given, draws a new input each epoch (e.g. a random hidden
-    permutation of every model, for an encoder that is not invariant by construction).
+    must expose ``n_features``; ``x`` is whatever it takes (a tensor or a tuple of tensors).
     """
     classes, y = np.unique(labels, return_inverse=True)
     yt = torch.from_numpy(y).long()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        gen = torch.Generator().manual_seed(seed)
         encoder = make_encoder()
         net = TaskEmbedding(encoder, encoder.n_features, len(classes), dim, dropout)
         opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
         net.train()
         for _ in range(epochs):
-            loss = F.cross_entropy(net(augment(x, gen) if augment else x)[1], yt)
+            loss = F.cross_entropy(net(x)[1], yt)
             opt.zero_grad()
             loss.backward()
             opt.step()
-        if augment:  # the test-time statistics: those of the training models as they are
-            with torch.no_grad():
-                net(x)
+        with torch.no_grad():  # the standardisation's statistics under the final encoder
+            net(x)
     return net.eval(), classes
 
 
