@@ -8,9 +8,10 @@ model is the concatenation over layers; the statistics do not depend on filter o
 Our choices: the paper trains gradient boosting or an MLP to predict accuracy; here the target is
 the task, so the statistics feed the task-embedding head shared with LPS (``metrics.training``:
 standardise, dropout 0.1, linear 64-d embedding, cosine classifier over the training tasks, Adam,
-full batch), whose embedding retrieval compares by cosine. Gradient boosting gives class
-probabilities over training tasks only, no embedding of an unseen task. The untrained statistics
-are the ``weight-stats`` baseline.
+full batch), whose embedding retrieval compares by cosine (digits500: retrieval mAP 0.169, about
+the untrained statistics' 0.171 in ``weight-stats``; task_id top-1 0.07: weight statistics say
+little about which classes a model tells apart). Gradient boosting over the same statistics, with
+its class probabilities over the training tasks as the embedding, is not measured here.
 """
 from __future__ import annotations
 
