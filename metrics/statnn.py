@@ -10,8 +10,9 @@ the task, so the statistics feed the task-embedding head shared with LPS (``metr
 standardise, dropout 0.1, linear 64-d embedding, cosine classifier over the training tasks, Adam,
 full batch), whose embedding retrieval compares by cosine (digits500: retrieval mAP 0.169, about
 the untrained statistics' 0.171 in ``weight-stats``; task_id top-1 0.07: weight statistics say
-little about which classes a model tells apart). Gradient boosting over the same statistics, with
-its class probabilities over the training tasks as the embedding, is not measured here.
+little about which classes a model tells apart). Gradient boosting over the same statistics
+(scikit-learn's HistGradientBoostingClassifier, 100 iterations), with its class probabilities
+over the training tasks as the embedding, measured lower: retrieval mAP 0.131 (seed 0).
 """
 from __future__ import annotations
 
