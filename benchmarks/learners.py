@@ -7,7 +7,7 @@ machine. Scores are in-process (``metrics.evaluate``'s steps, the leaderboard's 
 private key); times are per seed (one fit per protocol, then the embeddings).
 
     .venv/bin/python benchmarks/learners.py [--archive data/digits500.h5 ...] [--seeds 0,1,2,3,4]
-        [--no-ablation] [--no-board] [--leaderboard] [--methods lps,nfn,...]
+        [--no-ablation] [--rows TEXT] [--no-board] [--leaderboard] [--methods lps,nfn,...]
 
 --leaderboard also times `modelset leaderboard submit` of every built-in on the first archive (what
 `make leaderboard` runs), against the 5-minute budget.
@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_batched import fma_peak  # noqa: E402
 
 import modelset  # noqa: E402
+from metrics.baselines import FirstOrderNet  # noqa: E402
 from metrics.equivariant import NFN  # noqa: E402
 from metrics.evaluate import run_method, score  # noqa: E402
 from metrics.lps import LPS, LPSFixed  # noqa: E402
@@ -47,6 +48,8 @@ ABLATION = [
     ("  inputs 8x8", LPS, {"size": 8}),
     ("  4 inputs", LPS, {"rank": 4}),
     ("  16 inputs", LPS, {"rank": 16}),
+    ("first-order (no alignment)", FirstOrderNet, {}),
+    ("first-order, hidden units randomly permuted each epoch", FirstOrderNet, {"permutations": True}),
     ("nfn: default (1 HNP layer, dropout 0.5)", NFN, {}),
     ("  dropout 0.1, weight decay 1e-2, 60 epochs", NFN, {"dropout": 0.1, "weight_decay": 1e-2, "epochs": 60,
                                                           "lr": 2e-2}),
@@ -104,6 +107,7 @@ def main(argv=None):
     ap.add_argument("--archive", nargs="+", default=["data/digits500.h5"])
     ap.add_argument("--seeds", default="0,1,2,3,4")
     ap.add_argument("--no-ablation", action="store_true")
+    ap.add_argument("--rows", help="only the ablation rows whose name contains this text")
     ap.add_argument("--no-board", action="store_true")
     ap.add_argument("--leaderboard", action="store_true")
     ap.add_argument("--methods", help="comma-separated built-ins for the board (default: every weights-only one)")
@@ -121,6 +125,8 @@ def main(argv=None):
         print("| variant | retrieval mAP | task_id top1 | s/seed |\n|---|---|---|---|")
         ms = modelset.load(args.archive[0])
         for row, cls, options in ABLATION:
+            if args.rows and args.rows not in row:
+                continue
             r, dt = measure(ms, variant(cls, options), seeds)
             print(f"| {row} | {cell(r['retrieval.map'])} | {cell(r['task_id.top1'])} | {dt:.1f} |", flush=True)
     if not args.no_board:

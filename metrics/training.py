@@ -43,22 +43,25 @@ class TaskEmbedding(nn.Module):
 
 
 def fit_task_embedding(make_encoder, x, labels: np.ndarray, seed: int, dim: int = 64, epochs: int = 300,
-                       lr: float = 1e-3, weight_decay: float = 1e-2, dropout: float = 0.1):
+                       lr: float = 1e-3, weight_decay: float = 1e-2, dropout: float = 0.1, augment=None):
     """(trained TaskEmbedding in eval mode, the sorted training task ids).
 
     ``make_encoder()`` builds the encoder (called under the seed, so its init is seeded too) and
-    must expose ``n_features``; ``x`` is whatever it takes (a tensor or a tuple of tensors).
+    must expose ``n_features``; ``x`` is whatever it takes (a tensor or a tuple of tensors);
+    ``augment(x, generator)``, if given, draws each epoch's training input (e.g. every model with
+    its hidden units in a new random order, for an encoder that is not invariant to it).
     """
     classes, y = np.unique(labels, return_inverse=True)
     yt = torch.from_numpy(y).long()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
+        gen = torch.Generator().manual_seed(seed)
         encoder = make_encoder()
         net = TaskEmbedding(encoder, encoder.n_features, len(classes), dim, dropout)
         opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
         net.train()
         for _ in range(epochs):
-            loss = F.cross_entropy(net(x)[1], yt)
+            loss = F.cross_entropy(net(augment(x, gen) if augment else x)[1], yt)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -72,6 +75,20 @@ def transform(net: TaskEmbedding, x):
     """(embedding, task logits) as numpy."""
     z, logits = net(x)
     return z.numpy(), logits.numpy()
+
+
+def permute_hidden(weights, biases, gen):
+    """Every model's hidden units in a new random order (each layer's outputs and the next layer's
+    inputs alike): the same functions, as other weight vectors. Weights (n, out, in[, k, k])."""
+    weights, biases = list(weights), list(biases)
+    for i in range(len(weights) - 1):
+        n, h = biases[i].shape
+        p = torch.argsort(torch.rand(n, h, generator=gen), dim=1)
+        weights[i] = weights[i].gather(1, p.view(n, h, *[1] * (weights[i].ndim - 2)).expand_as(weights[i]))
+        biases[i] = biases[i].gather(1, p)
+        nxt = weights[i + 1]
+        weights[i + 1] = nxt.gather(2, p.view(n, 1, h, *[1] * (nxt.ndim - 3)).expand_as(nxt))
+    return weights, biases
 
 
 class Identity(nn.Module):

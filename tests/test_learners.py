@@ -10,6 +10,7 @@ import modelset
 from metrics.evaluate import evaluate
 from metrics.lps import layer_tensors
 from metrics.methods import BUILTIN, load_method
+from metrics.training import permute_hidden
 from metrics.views import ModelView, archive_view, probe_batch
 from modelset.archs import create_model, flatten, layout
 from modelset.errors import ModelsetError
@@ -86,3 +87,18 @@ def test_lps_features_are_the_models_own_outputs_on_its_learned_inputs(views):
         probes = chain.probes.detach()
         ref = torch.stack([torch.nn.functional.normalize(net(probes).T.flatten(), dim=0) for net in test.modules()])
     torch.testing.assert_close(feats, ref, rtol=1e-4, atol=1e-5)
+
+
+def test_the_augmentation_permutes_hidden_units_and_keeps_every_function(views):
+    _, test = views
+    weights, biases = layer_tensors(test)
+    pw, pb = permute_hidden(weights, biases, torch.Generator().manual_seed(0))
+    names = [n for w in test.weight_names() for n in (w, w[: -len("weight")] + "bias")]
+    tensors = dict(zip(names, [t for pair in zip(pw, pb) for t in pair]))
+    params = np.concatenate([tensors[n].flatten(1).numpy() for n in test.layout["name"]], axis=1)
+    permuted = ModelView(**{**test.__dict__, "params": params})
+    assert not np.allclose(test.params, permuted.params)
+    x = torch.from_numpy(test.probe)
+    with torch.no_grad():
+        for a, b in zip(test.modules(), permuted.modules()):
+            torch.testing.assert_close(a(x), b(x), rtol=1e-4, atol=1e-5)
