@@ -49,7 +49,10 @@ BUILTIN = {
     "weight-stats": Builtin("metrics.baselines:WeightStats"),
     "gram": Builtin("metrics.baselines:ChainedGram"),
     "first-order": Builtin("metrics.baselines:FirstOrderNet", learned=True),
+    "lps-fixed": Builtin("metrics.lps:LPSFixed", learned=True),
     "lps": Builtin("metrics.lps:LPS", learned=True),
+    "nfn": Builtin("metrics.equivariant:NFN", learned=True),
+    "statnn": Builtin("metrics.statnn:StatNN", learned=True),
     "cka": Builtin("metrics.baselines:LinearCKA", functional=True),
     "output-agreement": Builtin("metrics.baselines:OutputAgreement", functional=True),
 }

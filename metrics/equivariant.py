@@ -1,0 +1,98 @@
+"""NFN — neural functional networks (Zhou et al. 2023, "Permutation Equivariant Neural
+Functionals"), on the ``nfn`` package, with the task-embedding head of LPS.
+
+What follows the paper (and the package): a model's weights and biases are one
+``WeightSpaceFeatures`` (a channel axis, then each layer's (out, in[, k, k]) weight and (out,)
+bias); ``HNPLinear`` layers, equivariant to permuting every hidden layer's units (HNP: the input
+and output axes keep their order), alternate with ReLU (``TupleOp``); ``HNPPool`` pools into an
+invariant vector that keeps the first layer's input columns and the last layer's output rows.
+A conv stack ending in global average pooling and a linear head has the same hidden symmetry as
+an MLP (GAP commutes with permuting channels), so the last conv's channels are the head's inputs.
+
+Our choices: HNP rather than NP, since the head's rows are in class order (a task's labels are
+ordered), which NP would throw away. A conv kernel's k x k positions enter as k*k input channels
+of an (out, in) weight, zero-padded for the head and the biases: equivariance is the same, but
+nfn's trailing-dims form multiplies every layer's output channels by k*k and measured 0.45 s per
+training step of one 8-channel layer on 300 models (against 0.09), too slow for a fit of a few
+seconds. One HNP layer of
+8 channels (two layers, or 4 channels, measured no better on digits500, at up to 2x the time).
+Every tensor is divided by its standard deviation over the training models (one scalar per
+tensor, so equivariance is kept); the pooled vector feeds the shared task-embedding head
+(``metrics.training``: standardise, dropout, linear 64-d, cosine classifier, Adam, full batch),
+trained end to end with the NFN layers, 100 epochs at lr 0.01. The NFN fits its training models
+perfectly and generalises little, so it is regularised hard: dropout 0.5 and weight decay 0.1
+(retrieval mAP 0.23 on digits500, against 0.15 at LPS's 0.1 and 1e-2). On digits500 it stays far below LPS; on
+fashion-mnist500 it reaches 0.51 (LPS 0.65): one equivariant layer cannot form the products
+across layers that make a network's function, which is where the task lives.
+
+Every family works through the archive's effective weights (STR, DGConv and ACDC views already
+hold effective conv weights). An architecture whose layers are not a chain of conv/linear layers
+with biases (e.g. BatchNorm layers, which nfn does not represent) is refused with one line.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from .lps import layer_tensors
+from .methods import SimilarityMethod
+from .training import fit_task_embedding, transform
+
+
+def weight_space(view) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+    """Every layer's weight (n, k*k, out, in) and bias (n, k*k, out), in layer order: a conv
+    kernel's positions are channels, zero-padded for the linear head and the biases. A
+    ModelsetError naming the architecture if nfn's layers cannot represent it."""
+    weights, biases = layer_tensors(view, "nfn")
+    n, k = len(view), int(np.prod(weights[0].shape[3:]))
+    pad = lambda t: torch.cat([t, t.new_zeros(n, k - t.shape[1], *t.shape[2:])], dim=1)  # noqa: E731
+    return (tuple(pad(w.flatten(3).permute(0, 3, 1, 2) if w.ndim == 5 else w[:, None]) for w in weights),
+            tuple(pad(b[:, None]) for b in biases))
+
+
+class HNPEncoder(nn.Module):
+    """HNPLinear -> ReLU -> HNPLinear -> ReLU -> HNPPool, flattened; inputs scaled per tensor."""
+
+    def __init__(self, spec, scales, in_channels: int, channels: int = 8, layers: int = 2):
+        super().__init__()
+        from nfn.layers import HNPLinear, HNPPool, TupleOp
+
+        self.scales = scales  # (weight scales, bias scales), fixed from the training models
+        blocks, c_in = [], in_channels
+        for _ in range(layers):
+            blocks += [HNPLinear(spec, c_in, channels), TupleOp(nn.ReLU())]
+            c_in = channels
+        self.body = nn.Sequential(*blocks, HNPPool(spec), nn.Flatten())
+        self.n_features = channels * HNPPool.get_num_outs(spec)
+
+    def forward(self, x):
+        from nfn.common import WeightSpaceFeatures
+
+        (weights, biases), (ws, bs) = x, self.scales
+        return self.body(WeightSpaceFeatures([w / s for w, s in zip(weights, ws)],
+                                             [b / s for b, s in zip(biases, bs)]))
+
+
+class NFN(SimilarityMethod):
+    """HNP neural functional (nfn package) with the task-embedding head; see the module docstring."""
+
+    channels, layers, epochs, lr, dropout, weight_decay = 8, 1, 100, 1e-2, 0.5, 0.1
+
+    def fit(self, view):
+        from nfn.common import WeightSpaceFeatures, network_spec_from_wsfeat
+
+        x = weight_space(view)
+        spec = network_spec_from_wsfeat(WeightSpaceFeatures(*x))
+        scales = tuple(tuple(t.std().clamp_min(1e-8) for t in part) for part in x)
+        self.net_, self.classes_ = fit_task_embedding(lambda: HNPEncoder(spec, scales, x[0][0].shape[1], self.channels,
+                                                                                 self.layers),
+                                                      x, view.labels, self.seed, epochs=self.epochs, lr=self.lr,
+                                                      dropout=self.dropout, weight_decay=self.weight_decay)
+        return self
+
+    def embed(self, view):
+        return transform(self.net_, weight_space(view))[0]
+
+    def predict_scores(self, view):
+        return transform(self.net_, weight_space(view))[1]

@@ -1,0 +1,104 @@
+"""The learned similarity methods (LPS, NFN, StatNN): invariance to hidden-unit order (against a
+control that is not invariant), refusal of an architecture they cannot represent, determinism,
+and what they recover on the real digits500 zoo."""
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import modelset
+from metrics.evaluate import evaluate
+from metrics.lps import layer_tensors
+from metrics.methods import BUILTIN, load_method
+from metrics.training import permute_hidden
+from metrics.views import ModelView, archive_view, probe_batch
+from modelset.archs import create_model, flatten, layout
+from modelset.errors import ModelsetError
+
+
+def _permute_hidden_units(view, rng):
+    """The same models with every conv layer's filters shuffled, consistently with the next
+    layer's inputs (the head's through global average pooling)."""
+    sds = view.state_dicts()
+    for sd in sds:
+        for a, b in [("convs.0", "convs.1"), ("convs.1", "convs.2"), ("convs.2", "head")]:
+            p = torch.from_numpy(rng.permutation(sd[f"{a}.weight"].shape[0]))
+            sd[f"{a}.weight"], sd[f"{a}.bias"] = sd[f"{a}.weight"][p], sd[f"{a}.bias"][p]
+            sd[f"{b}.weight"] = sd[f"{b}.weight"][:, p]
+    params = np.stack([torch.cat([t.reshape(-1) for t in sd.values()]).numpy() for sd in sds])
+    return ModelView(**{**view.__dict__, "params": params})
+
+
+@pytest.fixture(scope="module")
+def views(small_archive):
+    ms = modelset.load(small_archive)
+    train = archive_view(ms, ms.split("retrieval")["train"], with_labels=True)
+    test = archive_view(ms, ms.split("retrieval")["query"], with_labels=False, inputs=probe_batch(ms))
+    return train, test
+
+
+@pytest.mark.parametrize("name", ["lps", "nfn", "statnn", "first-order"])
+def test_learned_embeddings_ignore_hidden_unit_order_the_first_order_net_does_not(views, name):
+    train, test = views
+    permuted = _permute_hidden_units(test, np.random.default_rng(0))
+    x = torch.from_numpy(test.probe)
+    with torch.no_grad():  # the permuted networks compute the same function...
+        for a, b in zip(test.modules(), permuted.modules()):
+            torch.testing.assert_close(a(x), b(x), rtol=1e-4, atol=1e-5)
+    assert not np.allclose(test.params, permuted.params)  # ...with different weight vectors
+    method = load_method(name)(seed=0).fit(train)
+    same = np.allclose(method.embed(test), method.embed(permuted), rtol=1e-3, atol=1e-4)
+    assert same == (name != "first-order")  # the control sees the permutation
+
+
+def test_nfn_and_lps_refuse_an_architecture_they_cannot_represent_with_one_line(views):
+    net = create_model("vgg4_bn", in_channels=1, n_classes=3)
+    rows = pd.DataFrame(layout(net), columns=["name", "shape", "offset", "size", "trainable"])
+    view = ModelView(params=np.stack([flatten(net)] * 2), layout=rows, arch="vgg4_bn", in_channels=1, n_classes=3,
+                     activation=np.array(["relu"] * 2), labels=np.array([0, 1]))
+    for name in ("nfn", "lps"):
+        with pytest.raises(ModelsetError, match=r"'vgg4_bn'.*blocks\.0\.bn") as e:
+            load_method(name)(seed=0).fit(view)
+        assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("name", ["lps", "nfn", "statnn"])
+def test_learned_methods_are_deterministic_per_seed(small_archive, name):
+    ms = modelset.load(small_archive)
+    assert evaluate(ms, name, seeds=[1])["scores"] == evaluate(ms, name, seeds=[1])["scores"]
+
+
+def test_learned_methods_recover_tasks_on_digits500(digits500):
+    ms = modelset.load(digits500)
+    m = {name: np.mean(evaluate(ms, name, seeds=[0])["scores"]["retrieval.map"])
+         for name in ["lps", "lps-fixed", "nfn", "statnn", "raw-cosine"]}
+    assert m["raw-cosine"] < 0.15  # about chance
+    assert min(m["nfn"], m["statnn"]) > m["raw-cosine"] + 0.02  # above it
+    assert m["lps"] > 0.5 > m["lps-fixed"]  # the learnable layers are what passes 0.5
+    assert all(BUILTIN[n].learned for n in ("lps", "lps-fixed", "nfn", "statnn"))
+
+
+def test_lps_features_are_the_models_own_outputs_on_its_learned_inputs(views):
+    train, test = views
+    method = load_method("lps")(seed=0).fit(train)
+    chain = method.net_.encoder
+    with torch.no_grad():
+        feats = chain(layer_tensors(test))
+        probes = chain.probes.detach()
+        ref = torch.stack([torch.nn.functional.normalize(net(probes).T.flatten(), dim=0) for net in test.modules()])
+    torch.testing.assert_close(feats, ref, rtol=1e-4, atol=1e-5)
+
+
+def test_the_augmentation_permutes_hidden_units_and_keeps_every_function(views):
+    _, test = views
+    weights, biases = layer_tensors(test)
+    pw, pb = permute_hidden(weights, biases, torch.Generator().manual_seed(0))
+    names = [n for w in test.weight_names() for n in (w, w[: -len("weight")] + "bias")]
+    tensors = dict(zip(names, [t for pair in zip(pw, pb) for t in pair]))
+    params = np.concatenate([tensors[n].flatten(1).numpy() for n in test.layout["name"]], axis=1)
+    permuted = ModelView(**{**test.__dict__, "params": params})
+    assert not np.allclose(test.params, permuted.params)
+    x = torch.from_numpy(test.probe)
+    with torch.no_grad():
+        for a, b in zip(test.modules(), permuted.modules()):
+            torch.testing.assert_close(a(x), b(x), rtol=1e-4, atol=1e-5)
