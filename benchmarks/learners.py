@@ -32,7 +32,7 @@ import modelset  # noqa: E402
 from metrics.baselines import FirstOrderNet  # noqa: E402
 from metrics.equivariant import NFN  # noqa: E402
 from metrics.evaluate import run_method, score  # noqa: E402
-from metrics.lps import LPS, LPSFixed  # noqa: E402
+from metrics.lps import LPS, LearnedProbes, LPSFixed  # noqa: E402
 from metrics.methods import BUILTIN, load_method  # noqa: E402
 from metrics.public import make_public  # noqa: E402
 
@@ -42,12 +42,12 @@ BUDGET = 300.0  # seconds: make leaderboard, every built-in, digits500
 ABLATION = [
     ("lps-fixed: fixed chained Grams + class map", LPSFixed, {}),
     ("lps: learned inputs, Grams of every layer + class map", LPS, {"grams": "all"}),
-    ("lps: learned inputs, Gram of the outputs + class map", LPS, {"grams": "output"}),
-    ("lps: learned inputs, class map (default)", LPS, {}),
-    ("  inputs 2x2", LPS, {"size": 2}),
-    ("  inputs 8x8", LPS, {"size": 8}),
-    ("  4 inputs", LPS, {"rank": 4}),
-    ("  16 inputs", LPS, {"rank": 16}),
+    ("lps: learned inputs, Gram of the outputs + class map (lps)", LPS, {}),
+    ("learned inputs, class map only (learned-probes)", LearnedProbes, {}),
+    ("  inputs 2x2", LearnedProbes, {"size": 2}),
+    ("  inputs 8x8", LearnedProbes, {"size": 8}),
+    ("  4 inputs", LearnedProbes, {"rank": 4}),
+    ("  16 inputs", LearnedProbes, {"rank": 16}),
     ("first-order (no alignment)", FirstOrderNet, {}),
     ("first-order, hidden units randomly permuted each epoch", FirstOrderNet, {"permutations": True}),
     ("nfn: default (1 HNP layer, dropout 0.5)", NFN, {}),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from scipy.spatial.distance import cdist
+from sklearn.metrics.pairwise import euclidean_distances
 
 from .lps import chained_gram, layer_tensors
 from .methods import SimilarityMethod
@@ -30,7 +30,8 @@ class RawEuclidean(SimilarityMethod):
     """Negative Euclidean distance between flattened parameter vectors."""
 
     def similarity(self, view):
-        return -cdist(_trainable(view), _trainable(view))
+        x = _trainable(view).astype(np.float64)
+        return -euclidean_distances(x)  # through a matrix product: scipy's cdist took minutes on 3,000 models
 
 
 class WeightStats(SimilarityMethod):

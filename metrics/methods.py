@@ -51,6 +51,7 @@ BUILTIN = {
     "first-order": Builtin("metrics.baselines:FirstOrderNet", learned=True),
     "lps-fixed": Builtin("metrics.lps:LPSFixed", learned=True),
     "lps": Builtin("metrics.lps:LPS", learned=True),
+    "learned-probes": Builtin("metrics.lps:LearnedProbes", learned=True),
     "nfn": Builtin("metrics.equivariant:NFN", learned=True),
     "statnn": Builtin("metrics.statnn:StatNN", learned=True),
     "cka": Builtin("metrics.baselines:LinearCKA", functional=True),

@@ -37,7 +37,7 @@ def views(small_archive):
     return train, test
 
 
-@pytest.mark.parametrize("name", ["lps", "nfn", "statnn", "first-order"])
+@pytest.mark.parametrize("name", ["lps", "learned-probes", "nfn", "statnn", "first-order"])
 def test_learned_embeddings_ignore_hidden_unit_order_the_first_order_net_does_not(views, name):
     train, test = views
     permuted = _permute_hidden_units(test, np.random.default_rng(0))
@@ -71,22 +71,30 @@ def test_learned_methods_are_deterministic_per_seed(small_archive, name):
 def test_learned_methods_recover_tasks_on_digits500(digits500):
     ms = modelset.load(digits500)
     m = {name: np.mean(evaluate(ms, name, seeds=[0])["scores"]["retrieval.map"])
-         for name in ["lps", "lps-fixed", "nfn", "statnn", "raw-cosine"]}
+         for name in ["lps", "learned-probes", "lps-fixed", "nfn", "statnn", "raw-cosine"]}
     assert m["raw-cosine"] < 0.15  # about chance
     assert min(m["nfn"], m["statnn"]) > m["raw-cosine"] + 0.02  # above it
-    assert m["lps"] > 0.5 > m["lps-fixed"]  # the learnable layers are what passes 0.5
-    assert all(BUILTIN[n].learned for n in ("lps", "lps-fixed", "nfn", "statnn"))
+    assert min(m["lps"], m["learned-probes"]) > 0.5 > m["lps-fixed"]  # the learnable layers are what passes 0.5
+    assert all(BUILTIN[n].learned for n in ("lps", "learned-probes", "lps-fixed", "nfn", "statnn"))
 
 
-def test_lps_features_are_the_models_own_outputs_on_its_learned_inputs(views):
+@pytest.mark.parametrize("name", ["lps", "learned-probes"])
+def test_lps_features_are_the_models_own_outputs_on_its_learned_inputs(views, name):
     train, test = views
-    method = load_method("lps")(seed=0).fit(train)
+    method = load_method(name)(seed=0).fit(train)
     chain = method.net_.encoder
     with torch.no_grad():
         feats = chain(layer_tensors(test))
         probes = chain.probes.detach()
-        ref = torch.stack([torch.nn.functional.normalize(net(probes).T.flatten(), dim=0) for net in test.modules()])
-    torch.testing.assert_close(feats, ref, rtol=1e-4, atol=1e-5)
+        outs = [net(probes).T for net in test.modules()]  # (classes, r): each model's outputs on the inputs
+        ref = torch.stack([torch.nn.functional.normalize(o.flatten(), dim=0) for o in outs])
+        grams = [o.T @ o for o in outs]  # LPS's second-order layer: the r x r Gram of the outputs, trace 1
+        iu = torch.triu_indices(len(probes), len(probes))
+        ref_gram = torch.stack([(g / g.trace())[iu[0], iu[1]] for g in grams])
+    if name == "lps":
+        torch.testing.assert_close(feats, torch.cat([ref_gram, ref], dim=1), rtol=1e-4, atol=1e-5)
+    else:
+        torch.testing.assert_close(feats, ref, rtol=1e-4, atol=1e-5)
 
 
 def test_the_augmentation_permutes_hidden_units_and_keeps_every_function(views):
