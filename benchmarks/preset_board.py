@@ -1,7 +1,7 @@
 """A preset's build and its leaderboard of every built-in method, each timed against its budget.
 
     .venv/bin/python benchmarks/preset_board.py --preset digits-sweep [--out DIR] [--jobs N]
-        [--build-budget S] [--board-budget S] [--no-build]
+        [--build-budget S] [--board-budget S] [--no-build] [--timeout S]
 
 Prints the machine, the core's fp32 FMA peak measured in the same run (benchmarks/fma_peak.c), the
 build's wall time with its ratio to the budget (default 900 s: the sweep's 15 min), the spread of
@@ -46,11 +46,11 @@ def spread(path: Path) -> tuple[str, dict]:
                              "median": float(np.median(v)), "below_0.5": float(np.mean(v < 0.5))}
 
 
-def board(path: Path, results: Path) -> tuple[str, dict]:
+def board(path: Path, results: Path, timeout: float) -> tuple[str, dict]:
     times = {}
     for name in BUILTIN:
         cmd = [sys.executable, "-m", "modelset.cli", "leaderboard", "submit", "--archive", str(path),
-               "--method", name, "--results", str(results)]
+               "--method", name, "--results", str(results), "--timeout", str(timeout)]
         times[name] = timed_command(cmd)[0]
         print(f"  {name}: {times[name]:.1f} s", flush=True)
     return (results / "leaderboard.md").read_text(), times
@@ -64,6 +64,7 @@ def main() -> int:
     ap.add_argument("--build-budget", type=float, default=900.0)
     ap.add_argument("--board-budget", type=float, default=300.0)
     ap.add_argument("--no-build", action="store_true", help="reuse DIR/PRESET.h5")
+    ap.add_argument("--timeout", type=float, default=900.0, help="each method's time limit (leaderboard --timeout)")
     args = ap.parse_args()
     out = Path(args.out).resolve()  # commands run from the repository root
     out.mkdir(parents=True, exist_ok=True)
@@ -82,7 +83,7 @@ def main() -> int:
               f"archive {archive.stat().st_size / 2**20:.0f} MiB", flush=True)
     table, report["accuracy"] = spread(archive)
     print(f"test accuracy:\n{table}", flush=True)
-    text, times = board(archive, out / "leaderboard")
+    text, times = board(archive, out / "leaderboard", args.timeout)
     total = report["board_seconds"] = sum(times.values())
     report["method_seconds"] = times
     print(f"board: {total:.0f} s for {len(times)} methods = {total / args.board_budget:.2f} of the "
