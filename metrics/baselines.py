@@ -85,8 +85,10 @@ class FirstOrderNet(SimilarityMethod):
         if self.permutations:
             layers = layer_tensors(view, "first-order")
             augment = lambda x, gen: _flat(*permute_hidden(*layers, gen))  # noqa: E731
+        # 100 full-batch epochs at lr 3e-3 score as 300 at 1e-3 (digits500 seeds 0-1: retrieval mAP 0.100,
+        # 0.088 against 0.088, 0.092) in a third of the time
         self.net_, self.classes_ = fit_task_embedding(lambda: Identity(x.shape[1]), x, view.labels, self.seed,
-                                                      weight_decay=1e-3, augment=augment)
+                                                      epochs=100, lr=3e-3, weight_decay=1e-3, augment=augment)
         return self
 
     def _features(self, view):  # the layers' tensors in order, where they are permuted in training
