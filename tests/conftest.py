@@ -63,6 +63,22 @@ def archive_metadata(path):
             s: {p: v.tolist() for p, v in ms.split(s).items()} for s in ("task_id", "retrieval")}
 
 
+def permute_hidden_units(view, rng):
+    """The same models (a ModelView of small_cnn) with every conv layer's filters shuffled,
+    consistently with the next layer's inputs (the head's through global average pooling)."""
+    import numpy as np
+    import torch
+
+    sds = view.state_dicts()
+    for sd in sds:
+        for a, b in [("convs.0", "convs.1"), ("convs.1", "convs.2"), ("convs.2", "head")]:
+            p = torch.from_numpy(rng.permutation(sd[f"{a}.weight"].shape[0]))
+            sd[f"{a}.weight"], sd[f"{a}.bias"] = sd[f"{a}.weight"][p], sd[f"{a}.bias"][p]
+            sd[f"{b}.weight"] = sd[f"{b}.weight"][:, p]
+    params = np.stack([torch.cat([t.reshape(-1) for t in sd.values()]).numpy() for sd in sds])
+    return type(view)(**{**view.__dict__, "params": params})
+
+
 # A submitted method file whose top-level code records which process imported it (in ``marks``).
 TOP_LEVEL = '''
 import os

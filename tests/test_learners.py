@@ -15,18 +15,7 @@ from metrics.views import ModelView, archive_view, probe_batch
 from modelset.archs import create_model, flatten, layout
 from modelset.errors import ModelsetError
 
-
-def _permute_hidden_units(view, rng):
-    """The same models with every conv layer's filters shuffled, consistently with the next
-    layer's inputs (the head's through global average pooling)."""
-    sds = view.state_dicts()
-    for sd in sds:
-        for a, b in [("convs.0", "convs.1"), ("convs.1", "convs.2"), ("convs.2", "head")]:
-            p = torch.from_numpy(rng.permutation(sd[f"{a}.weight"].shape[0]))
-            sd[f"{a}.weight"], sd[f"{a}.bias"] = sd[f"{a}.weight"][p], sd[f"{a}.bias"][p]
-            sd[f"{b}.weight"] = sd[f"{b}.weight"][:, p]
-    params = np.stack([torch.cat([t.reshape(-1) for t in sd.values()]).numpy() for sd in sds])
-    return ModelView(**{**view.__dict__, "params": params})
+from .conftest import permute_hidden_units
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +29,7 @@ def views(small_archive):
 @pytest.mark.parametrize("name", ["lps", "learned-probes", "nfn", "statnn", "first-order"])
 def test_learned_embeddings_ignore_hidden_unit_order_the_first_order_net_does_not(views, name):
     train, test = views
-    permuted = _permute_hidden_units(test, np.random.default_rng(0))
+    permuted = permute_hidden_units(test, np.random.default_rng(0))
     x = torch.from_numpy(test.probe)
     with torch.no_grad():  # the permuted networks compute the same function...
         for a, b in zip(test.modules(), permuted.modules()):

@@ -10,26 +10,13 @@ from metrics.lps import chained_gram
 from metrics.methods import BUILTIN
 from metrics.views import archive_view, probe_batch
 
-
-def _permute_hidden_filters(view, rng):
-    """The same models with every hidden layer's filters shuffled (and the next layer's inputs)."""
-    sds = view.state_dicts()
-    for sd in sds:
-        for a, b in [("convs.0", "convs.1"), ("convs.1", "convs.2")]:
-            p = torch.from_numpy(rng.permutation(16))
-            sd[f"{a}.weight"], sd[f"{a}.bias"] = sd[f"{a}.weight"][p], sd[f"{a}.bias"][p]
-            sd[f"{b}.weight"] = sd[f"{b}.weight"][:, p]
-        p = torch.from_numpy(rng.permutation(16))
-        sd["convs.2.weight"], sd["convs.2.bias"] = sd["convs.2.weight"][p], sd["convs.2.bias"][p]
-        sd["head.weight"] = sd["head.weight"][:, p]
-    params = np.stack([torch.cat([t.reshape(-1) for t in sd.values()]).numpy() for sd in sds])
-    return type(view)(**{**view.__dict__, "params": params})
+from .conftest import permute_hidden_units
 
 
 def test_lps_features_ignore_filter_order_raw_weights_do_not(small_archive):
     ms = modelset.load(small_archive)
     view = archive_view(ms, range(4), with_labels=False, inputs=probe_batch(ms))
-    permuted = _permute_hidden_filters(view, np.random.default_rng(0))
+    permuted = permute_hidden_units(view, np.random.default_rng(0))
     x = torch.from_numpy(view.probe)
     with torch.no_grad():  # the permuted networks compute the same function...
         for a, b in zip(view.modules(), permuted.modules()):
