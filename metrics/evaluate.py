@@ -11,7 +11,7 @@ from modelset.protocols import PROTOCOLS, SPLITS, applicable, split_targets
 from . import protocols as evaluators
 from .methods import cosine_similarity
 from .probes import embedding_probe, similarity_probe
-from .views import ModelView
+from .views import ModelView, row_models
 
 
 class MethodError(ModelsetError):
@@ -124,12 +124,6 @@ class Case:
         return similarity_probe(self.sim[self.n_train:, : self.n_train], train_y, kind)
 
 
-def row_tasks(ms, split, ids) -> np.ndarray:
-    """The tasks of a split's rows: of its models, or of the models its checkpoints belong to."""
-    models = ms.checkpoints["model"].to_numpy()[ids] if split.rows == "checkpoints" else ids
-    return ms.models.loc[models, "task"].to_numpy()
-
-
 def score(outputs: dict, public: dict, key: dict, ms, protocols=None) -> dict:
     """Every protocol's scores ({"<protocol>.<metric>": value}), computed with the private key (the
     test rows' ids per split, in public order), for ``protocols`` (default: all the archive supports
@@ -143,7 +137,7 @@ def score(outputs: dict, public: dict, key: dict, ms, protocols=None) -> dict:
         targets = split_targets(ms, p.split, ids, [p])
         case = Case(outputs[p.split.name], sims[p.split.name], train,
                     len(train) if p.split.sees == "all" else 0, ids, ms.split(p.split.name),
-                    row_tasks(ms, p.split, ids), ms.relations, tuple(targets), targets)
+                    ms.models.loc[row_models(ms, p.split.rows, ids), "task"].to_numpy(), ms.relations, tuple(targets), targets)
         evaluator = getattr(evaluators, p.evaluator)()
         result[p.name] = evaluator.eval(evaluator.inputs(case))
     return {f"{p}.{k}": v for p, scores_ in result.items() for k, v in scores_.items()}

@@ -110,17 +110,23 @@ def _checkpoint_params(ms, models: np.ndarray, epochs: np.ndarray) -> np.ndarray
     return out
 
 
+def row_models(ms, rows: str, ids) -> np.ndarray:
+    """The model ids of a split's rows: the ids themselves, or the models that checkpoint rows
+    (``rows="checkpoints"``) belong to."""
+    ids = np.asarray(ids, dtype=np.int64)
+    return ms.checkpoints["model"].to_numpy()[ids] if rows == "checkpoints" else ids
+
+
 def archive_view(ms, ids, with_labels: bool, inputs: np.ndarray | None = None, rows: str = "models",
                  targets: dict | None = None) -> ModelView:
     """A view of the given rows of an opened archive: model ids, or with ``rows="checkpoints"`` rows
     of its checkpoint table (with probe ``inputs`` for a functional method)."""
     ids = np.asarray(ids, dtype=np.int64)
+    models = row_models(ms, rows, ids)
     if rows == "checkpoints":
-        ck = ms.checkpoints
-        models, epochs = ck["model"].to_numpy()[ids], ck["epoch"].to_numpy()[ids]
-        params = _checkpoint_params(ms, models, epochs)
+        params = _checkpoint_params(ms, models, ms.checkpoints["epoch"].to_numpy()[ids])
     else:
-        models, params = ids, ms.params(ids)
+        params = ms.params(ids)
     m = ms.models.loc[models]
     arch = m["arch"].iloc[0]
     attrs = ms.h5[f"architectures/{arch}"].attrs
