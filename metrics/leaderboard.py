@@ -18,12 +18,11 @@ import os
 import platform
 import shutil
 import signal
-import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -37,10 +36,13 @@ from modelset.protocols import HEADLINE, PROTOCOLS, REQUIRED
 
 from .evaluate import MethodError, check_outputs, default_seeds, score
 from .methods import NAME, Submission, check_name, check_spec, submission
+from .outputs import OutputError, max_run_bytes, read_embeddings, read_run
 from .public import make_public, write_public
 from .runner import UNCONFINED
+from .sandbox import Limits, describe
 
 RESULT_VERSION = 3  # v2: the scoring side's kind, the code's record, confinement; v3: property protocols
+# (v3 results may also say what held of the sandbox: its engine and limits; older ones do not)
 BOARDS = {"relations": "Task relations", "properties": "Properties, predicted from the representation"}
 KINDS = {"weights": "Weights only", "functional": "Functional: the methods run the models on probe inputs"}
 
@@ -115,6 +117,7 @@ def stage_code(spec: str, work: Path) -> tuple[str, list[str], dict]:
     if target.endswith(".py"):
         data = Path(target).read_bytes()
         (work / "submitted_method.py").write_bytes(data)
+        (work / "submitted_method.py").chmod(0o644)  # root runs the method as a uid of its own
         return f"submitted_method.py:{name}", [], {"file": Path(target).name,
                                                    "sha256": hashlib.sha256(data).hexdigest()}
     top = _top_location(target)
@@ -123,79 +126,179 @@ def stage_code(spec: str, work: Path) -> tuple[str, list[str], dict]:
                                              "sha256": file_sha256(source) if source else None}
 
 
-def _outputs_from_npz(path) -> dict:
-    out = {}
-    with np.load(path, allow_pickle=False) as z:
-        for k in z.files:
-            protocol, _, field = k.partition(".")
-            out.setdefault(protocol, {})[field] = z[k]
-    return out
+class _Tail:
+    """The last bytes of a child's stream, read as they come, so a flood cannot fill memory."""
+
+    def __init__(self, stream, keep: int = 1 << 16):
+        self.data, self._keep = b"", keep
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream):
+        for chunk in iter(lambda: stream.read(1 << 16), b""):
+            self.data = (self.data + chunk)[-self._keep:]
+
+    def text(self) -> str:
+        self._thread.join(5)
+        return self.data.decode(errors="replace")
 
 
-def read_outputs(outputs_dir: Path, seeds: list[int]) -> list[dict]:
-    """The outputs of exactly the seeds asked for, in their order: a missing or extra file rejects."""
-    if not stat.S_ISDIR(os.lstat(outputs_dir).st_mode):  # e.g. a symlink to files elsewhere
-        raise MethodError("method replaced its outputs directory")
-    expected = [f"seed-{s}.npz" for s in seeds]
-    found = sorted(os.listdir(outputs_dir))
-    missing = [f for f in expected if f not in found]
-    extra = [_printable(f, 60) for f in found if f not in expected]
-    if missing or extra:
-        why = "; ".join(f"{what} {', '.join(files[:10])}"
-                        for what, files in (("missing", missing), ("unexpected", extra)) if files)
-        raise MethodError(f"method outputs are not one file per seed asked for ({','.join(map(str, seeds))}): {why}")
-    per_seed = []
-    for f in expected:
-        if not stat.S_ISREG(os.lstat(outputs_dir / f).st_mode):
-            raise MethodError(f"method output {f} is not a regular file")
+def _stat(pid: int) -> tuple[int, int] | None:
+    """(parent pid, start time) of a live process; the start time tells a reused pid apart."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            fields = fh.read().rpartition(b")")[2].split()
+        return int(fields[1]), int(fields[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _process_tree(pid: int) -> dict[int, int]:
+    """{pid: start time} of ``pid`` and every process below it (orphans of a PID namespace stay
+    below its pid 1)."""
+    children: dict[int, list[int]] = {}
+    started = {}
+    for d in os.listdir("/proc"):
+        st = _stat(int(d)) if d.isdigit() else None
+        if st is not None:
+            children.setdefault(st[0], []).append(int(d))
+            started[int(d)] = st[1]
+    tree, todo = {}, [pid]
+    while todo:
+        p = todo.pop()
+        if p in started:
+            tree[p] = started[p]
+        todo += children.get(p, [])
+    return tree
+
+
+def _resident(pids) -> int:
+    total = 0
+    for p in pids:
         try:
-            per_seed.append(_outputs_from_npz(outputs_dir / f))
-        except (OSError, ValueError, zipfile.BadZipFile) as e:
-            raise MethodError(f"method output {f} is not a readable .npz ({_printable(str(e), 100)})") from None
-    return per_seed
+            with open(f"/proc/{p}/statm") as fh:
+                total += int(fh.read().split()[1]) * _PAGE
+        except (OSError, ValueError, IndexError):
+            pass
+    return total
+
+
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+class _Watch:
+    """Kills the method when its processes together hold more memory than its limit, or it runs
+    past its time; remembers which processes it saw, to wait for them to end."""
+
+    def __init__(self, proc: subprocess.Popen, memory: int, timeout: float, period: float = 0.1):
+        self.proc, self.memory, self.timeout, self.period = proc, memory, timeout, period
+        self.reason: str | None = None
+        self.seen: dict[int, int] = {}  # pid: start time
+        self.peak = 0
+
+    def run(self) -> None:
+        deadline = time.monotonic() + self.timeout
+        while self.proc.poll() is None:
+            tree = _process_tree(self.proc.pid)
+            self.seen.update(tree)
+            used = _resident(tree)
+            self.peak = max(self.peak, used)
+            if used > self.memory:
+                self.kill("memory")
+            elif time.monotonic() > deadline:
+                self.kill("time")
+            time.sleep(self.period)
+
+    def _alive(self) -> list[int]:
+        return [p for p, t in self.seen.items() if (_stat(p) or (0, None))[1] == t]
+
+    def kill(self, reason: str) -> None:
+        self.reason = self.reason or reason
+        if self.proc.poll() is None:  # the outer runner first: its sandbox's pid 1 dies with it, and
+            self.proc.kill()  # with pid 1 every process of the namespace
+        for p in self._alive():  # an unconfined run's leftovers
+            try:
+                os.kill(p, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    def wait_gone(self, limit: float = 10) -> None:
+        end = time.monotonic() + limit
+        while time.monotonic() < end and self._alive():
+            time.sleep(0.05)
+
+
+def _failure(watch: _Watch, returncode: int, lines: list[str], limits: Limits, timeout: float) -> str:
+    """Why a run failed, in one line: the scorer's own knowledge first, then the child's last line."""
+    if watch.reason == "time":
+        return f"method ran past its time limit of {timeout:g} s; pass --timeout to allow more"
+    if watch.reason == "memory":
+        return f"method failed: it passed {describe('memory', limits.memory)} (all its processes together)"
+    if returncode in (128 + signal.SIGXCPU, -signal.SIGXCPU, 128 + signal.SIGKILL, -signal.SIGKILL):
+        return f"method failed: it passed {describe('cpu', limits.cpu)} (per process)"
+    why = (lines or [f"exit code {returncode}"])[-1]
+    return f"method failed: {_printable(why)}"
 
 
 def run_isolated(sub: Submission, seeds: list[int], public: dict, timeout: float, sandbox: str = "auto",
-                 data_root=None) -> tuple[list[dict], dict, bool]:
+                 data_root=None, limits: Limits = Limits()) -> tuple[list[dict], dict, dict | None]:
     """Run ``sub`` in a child process on the public file for ``seeds``: (its outputs per seed, the
-    record of its code, whether it ran confined).
+    record of its code, what held of the sandbox, None if it ran unconfined).
 
     The child works in a fresh directory holding only the public file (and a copy of the method's
-    file), with a scrubbed environment; with the sandbox it can read nothing else but code, and no
-    dataset: not the data directory (``data_root``, else $MODELSET_DATA), nor any the sandbox knows.
+    file), with a scrubbed environment; confined (``metrics.sandbox``) it can read nothing else but
+    code, and no dataset: not the data directory (``data_root``, else $MODELSET_DATA), nor any the
+    sandbox knows. Its only outputs are one inherited file, read by header (``metrics.outputs``).
     """
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
         raise ModelsetError(f"--timeout must be > 0 seconds, got {timeout!r}")
     base = Path(tempfile.mkdtemp(prefix="modelset-submission-"))
-    work, root = base / "work", base / "root"  # root: the sandbox's empty, read-only /
-    (work / "outputs").mkdir(parents=True)
+    work, root = base / "work", base / "root"  # root: the mount point of the sandbox's own /
+    work.mkdir()
     root.mkdir()
+    status_r, status_w = os.pipe()
+    out_fd = os.open(base / "outputs.npz", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         write_public(work / "public.h5", public)
+        (work / "public.h5").chmod(0o644)
         spec, readable, code = stage_code(sub.spec, work)
         env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "PYTHONPATH")}
-        env.update(HOME=str(work), TMPDIR=str(work), MPLCONFIGDIR=str(work),
+        env.update(HOME=str(work), TMPDIR=str(work), MPLCONFIGDIR=str(work), PYTHONDONTWRITEBYTECODE="1",
                    OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"))
-        hidden = [d for d in (data_root or os.environ.get(DATA_ENV),) if d]
-        cmd = [sys.executable, "-m", "metrics.runner", "public.h5", spec, ",".join(map(str, seeds)),
-               str(work), sandbox, os.pathsep.join(readable), os.pathsep.join(hidden)]
-        proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True, errors="replace", start_new_session=True)
-        try:
-            _, stderr = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)  # the method and anything it started
-            proc.communicate()
-            raise MethodError(f"method ran past its time limit of {timeout:g} s; pass --timeout to allow more") from None
-        lines = [ln for ln in stderr.strip().splitlines() if ln.strip()]
+        cfg = {"spec": spec, "seeds": seeds, "sandbox": sandbox, "root": str(root), "readable": readable,
+               "hidden": [d for d in (data_root or os.environ.get(DATA_ENV),) if d], "limits": limits.record(),
+               "binds": {f.name: str(f) for f in work.iterdir()}, "status": status_w, "outputs": out_fd}
+        proc = subprocess.Popen([sys.executable, "-m", "metrics.runner", json.dumps(cfg)], cwd=work, env=env,
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                pass_fds=(status_w, out_fd), start_new_session=True)
+        os.close(status_w)
+        os.close(out_fd)
+        tail = _Tail(proc.stderr)
+        watch = _Watch(proc, limits.memory, timeout)
+        watch.run()
+        watch.kill("ended")  # whatever it left behind, had the sandbox not held
+        watch.wait_gone()
+        with os.fdopen(status_r, "r") as fh:
+            status = fh.read()
+        lines = [ln for ln in tail.text().strip().splitlines() if ln.strip()]
         unconfined = [ln for ln in lines if ln.startswith(UNCONFINED)]
-        if proc.returncode != 0:
-            why = ([ln for ln in lines if ln not in unconfined] or [f"exit code {proc.returncode}"])[-1]
-            raise MethodError(f"method failed: {_printable(why)}")
+        if watch.reason != "ended" or proc.returncode != 0:
+            raise MethodError(_failure(watch, proc.returncode, [ln for ln in lines if ln not in unconfined],
+                                       limits, timeout))
         if unconfined:  # printed by the runner before the method's code loads
             print(f"modelset: {_printable(unconfined[0])}", file=sys.stderr)
-        return read_outputs(work / "outputs", seeds), code, sandbox != "off" and not unconfined
+        held = json.loads(status.splitlines()[0]) if status.strip() else None
+        try:
+            outputs = read_run(base / "outputs.npz", public, seeds, max_run_bytes(public, seeds))
+        except OutputError as e:
+            raise MethodError(f"method outputs rejected: {_printable(str(e), 200)}") from None
+        return outputs, code, held
     finally:
+        for fd in (status_r, status_w, out_fd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
         shutil.rmtree(base, ignore_errors=True)
 
 
@@ -205,12 +308,11 @@ def check_seeds(seeds: list[int]) -> list[int]:
     return list(seeds)
 
 
-def _read_embeddings(path: Path) -> dict:
+def _read_embeddings(path: Path, public: dict) -> dict:
     try:
-        with np.load(path, allow_pickle=False) as z:
-            return {p: {"embedding": z[p]} for p in z.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as e:
-        raise ModelsetError(f"--embeddings {str(path)!r}: not a readable .npz ({e})") from None
+        return read_embeddings(path, public)
+    except OutputError as e:
+        raise ModelsetError(f"--embeddings {str(path)!r}: {e}") from None
 
 
 def _embeddings_submission(embeddings: str, name, seeds, functional: bool, learned: bool) -> Submission:
@@ -222,8 +324,8 @@ def _embeddings_submission(embeddings: str, name, seeds, functional: bool, learn
     return Submission(f"embeddings:{path.name}", check_name(name if name is not None else path.stem), False, functional)
 
 
-def _result(ms, archive, sub: Submission, seeds, code: dict, confined: bool, scores: list[dict], runtime: float,
-            now: datetime) -> dict:
+def _result(ms, archive, sub: Submission, seeds, code: dict, held: dict | None, scores: list[dict],
+            runtime: float, now: datetime) -> dict:
     import modelset
 
     return {
@@ -234,7 +336,8 @@ def _result(ms, archive, sub: Submission, seeds, code: dict, confined: bool, sco
         "learned": sub.learned,
         "seeds": seeds,
         "code": code,
-        "confined": confined,
+        "confined": held is not None,
+        "sandbox": held,
         "scores": {k: {"mean": float(np.mean(v)), "std": float(np.std(v)), "values": v}
                    for k in scores[0] for v in [[s[k] for s in scores]]},
         "archive": Path(archive).name,
@@ -249,7 +352,7 @@ def _result(ms, archive, sub: Submission, seeds, code: dict, confined: bool, sco
 
 def submit(archive, method: str | None = None, embeddings: str | None = None, name: str | None = None,
            seeds: list[int] | None = None, functional: bool = False, learned: bool = False, timeout: float = 900,
-           results_dir=None, sandbox: str = "auto", data_root=None) -> dict:
+           results_dir=None, sandbox: str = "auto", data_root=None, limits: Limits = Limits()) -> dict:
     """Score one method (or precomputed embeddings) and write its result file; returns the result.
 
     Name, kind and seeds come from the arguments and the built-in registry (``methods.submission``),
@@ -270,13 +373,13 @@ def submit(archive, method: str | None = None, embeddings: str | None = None, na
         public, key = make_public(ms, public_rng(ms), sub.functional and method is not None, data_root)
         t0 = time.time()
         if method is not None:
-            per_seed, code, confined = run_isolated(sub, seeds, public, timeout, sandbox, data_root)
+            per_seed, code, held = run_isolated(sub, seeds, public, timeout, sandbox, data_root, limits)
         else:
             path = Path(embeddings)
-            per_seed, code, confined = [_read_embeddings(path)], {"file": path.name, "sha256": file_sha256(path)}, False
+            per_seed, code, held = [_read_embeddings(path, public)], {"file": path.name, "sha256": file_sha256(path)}, None
         scores = [score(o, public, key, ms) for o in per_seed]
         now = datetime.now(timezone.utc)
-        result = _result(ms, archive, sub, seeds, code, confined, scores, time.time() - t0, now)
+        result = _result(ms, archive, sub, seeds, code, held, scores, time.time() - t0, now)
     # sub.name matches methods.NAME (no separator, no leading dot): the file stays in results_dir
     write_text(results_dir / f"{sub.name}--{now.strftime('%Y%m%dT%H%M%S%fZ')}.json", json.dumps(result, indent=1))
     render(results_dir)
@@ -284,7 +387,7 @@ def submit(archive, method: str | None = None, embeddings: str | None = None, na
 
 
 def plot(archive, method: str, out, functional: bool = False, timeout: float = 900, sandbox: str = "auto",
-         data_root=None) -> None:
+         data_root=None, limits: Limits = Limits()) -> None:
     """A PNG of a method on the retrieval test models (unseen tasks), run as a submission is: in the
     sandboxed child, on the public file, seed 0."""
     import modelset
@@ -294,7 +397,7 @@ def plot(archive, method: str, out, functional: bool = False, timeout: float = 9
     sub = submission(method, functional=functional)
     with modelset.load(archive) as ms:
         public, key = make_public(ms, public_rng(ms), sub.functional, data_root, splits=("retrieval",))
-        per_seed, _, _ = run_isolated(sub, [0], public, timeout, sandbox, data_root)
+        per_seed, _, _ = run_isolated(sub, [0], public, timeout, sandbox, data_root, limits)
         sim = check_outputs(per_seed[0], public)["retrieval"]
         labels = ms.models.loc[key["retrieval"], "task"].to_numpy()
         with atomic_file(out) as tmp:

@@ -1,63 +1,99 @@
-"""Runs a submitted method in its own process: reads only the public file, writes only outputs.
+"""Runs a submitted method in its own process: reads only the public file, writes only its outputs.
 
-    python -m metrics.runner PUBLIC.h5 SPEC SEEDS WORK_DIR SANDBOX READABLE HIDDEN
+    python -m metrics.runner CONFIG_JSON
 
-SEEDS is the comma-separated list the scoring process chose. The submitted code is imported here
-only, never in the scoring process, and what it says of itself (its name, kind or seeds) goes
-nowhere: the only output is one ``outputs/seed-<s>.npz`` per seed, which the scoring process
-checks against the seeds it asked for.
+CONFIG_JSON (written by ``leaderboard.run_isolated``) holds the method's spec, the seeds the scoring
+process chose, the sandbox mode (``require``: fail if the machine cannot confine the method;
+``auto``: confine when possible, else warn; ``off``), the sandbox's empty root, the files it shows
+in the work directory, extra code directories it shows, extra data directories it hides, the
+limits, and two inherited file descriptors: ``status`` (one JSON line saying what holds, written
+and closed before the method's code loads) and ``outputs`` (one .npz, ``seed-<s>/<split>.<field>``
+per array, written when every seed has run).
 
-SANDBOX is ``require`` (fail if the machine cannot confine the method), ``auto`` (confine when
-possible, else warn) or ``off``. The sandbox's root is WORK_DIR's sibling ``root``; READABLE lists
-extra directories it shows (the submitted module's), HIDDEN extra data directories it hides, each
-joined by os.pathsep. Exit 0, or exit 3 with one line on stderr.
+The submitted code is imported here only, never in the scoring process, and what it says of itself
+(its name, kind or seeds) goes nowhere. Exit 0, or exit 3 with one line on stderr.
 """
 from __future__ import annotations
 
+import errno
+import json
 import os
 import sys
 import traceback
 from pathlib import Path
 
+from .sandbox import Limits, describe
+
 UNCONFINED = "warning: method runs unconfined"
+# What each limit looks like from inside when it is reached.
+_ERRNO_LIMIT = {errno.ENOSPC: "disk", errno.EFBIG: "disk", errno.EDQUOT: "disk", errno.EMFILE: "files",
+                errno.ENFILE: "files"}
 
 
-def _paths(joined: str) -> list[str]:
-    return [p for p in joined.split(os.pathsep) if p]
+def _limit_reached(e: BaseException) -> str | None:
+    """The limit an exception (or one it was raised from) says was reached, if any."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, MemoryError) or "can't allocate memory" in str(e):
+            return "memory"
+        if isinstance(e, OSError) and e.errno in _ERRNO_LIMIT:
+            return _ERRNO_LIMIT[e.errno]
+        if (isinstance(e, OSError) and e.errno == errno.EAGAIN) or "can't start new thread" in str(e):
+            return "processes"
+        e = e.__cause__ or e.__context__
+    return None
+
+
+def _confine(cfg: dict, limits: Limits) -> dict | None:
+    """Enter the sandbox unless it is off: what holds, or None if the method runs unconfined."""
+    if cfg["sandbox"] == "off":
+        return None
+    from . import sandbox as sb
+
+    try:
+        return sb.enter(cfg["root"], cfg["binds"], cfg["readable"], cfg["hidden"], limits)
+    except OSError as e:
+        if cfg["sandbox"] == "require":
+            print(f"SandboxError: cannot confine the method ({e}); enable unprivileged user namespaces "
+                  f"or pass --sandbox off for a method you trust", file=sys.stderr)
+            sys.exit(3)
+        print(f"{UNCONFINED} ({e})", file=sys.stderr)
+        return None
 
 
 def main(argv=None) -> int:
-    public_path, spec, seeds, work_dir, sandbox, readable, hidden = argv or sys.argv[1:]
+    cfg = json.loads((argv or sys.argv[1:])[0])
+    limits = Limits(**cfg["limits"])
     # Enter the sandbox before importing numpy or torch: a threaded process cannot (see sandbox).
-    if sandbox != "off":
-        from . import sandbox as sb
-
-        try:
-            sb.enter(work_dir, str(Path(work_dir).parent / "root"), _paths(readable), _paths(hidden))
-        except OSError as e:
-            if sandbox == "require":
-                print(f"SandboxError: cannot confine the method ({e}); enable unprivileged user namespaces "
-                      f"or pass --sandbox off for a method you trust", file=sys.stderr)
-                return 3
-            print(f"{UNCONFINED} ({e})", file=sys.stderr)
-    import numpy as np
-
-    from .evaluate import run_method
-    from .methods import load_method
-    from .public import read_public
-
-    outputs_dir = Path(work_dir) / "outputs"
+    held = _confine(cfg, limits)
+    with os.fdopen(cfg["status"], "w") as status:  # closed before the method's code can reach it
+        status.write(json.dumps(held) + "\n")
     try:
-        cls = load_method(spec)
-        public = read_public(public_path)
-        for seed in (int(s) for s in seeds.split(",")):
+        import numpy as np
+
+        from .evaluate import run_method
+        from .methods import load_method
+        from .public import read_public
+
+        cls = load_method(cfg["spec"])
+        public = read_public("public.h5")  # in the work directory, as the method's file if it sent one
+        flat = {}
+        for seed in cfg["seeds"]:
             outputs = run_method(cls, seed, public)
-            flat = {f"{p}.{k}": np.asarray(v) for p, rep in outputs.items() for k, v in rep.items()}
-            for k, v in flat.items():
-                if v.dtype == object:
-                    raise TypeError(f"{k} is not a numeric array")
-            np.savez(outputs_dir / f"seed-{seed}.npz", **flat)
+            for p, rep in outputs.items():
+                for k, v in rep.items():
+                    v = np.asarray(v)
+                    if v.dtype == object:
+                        raise TypeError(f"{p}.{k} is not a numeric array")
+                    flat[f"seed-{seed}/{p}.{k}"] = v
+        with os.fdopen(cfg["outputs"], "wb") as fh:
+            np.savez(fh, **flat)
     except Exception as e:  # the parent reports it as the method's failure
+        limit = _limit_reached(e)
+        if limit is not None:
+            print(f"LimitError: the method reached {describe(limit, getattr(limits, limit))}", file=sys.stderr)
+            return 3
         frame = traceback.extract_tb(e.__traceback__)[-1]
         print(f"{type(e).__name__}: {e} (at {Path(frame.filename).name}:{frame.lineno})", file=sys.stderr)
         return 3

@@ -134,10 +134,53 @@ def _kind_arguments(p) -> None:
                    help="directory of the dataset files, for the probe inputs (default: $MODELSET_DATA)")
 
 
+def _size(text: str) -> int:
+    """Bytes from '6G', '512M', '100k' or a plain number."""
+    units = {"k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+    t = text.strip().lower().removesuffix("ib").removesuffix("b")
+    try:
+        value = float(t[:-1]) * units[t[-1]] if t and t[-1] in units else float(t)
+    except ValueError:
+        value = -1
+    if not value >= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size; give bytes or e.g. 512M, 6G")
+    return int(value)
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return value
+
+
 def _run_arguments(p) -> None:
+    from metrics.sandbox import Limits
+
+    d = Limits()
     p.add_argument("--timeout", type=float, default=900, help="seconds the method may run (default 900)")
     p.add_argument("--sandbox", choices=("auto", "require", "off"), default="auto",
                    help="confine the method to its work directory (default: when the OS allows)")
+    p.add_argument("--memory", type=_size, default=d.memory,
+                   help=f"memory all the method's processes may hold together (default {d.memory >> 30}G)")
+    p.add_argument("--disk", type=_size, default=d.disk,
+                   help=f"bytes the method may write into its work directory (default {d.disk >> 30}G)")
+    p.add_argument("--processes", type=_count, default=d.processes,
+                   help=f"processes and threads the method may run at once (default {d.processes})")
+    p.add_argument("--open-files", type=_count, default=d.files,
+                   help=f"files each of its processes may hold open (default {d.files})")
+    p.add_argument("--cpu-time", type=_count, default=d.cpu,
+                   help=f"CPU seconds each of its processes may use (default {d.cpu})")
+
+
+def _limits(args):
+    from metrics.sandbox import Limits
+
+    return Limits(memory=args.memory, disk=args.disk, processes=args.processes, files=args.open_files,
+                  cpu=args.cpu_time)
 
 
 def _leaderboard(args) -> int:
@@ -154,7 +197,7 @@ def _leaderboard(args) -> int:
         return 0
     if args.action == "plot":
         lb.plot(args.archive, args.method, args.out, functional=args.functional, timeout=args.timeout,
-                sandbox=args.sandbox, data_root=args.data_root)
+                sandbox=args.sandbox, data_root=args.data_root, limits=_limits(args))
         print(f"{args.out}: plot written")
     elif args.action == "public":
         from .archive import load
@@ -169,7 +212,8 @@ def _leaderboard(args) -> int:
             raise ModelsetError(f"--seeds {args.seeds!r}: expected comma-separated integers, e.g. 0,1,2") from None
         result = lb.submit(args.archive, method=args.method, embeddings=args.embeddings, name=args.name,
                            seeds=seeds, functional=args.functional, learned=args.learned, timeout=args.timeout,
-                           results_dir=args.results, sandbox=args.sandbox, data_root=args.data_root)
+                           results_dir=args.results, sandbox=args.sandbox, data_root=args.data_root,
+                           limits=_limits(args))
         sc = result["scores"]
         print(f"{result['method']} ({result['kind']}): " + "  ".join(f"{k} {sc[k]['mean']:.3f}±{sc[k]['std']:.3f}"
                                                                      for k in lb.HEADLINE if k in sc))

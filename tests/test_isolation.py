@@ -1,9 +1,13 @@
 """A submitted method that hunts for the test labels finds nothing, and cannot write outside its
 work directory (issue: leaderboard isolation)."""
 import json
+import os
 import subprocess
+import uuid
 
 import pytest
+
+from metrics.sandbox import probe
 
 from .conftest import TOP_LEVEL, run_cli
 
@@ -15,6 +19,7 @@ import numpy as np
 
 ARCHIVE = {archive!r}
 RESULTS = {results!r}
+ESCAPE = {escape!r}  # a file in this machine's /tmp; the method's own /tmp is its work directory
 
 
 def _is_archive(path):
@@ -57,13 +62,17 @@ class Snoop:
             if archives:
                 found.append(f"archives reachable: {{archives[:3]}}")
                 break
-        for target in (os.path.join(RESULTS, "forged.json"), "/tmp/modelset-escape"):
-            try:
-                with open(target, "w") as fh:
-                    fh.write("{{}}")
-                found.append(f"wrote {{target}}")
-            except OSError:
-                pass
+        try:
+            with open(os.path.join(RESULTS, "forged.json"), "w") as fh:
+                fh.write("{{}}")
+            found.append("wrote into the results directory")
+        except OSError:
+            pass
+        try:
+            with open(ESCAPE, "w") as fh:  # checked from outside: it must not land in the real /tmp
+                fh.write("escaped")
+        except OSError:
+            pass
         import socket
         try:
             socket.create_connection(("127.0.0.1", 22), timeout=1)
@@ -76,21 +85,19 @@ class Snoop:
 '''
 
 
-def _sandbox_available():
-    return subprocess.run(["unshare", "-Urn", "true"], capture_output=True).returncode == 0
-
-
-@pytest.mark.skipif(not _sandbox_available(), reason="this OS does not allow unprivileged user namespaces")
+@pytest.mark.skipif(probe() is not None, reason=f"this machine cannot confine a method: {probe()}")
 def test_a_snooping_method_finds_nothing_and_writes_nothing(small_archive, tmp_path):
     results = tmp_path / "results"
+    escape = f"/tmp/modelset-escape-{uuid.uuid4().hex}"
     run_cli("leaderboard", "submit", "--archive", small_archive, "--method", "raw-cosine", "--results", results)
     before = {f.name: f.read_bytes() for f in results.glob("*.json")}
     method = tmp_path / "snoop.py"
-    method.write_text(SNOOP.format(archive=str(small_archive.resolve()), results=str(results.resolve())))
+    method.write_text(SNOOP.format(archive=str(small_archive.resolve()), results=str(results.resolve()),
+                                   escape=escape))
     r = run_cli("leaderboard", "submit", "--archive", small_archive, "--method", f"{method}:Snoop",
                 "--results", results, "--sandbox", "require")
     assert r.returncode == 0, r.stderr  # the method raises "LEAK: ..." if any attempt succeeded
-    assert not (results / "forged.json").exists()
+    assert not (results / "forged.json").exists() and not os.path.exists(escape)
     assert {f.name: f.read_bytes() for f in results.glob("*.json") if f.name in before} == before
     new = [f for f in results.glob("Snoop--*.json")]
     assert len(new) == 1 and json.loads(new[0].read_text())["method"] == "Snoop"
@@ -99,7 +106,8 @@ def test_a_snooping_method_finds_nothing_and_writes_nothing(small_archive, tmp_p
 def test_without_the_sandbox_the_same_method_would_see_the_archive(small_archive, tmp_path):
     """The control: proves the snooping method's checks really detect a leak."""
     method = tmp_path / "snoop.py"
-    method.write_text(SNOOP.format(archive=str(small_archive.resolve()), results=str(tmp_path / "r")))
+    method.write_text(SNOOP.format(archive=str(small_archive.resolve()), results=str(tmp_path / "r"),
+                                   escape=str(tmp_path / "escape")))
     r = run_cli("leaderboard", "submit", "--archive", small_archive, "--method", f"{method}:Snoop",
                 "--results", tmp_path / "r", "--sandbox", "off", "--timeout", "120")
     assert r.returncode == 2 and "LEAK:" in r.stderr and "can see" in r.stderr

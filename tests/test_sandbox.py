@@ -1,0 +1,401 @@
+"""A hostile method, one hole at a time: it cannot leave its root, reach a process outside, outlive
+its run or exhaust the machine, and its outputs are read by header (metrics.sandbox, metrics.outputs).
+
+Each adversary raises "LEAK: ..." when its attack works, so a run that exits 0 shows that the attack
+failed; each control runs the same adversary unconfined and shows that its check sees the attack.
+"""
+import json
+import os
+import subprocess
+import sys
+import uuid
+import zipfile
+
+import numpy as np
+import pytest
+
+from metrics.outputs import OutputError, read_npz
+from metrics.sandbox import probe
+
+from .conftest import run_cli
+
+_why = probe()
+needs_sandbox = pytest.mark.skipif(_why is not None, reason=f"this machine cannot confine a method: {_why}")
+
+HOSTILE = '''
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+ARCHIVE = {archive!r}
+SCORER = {scorer!r}  # the pid of the test process, which started the scorer
+MARKER = {marker!r}
+libc = ctypes.CDLL(None, use_errno=True)
+
+
+class _Base:
+    def __init__(self, seed=0):
+        pass
+
+    def embed(self, view):
+        self.attack()
+        return view.params[:, :8]
+
+
+def _leak(found):
+    if found:
+        raise RuntimeError("LEAK: " + "; ".join(found))
+
+
+class ChrootEscape(_Base):
+    """chroot into a subdirectory, walk .. past the old root, chroot there."""
+
+    def attack(self):
+        found = []
+        try:
+            os.makedirs("jail", exist_ok=True)
+            os.chroot("jail")
+            for _ in range(64):
+                os.chdir("..")
+            os.chroot(".")
+        except OSError as e:
+            print("chroot refused:", e, file=sys.stderr)
+        if os.path.exists(ARCHIVE):
+            found.append("the private archive is reachable")
+        _leak(found)
+
+
+class Mounts(_Base):
+    """mount a fresh proc, bind the root somewhere writable, unshare a new user namespace."""
+
+    def attack(self):
+        found = []
+        os.makedirs("p", exist_ok=True)
+        if libc.mount(b"proc", b"p", b"proc", 0, None) == 0:
+            found.append("mounted proc")
+        if libc.mount(b"/", b"p", None, 4096 | 16384, None) == 0:
+            found.append("bind-mounted /")
+        pid = os.fork()  # unshare wants a single-threaded process: a fresh child is one
+        if pid == 0:
+            os._exit(0 if libc.unshare(0x10000000) == 0 else 1)
+        if os.waitpid(pid, 0)[1] == 0:
+            found.append("unshared a user namespace")
+        child = os.fork()
+        if child == 0:
+            time.sleep(30)
+            os._exit(0)
+        if libc.syscall(101, 16, child, 0, 0) == 0:  # ptrace(PTRACE_ATTACH, child)
+            found.append("ptrace")
+        os.kill(child, signal.SIGKILL)
+        _leak(found)
+
+
+class Signals(_Base):
+    """Signal the scorer, its parent, or any process but its own; read other processes' /proc."""
+
+    def attack(self):
+        found = []
+        for pid in (SCORER, os.getppid()):
+            if pid > 1:
+                try:
+                    os.kill(pid, 0)
+                    found.append(f"can signal pid {{pid}}")
+                except OSError:
+                    pass
+        own = {{os.getpid()}}
+        others = [int(d) for d in os.listdir("/proc") if d.isdigit() and int(d) not in own]
+        for pid in others:
+            try:
+                cmd = open(f"/proc/{{pid}}/cmdline", "rb").read()
+            except OSError:
+                continue
+            if b"leaderboard" in cmd or b"pytest" in cmd:
+                found.append(f"read the command line of pid {{pid}}")
+                break
+        _leak(found)
+
+
+class Daemon(_Base):
+    """Leave a setsid, double-forked process behind that would outlive the run."""
+
+    def attack(self):
+        subprocess.Popen([sys.executable, "-c", f"import os, time\\nif os.fork() == 0:\\n    time.sleep(300)  # {{MARKER}}"],
+                         start_new_session=True)
+        time.sleep(1)
+
+
+class DaemonTimeout(Daemon):
+    def attack(self):
+        super().attack()
+        time.sleep(600)
+
+
+class MemoryHog(_Base):
+    def attack(self):
+        held = []
+        for _ in range(256):
+            held.append(np.ones(64 << 20, np.uint8))  # 64 MiB at a time, touched
+            time.sleep(0.01)
+
+
+class ForkHog(_Base):
+    """Two processes that each hold memory under the limit, but not together."""
+
+    def attack(self):
+        child = os.fork()
+        held = [np.ones(1100 << 20, np.uint8)]
+        time.sleep(5)
+        if child == 0:
+            os._exit(0)
+
+
+class DiskFiller(_Base):
+    def attack(self):
+        block = os.urandom(1 << 20)
+        with open("filler", "wb") as fh:
+            for _ in range(1 << 14):
+                fh.write(block)
+                fh.flush()
+
+
+class ForkBomb(_Base):
+    def attack(self):
+        for _ in range(100000):
+            if os.fork() == 0:
+                time.sleep(300)
+                os._exit(0)
+
+
+class CpuBurner(_Base):
+    def attack(self):
+        while True:
+            pass
+
+
+class HugeHeader(_Base):
+    """An output whose header promises more than the machine holds, in a small file."""
+
+    def attack(self):
+        import io
+        import zipfile
+
+        real = np.savez
+
+        def savez(fh, **arrays):
+            with zipfile.ZipFile(fh, "w", zipfile.ZIP_DEFLATED) as z:
+                for name in arrays:
+                    with z.open(name + ".npy", "w", force_zip64=True) as member:
+                        header = io.BytesIO()
+                        np.lib.format.write_array_header_2_0(
+                            header, {{"descr": "<f8", "fortran_order": False, "shape": (1 << 20, 1 << 20)}})
+                        member.write(header.getvalue())
+                        zero = bytes(1 << 20)
+                        for _ in range(64):
+                            member.write(zero)
+
+        np.savez = savez
+'''
+
+
+@pytest.fixture
+def hostile(tmp_path, small_archive):
+    """(submit(cls, *flags) -> CompletedProcess, marker): the hostile module, one class per hole."""
+    marker = f"modelset-daemon-{uuid.uuid4().hex}"
+    method = tmp_path / "hostile.py"
+    method.write_text(HOSTILE.format(archive=str(small_archive.resolve()), scorer=os.getpid(), marker=marker))
+
+    def submit(cls, *flags, timeout="300"):
+        return run_cli("leaderboard", "submit", "--archive", small_archive, "--method", f"{method}:{cls}",
+                       "--results", tmp_path / "results", "--timeout", timeout, *flags)
+
+    return submit, marker
+
+
+def _alive(marker) -> list[int]:
+    """Processes on this machine whose command line holds ``marker``."""
+    pids = []
+    for d in os.listdir("/proc"):
+        try:
+            if d.isdigit() and marker.encode() in open(f"/proc/{d}/cmdline", "rb").read():
+                pids.append(int(d))
+        except OSError:
+            pass
+    return pids
+
+
+def _confined_ok(r, results):
+    assert r.returncode == 0, r.stderr  # the adversary raises "LEAK: ..." if its attack worked
+    result = json.loads(next(results.glob("*.json")).read_text())
+    assert result["confined"] is True and result["sandbox"]["engine"] == "namespaces", result["sandbox"]
+    return result
+
+
+def _rejected(r, *phrases):
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1, r.stderr
+    for p in phrases:
+        assert p in lines[0], lines[0]
+
+
+# -- no way out of the root -------------------------------------------------------------------------
+@needs_sandbox
+def test_a_chroot_escape_leads_nowhere(hostile, tmp_path):
+    submit, _ = hostile
+    _confined_ok(submit("ChrootEscape", "--sandbox", "require"), tmp_path / "results")
+
+
+def test_control_unconfined_the_escape_check_sees_the_archive(hostile):
+    submit, _ = hostile
+    r = submit("ChrootEscape", "--sandbox", "off")
+    assert r.returncode == 2 and "LEAK: the private archive is reachable" in r.stderr, r.stderr
+
+
+@needs_sandbox
+def test_mount_unshare_and_ptrace_are_refused(hostile, tmp_path):
+    submit, _ = hostile
+    result = _confined_ok(submit("Mounts", "--sandbox", "require"), tmp_path / "results")
+    assert result["sandbox"]["seccomp"] is True
+
+
+@pytest.mark.skipif(subprocess.run(["unshare", "-Urm", "true"], capture_output=True).returncode != 0,
+                    reason="needs unprivileged user namespaces for a harmless control")
+def test_control_in_a_plain_user_namespace_the_same_attacks_work(hostile, tmp_path):
+    """Unconfined but in a throwaway user and mount namespace, where a mount changes nothing real."""
+    code = "import sys; sys.path.insert(0, '.'); import hostile; hostile.Mounts().attack()"
+    r = subprocess.run(["unshare", "-Urm", sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    assert "LEAK:" in r.stderr and "bind-mounted /" in r.stderr and "unshared a user namespace" in r.stderr \
+        and "ptrace" in r.stderr, r.stderr
+
+
+# -- nothing outside touched --------------------------------------------------------------------------
+@needs_sandbox
+def test_the_method_sees_and_signals_only_its_own_processes(hostile, tmp_path):
+    submit, _ = hostile
+    result = _confined_ok(submit("Signals", "--sandbox", "require"), tmp_path / "results")
+    assert result["sandbox"]["proc"] is True  # /proc was there to read, and showed nothing else
+
+
+def test_control_unconfined_the_method_signals_the_scorer_and_reads_its_proc(hostile):
+    submit, _ = hostile
+    r = submit("Signals", "--sandbox", "off")
+    assert r.returncode == 2 and f"can signal pid {os.getpid()}" in r.stderr and "read the command line" in r.stderr, \
+        r.stderr
+
+
+@needs_sandbox
+@pytest.mark.parametrize("cls, timeout", [("Daemon", "300"), ("DaemonTimeout", "20")])
+def test_no_process_outlives_the_run(hostile, cls, timeout):
+    submit, marker = hostile
+    r = submit(cls, "--sandbox", "require", timeout=timeout)
+    assert (r.returncode == 0) if cls == "Daemon" else ("time limit of 20 s" in r.stderr), r.stderr
+    assert _alive(marker) == []
+
+
+def test_control_the_survivor_check_sees_a_live_daemon():
+    marker = f"modelset-daemon-{uuid.uuid4().hex}"
+    p = subprocess.Popen([sys.executable, "-c", f"import time; time.sleep(60)  # {marker}"], start_new_session=True)
+    try:
+        assert _alive(marker) == [p.pid]
+    finally:
+        p.kill()
+        p.wait()
+
+
+# -- every resource bounded -----------------------------------------------------------------------------
+@needs_sandbox
+def test_a_memory_hog_is_rejected_naming_the_limit(hostile, tmp_path):
+    submit, _ = hostile
+    _rejected(submit("MemoryHog", "--sandbox", "require", "--memory", "1G"), "memory limit of 1 GiB", "--memory")
+    assert not (tmp_path / "results").exists()
+
+
+@needs_sandbox
+def test_memory_counts_all_the_methods_processes_together(hostile):
+    submit, _ = hostile
+    _rejected(submit("ForkHog", "--sandbox", "require", "--memory", "2G"), "memory limit of 2 GiB")
+
+
+@needs_sandbox
+def test_a_disk_filler_is_rejected_naming_the_limit(hostile):
+    submit, _ = hostile
+    _rejected(submit("DiskFiller", "--sandbox", "require", "--disk", "64M"), "disk limit of 64 MiB", "--disk")
+
+
+@needs_sandbox
+def test_a_fork_bomb_is_held_by_the_process_limit(hostile, tmp_path):
+    submit, _ = hostile
+    _rejected(submit("ForkBomb", "--sandbox", "require", "--processes", "48"), "processes limit of 48",
+              "--processes")
+
+
+@needs_sandbox
+def test_cpu_time_is_bounded(hostile):
+    submit, _ = hostile
+    _rejected(submit("CpuBurner", "--sandbox", "require", "--cpu-time", "15"), "cpu limit of 15 s", "--cpu-time")
+
+
+def test_a_bad_limit_is_refused_in_one_line(small_archive, tmp_path):
+    r = run_cli("leaderboard", "submit", "--archive", small_archive, "--method", "raw-cosine", "--memory", "lots",
+                "--results", tmp_path / "r")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--memory" in r.stderr, r.stderr
+
+
+# -- outputs read by header ---------------------------------------------------------------------------------
+@needs_sandbox
+def test_an_output_whose_header_promises_a_huge_array_is_refused_unread(hostile):
+    submit, _ = hostile
+    _rejected(submit("HugeHeader", "--sandbox", "require"), "method outputs rejected", "more than an array of shape")
+
+
+def _npz(path, arrays: dict, header_shape=None):
+    """An .npz of ``arrays``; ``header_shape`` forges the first member's header."""
+    import io
+
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for i, (name, a) in enumerate(arrays.items()):
+            buf = io.BytesIO()
+            if i == 0 and header_shape is not None:
+                np.lib.format.write_array_header_1_0(buf, {"descr": a.dtype.str, "fortran_order": False,
+                                                           "shape": header_shape})
+                buf.write(a.tobytes())
+            else:
+                np.lib.format.write_array(buf, a)
+            z.writestr(name + ".npy", buf.getvalue())
+    return path
+
+
+@pytest.mark.parametrize("arrays, header_shape, message", [
+    ({"x": np.zeros((4, 3))}, None, "shape (4, 3), expected (5, <= 16384)"),
+    ({"x": np.zeros((5, 3))}, (5, 10**9), "expected (5, <= 16384)"),
+    ({"x": np.zeros((5, 3))}, (5, 4), "do not match its header"),
+    ({"x": np.zeros((5, 3), dtype="c16")}, None, "not a plain number"),
+    ({"x": np.array([["a"] * 3] * 5)}, None, "not a plain number"),
+])
+def test_read_npz_checks_every_header_before_loading(tmp_path, arrays, header_shape, message):
+    path = _npz(tmp_path / "o.npz", arrays, header_shape)
+    with pytest.raises(OutputError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        read_npz(path, lambda name: (5, [16384]))
+
+
+def test_read_npz_loads_what_it_checked(tmp_path):
+    a = np.arange(15.0).reshape(5, 3)
+    assert np.array_equal(read_npz(_npz(tmp_path / "o.npz", {"x": a}), lambda name: (5, [16384]))["x"], a)
+
+
+def test_embeddings_with_a_forged_header_are_refused_in_one_line(small_archive, tmp_path):
+    import modelset
+    from metrics.leaderboard import public_rng
+    from metrics.public import make_public
+
+    with modelset.load(small_archive) as ms:
+        public, _ = make_public(ms, public_rng(ms))
+    arrays = {s: np.zeros((len(test), 4)) for s, (train, test) in public.items()}
+    path = _npz(tmp_path / "emb.npz", arrays, header_shape=(10**6, 10**6))
+    r = run_cli("leaderboard", "submit", "--archive", small_archive, "--embeddings", path, "--results", tmp_path / "r")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--embeddings" in r.stderr, r.stderr
+    assert not (tmp_path / "r").exists()
