@@ -216,16 +216,18 @@ def seccomp_filter():
     return f
 
 
-def enter(root: str, binds: dict | None = None, readable=(), hidden=(), limits: Limits = Limits()) -> dict:
+def enter(root: str, binds: dict | None = None, readable=(), hidden=(), limits: Limits = Limits(),
+          userns: bool | None = None) -> dict:
     """Confine this process (see the module's docstring); returns what holds, for the result.
 
     ``root``: an empty directory that becomes the new ``/``. ``binds``: files to show read-only in
     the work directory ({name: path outside}). ``readable``: extra code directories, read-only.
     ``hidden``: extra data directories, hidden. The calling process forks here: the parent stays
     outside, waits and exits with the method's status; the child returns, as pid 1 of the sandbox.
+    ``userns``: set up in a user namespace (default: unless root), as a user's run is.
     """
     libc = _libc()
-    as_root = os.geteuid() == 0
+    as_root = os.geteuid() == 0 if userns is None else not userns
     uid, gid = os.getuid(), os.getgid()
     owner = run_uid() if as_root else 0  # found before the fork: inside, getpid() is 1
     _check(libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "parent-death signal")

@@ -272,6 +272,46 @@ def test_control_in_a_plain_user_namespace_the_same_attacks_work(hostile, tmp_pa
         and "ptrace" in r.stderr, r.stderr
 
 
+INSIDE = """
+import ctypes, errno, os, sys
+from metrics.sandbox import enter, Limits
+held = enter({root!r}, userns={userns}, limits=Limits(disk=8 << 20))
+problems = []
+if os.getpid() != 1: problems.append("not pid 1 of its own namespace")
+if os.getcwd() != "/method": problems.append("not in /method")
+if os.path.exists({outside!r}): problems.append("the outside file is visible")
+try:
+    os.chroot("/usr"); problems.append("chroot allowed")
+except OSError: pass
+if [d for d in os.listdir("/proc") if d.isdigit()] != ["1"]: problems.append("/proc shows other processes")
+try:
+    open("/usr/x", "w"); problems.append("/usr writable")
+except OSError: pass
+try:
+    with open("/method/f", "wb") as fh: fh.write(bytes(16 << 20))
+    problems.append("wrote past the disk limit")
+except OSError as e:
+    if e.errno not in (errno.ENOSPC, errno.EFBIG): problems.append(repr(e))
+status = dict(l.split(":", 1) for l in open("/proc/self/status"))
+caps = {{k: status[k].strip() for k in ("CapEff", "CapBnd", "NoNewPrivs")}}
+if caps != {{"CapEff": "0" * 16, "CapBnd": "0" * 16, "NoNewPrivs": "1"}}: problems.append(str(caps))
+print("; ".join(problems) or "ok", held["uid"])
+"""
+
+
+@needs_sandbox
+@pytest.mark.parametrize("userns", [True, False] if os.geteuid() == 0 else [True])
+def test_both_set_ups_give_the_same_confinement(tmp_path, userns):
+    """A user's run (a user namespace) and root's (its own uid) hold the same promises; as root both
+    are tried."""
+    outside = tmp_path / "outside"
+    outside.write_text("secret")
+    (tmp_path / "root").mkdir()
+    code = INSIDE.format(root=str(tmp_path / "root"), userns=userns, outside=str(outside))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.startswith("ok "), r.stdout + r.stderr
+
+
 # -- nothing outside touched --------------------------------------------------------------------------
 @needs_sandbox
 def test_the_method_sees_and_signals_only_its_own_processes(hostile, tmp_path):
