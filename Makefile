@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 PRESET ?= digits500
 JOBS ?= -1
 
-.PHONY: modelset test venv clean leaderboard bench
+.PHONY: modelset test venv clean clean-archives leaderboard bench
 
 # Set-up: a local virtual environment with the project and its test tools, torch pinned.
 $(STAMP): pyproject.toml constraints.txt
@@ -31,8 +31,14 @@ leaderboard: modelset
 test: $(STAMP)
 	$(PY) -m pytest
 
+# The environment and caches only: archives take up to hours to build (clean-archives removes them).
 clean:
-	rm -rf $(VENV) data/*.h5 data/.*.shards
+	rm -rf $(VENV) .pytest_cache *.egg-info
+	find . -name __pycache__ -prune -exec rm -rf {} +
+
+clean-archives:
+	@echo "removing the built archives and their shards in data/"
+	rm -rf data/*.h5 data/.*.shards data/.*.lock
 
 # Batched engine vs reference loop on the same digits500 units, then a timed digits500 build.
 bench: $(STAMP)

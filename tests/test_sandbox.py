@@ -71,7 +71,8 @@ class ChrootEscape(_Base):
 
 
 class Mounts(_Base):
-    """mount a fresh proc, bind the root somewhere writable, unshare a new user namespace."""
+    """mount a fresh proc, bind the root somewhere writable, unshare a new user namespace, add a key,
+    ptrace a child."""
 
     def attack(self):
         found = []
@@ -85,6 +86,9 @@ class Mounts(_Base):
             os._exit(0 if libc.unshare(0x10000000) == 0 else 1)
         if os.waitpid(pid, 0)[1] == 0:
             found.append("unshared a user namespace")
+        add_key = {{"x86_64": 248, "aarch64": 217}}[os.uname().machine]
+        if libc.syscall(add_key, b"user", b"modelset", b"x", 1, -2) > 0:  # into the process keyring
+            found.append("added a key")
         child = os.fork()
         if child == 0:
             time.sleep(30)
@@ -268,8 +272,8 @@ def test_control_in_a_plain_user_namespace_the_same_attacks_work(hostile, tmp_pa
     """Unconfined but in a throwaway user and mount namespace, where a mount changes nothing real."""
     code = "import sys; sys.path.insert(0, '.'); import hostile; hostile.Mounts().attack()"
     r = subprocess.run(["unshare", "-Urm", sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
-    assert "LEAK:" in r.stderr and "bind-mounted /" in r.stderr and "unshared a user namespace" in r.stderr \
-        and "ptrace" in r.stderr, r.stderr
+    assert "LEAK:" in r.stderr and all(attack in r.stderr for attack in (
+        "bind-mounted /", "unshared a user namespace", "added a key", "ptrace")), r.stderr
 
 
 INSIDE = """
