@@ -7,8 +7,8 @@ on --jobs, the executor or interruptions.
 """
 from __future__ import annotations
 
-import fcntl
 import logging
+import sys
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,6 +37,18 @@ from .shards import load_shard, save_shard, shard_path
 from .train import model_layout, train_reference
 
 log = logging.getLogger("modelset.build")
+
+def _lock(fh) -> None:
+    """An exclusive lock held as long as ``fh`` is open, or BlockingIOError / PermissionError."""
+    if sys.platform == "win32":
+        import msvcrt
+
+        msvcrt.locking(fh.fileno(), msvcrt.LK_NBLCK, 1)
+    else:
+        import fcntl
+
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
 
 @contextmanager
 def pinned_threads(n: int = 1):
@@ -141,8 +153,8 @@ def build_lock(out: Path):
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out.parent / f".{out.name}.lock", "w") as fh:
         try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            _lock(fh)
+        except (BlockingIOError, PermissionError):
             raise ModelsetError(f"another build is writing {out}; wait for it to finish or stop it") from None
         for stale in [*out.parent.glob(f".{out.name}.*.tmp"), *shard_dir_for(out).glob(".*.tmp")]:
             stale.unlink(missing_ok=True)
