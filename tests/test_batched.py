@@ -3,8 +3,10 @@
 Stated tolerance. Both engines run the same maths; only the convolutions sum in a different
 order (one grouped convolution over the unit vs one convolution per model), a difference of a few
 float32 ulps per step. What that becomes after training depends on the optimiser:
-- SGD carries it along linearly: every parameter agrees to a relative L2 error <= 1e-6
-  (measured ~1e-8) and every curve and metric to 1e-5, batch-count masks included.
+- SGD carries it along linearly: every parameter agrees to a relative L2 error <= SGD_REL
+  (most models ~1e-8; on an AVX2 core, whose oneDNN kernels block the sums otherwise, a few
+  models of a unit measured 1e-6 to 1e-5) and every curve and metric to 1e-5, batch-count masks
+  included.
 - Adam divides each gradient by its own running RMS, so components whose gradient sits at the
   float noise floor (sums that cancel) move by up to lr in either engine: after 3 epochs of the
   digits500 recipe the relative L2 error is <= 1e-2 (measured ~1.4e-3) and test accuracies agree
@@ -18,6 +20,8 @@ from scipy.stats import ks_2samp
 
 import modelset
 from builders import batched
+
+SGD_REL = 5e-5  # see the module docstring
 from builders.batched import _Flat, _Optimizer, train_batched
 from builders.build import build, is_up_to_date, shard_dir_for
 from builders.plan import make_plan, work_units
@@ -58,7 +62,7 @@ def test_mixed_unit_really_has_uneven_batch_counts():
 def test_batched_equals_reference_with_sgd():
     unit = _unit(MIXED_SGD)
     rel, curves, metrics = _compare(unit, train_batched(unit))
-    assert rel <= 1e-6 and curves <= 1e-5 and metrics <= 1e-5, (rel, curves, metrics)
+    assert rel <= SGD_REL and curves <= 1e-5 and metrics <= 1e-5, (rel, curves, metrics)
 
 
 @pytest.mark.parametrize("family", ["dense", "str", "dgconv", "acdc"])
@@ -69,7 +73,7 @@ def test_small_cnn_zoo_strided_convs_train_batched_and_equal_the_reference(famil
     assert {e.engine for e in unit} == {"batched"}
     assert create_model("small_cnn_zoo", in_channels=1, n_classes=10).convs[0].stride == (2, 2)
     rel, curves, metrics = _compare(unit, train_batched(unit))
-    assert rel <= 1e-6 and curves <= 1e-5 and metrics <= 1e-5, (rel, curves, metrics)
+    assert rel <= SGD_REL and curves <= 1e-5 and metrics <= 1e-5, (rel, curves, metrics)
 
 
 @pytest.mark.parametrize("family", ["str", "dgconv", "acdc"])
@@ -80,9 +84,9 @@ def test_families_train_batched_and_equal_the_reference(family):
     assert {e.engine for e in unit} == {"batched"}
     results, ref = train_batched(unit), [train_reference(e) for e in unit]
     rel, curves, metrics = _compare(unit, results, ref)
-    assert rel <= 1e-6 and curves <= 1e-5 and metrics <= 1e-5, (rel, curves, metrics)
+    assert rel <= SGD_REL and curves <= 1e-5 and metrics <= 1e-5, (rel, curves, metrics)
     for r, b in zip(ref, results):
-        assert np.linalg.norm(r.family_params - b.family_params) <= 1e-6 * np.linalg.norm(r.family_params)
+        assert np.linalg.norm(r.family_params - b.family_params) <= SGD_REL * np.linalg.norm(r.family_params)
         assert r.family_stats.keys() == b.family_stats.keys()
         assert abs(r.family_stats["sparsity"] - b.family_stats["sparsity"]) <= 1e-3
         for k in ("gates", "groups", "n_family_params"):
@@ -111,7 +115,7 @@ def test_evaluation_in_chunks_gives_the_same_curves(monkeypatch):
 def test_other_activations_use_their_own_backward(activation):
     unit = _unit(["seeds=2", "unit_size=4", "epochs=1", "optimizer=sgd", f"activation={activation}"])
     rel, curves, metrics = _compare(unit, train_batched(unit))
-    assert rel <= 1e-6 and curves <= 1e-5 and metrics <= 1e-5, (rel, curves, metrics)
+    assert rel <= SGD_REL and curves <= 1e-5 and metrics <= 1e-5, (rel, curves, metrics)
 
 
 def test_batched_equals_reference_with_the_digits500_recipe():
@@ -130,7 +134,7 @@ def test_grid_of_learning_rates_trains_in_one_unit():
                   "grid.lr=[0.01, 0.05]"])
     assert len({e.hparams["lr"] for e in unit}) == 2
     rel, curves, metrics = _compare(unit, train_batched(unit))
-    assert rel <= 1e-6 and metrics <= 1e-5
+    assert rel <= SGD_REL and metrics <= 1e-5
 
 
 @pytest.mark.parametrize("kind, weight_decay", [("adam", 0.0), ("adam", 0.01), ("adamw", 0.01), ("sgd", 0.01)])
