@@ -344,6 +344,10 @@ def test_control_the_survivor_check_sees_a_live_daemon():
     marker = f"modelset-daemon-{uuid.uuid4().hex}"
     p = subprocess.Popen([sys.executable, "-c", f"import time; time.sleep(60)  # {marker}"], start_new_session=True)
     try:
+        for _ in range(200):  # until the child has exec'd and shows its own command line
+            if _alive(marker):
+                break
+            time.sleep(0.05)
         assert _alive(marker) == [p.pid]
     finally:
         p.kill()
