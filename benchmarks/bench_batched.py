@@ -1,22 +1,24 @@
-"""Batched engine vs reference loop on the same digits500 work units, in one run.
+"""The batched engine against the reference loop and the core's FMA peak, in one run (`make bench`).
 
-Prints, for each engine: models per second, achieved GFLOP/s and that rate as a fraction of a
-matmul measured in the same run; the ratio between the engines; the profile of the batched
-engine (where its time goes); peak RSS; and, unless --no-build, the wall time and peak RSS of
-`modelset build --preset digits500 --force`, the build step of `make modelset`.
+Prints the machine (CPU, cores, vector width, the fp32 FMA peak of each width, measured now by
+benchmarks/fma_peak.c); for digits500 (small_cnn) and one fashion-mnist500 unit (small_cnn_zoo,
+where the files are) each engine's models per second, GFLOP/s and share of that peak, their
+ratio, and the grouped-convolution kernels' own rate; the batched engine's profile; the projected
+build time of every built-in preset on this machine; and, unless --no-build, the wall time and
+peak RSS of `modelset build --preset digits500 --force`, the build step of `make modelset`.
 
 Timings are noisy on a shared machine, so engines are timed interleaved, unit by unit, and each
 unit's best of --rounds counts; compare the ratios, not absolute figures across runs. Everything
-runs pinned to one torch thread, as every work unit of a build does.
+runs pinned to one torch thread, as every work unit of a build does. To measure AVX2 kernels on an
+AVX-512 core: ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 make bench.
 
-    python benchmarks/bench_batched.py [--units 4] [--rounds 2] [--no-build] [--reference-build]
+    python benchmarks/bench_batched.py [--units 4] [--rounds 2] [--no-projection] [--no-build]
 """
 from __future__ import annotations
 
 import argparse
 import os
 import resource
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -29,10 +31,18 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
-from builders.batched import train_batched
-from builders.plan import make_plan, work_units
-from builders.train import train_reference
-from modelset.preset import load_preset
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import describe, machine  # noqa: E402
+
+from builders.batched import train_batched  # noqa: E402
+from builders.build import train_unit  # noqa: E402
+from builders.plan import make_plan, work_units  # noqa: E402
+from builders.train import init_model, task_tensors, train_reference  # noqa: E402
+from modelset.datasets import DATA_ENV  # noqa: E402
+from modelset.errors import ModelsetError  # noqa: E402
+from modelset.preset import list_presets, load_preset  # noqa: E402
+
+DEBIAN_FASHION = "/usr/share/datasets/fashion-mnist"  # Debian's dataset-fashion-mnist
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,34 +60,6 @@ def rate(fn, flops: float, seconds: float = 1.0) -> float:
     return best
 
 
-def matmul_rates() -> dict:
-    """torch.mm (MKL sgemm) and a GEMM through oneDNN (1x1 convolution), one thread each: MKL
-    takes its AVX2 path on AMD CPUs, oneDNN uses AVX-512, so the second is the higher ceiling."""
-    n = 1024
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    x = torch.randn(64, 512, 16, 16).contiguous(memory_format=torch.channels_last)
-    w = torch.randn(512, 512, 1, 1).contiguous(memory_format=torch.channels_last)
-    return {"torch.mm": rate(lambda: a @ b, 2 * n**3),
-            "oneDNN 1x1 conv": rate(lambda: F.conv2d(x, w), 2 * 64 * 256 * 512 * 512)}
-
-
-def fma_peak() -> float | None:
-    """This core's peak fp32 FMA rate (benchmarks/fma_peak.c, best of 3), or None where no C
-    compiler builds it: the ceiling no engine can pass."""
-    cc = shutil.which("cc") or shutil.which("gcc")
-    if cc is None:
-        return None
-    with tempfile.TemporaryDirectory() as tmp:
-        exe = Path(tmp) / "fma_peak"
-        try:
-            subprocess.run([cc, "-O2", "-march=native", "-o", str(exe), str(ROOT / "benchmarks" / "fma_peak.c")],
-                           check=True, capture_output=True)
-            return max(float(subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.split()[0])
-                       for _ in range(3))
-        except (subprocess.CalledProcessError, OSError, ValueError):
-            return None
-
-
 def _conv_backward_flop(grad_out_shape, x_shape, w_shape, bias, stride, padding, dilation, transposed,
                         output_padding, groups, output_mask, out_shape, **kwargs) -> int:
     """torch's formula, but with the weight gradient of a grouped convolution divided by the
@@ -90,21 +72,25 @@ def _conv_backward_flop(grad_out_shape, x_shape, w_shape, bias, stride, padding,
     return flops
 
 
-def conv_kernels_rate(M: int, batch: int = 32) -> float:
-    """GFLOP/s of the unit's convolution kernels alone (forward, data and weight gradients of the
-    3 grouped layers, as the batched engine calls them): what the engine would reach if nothing
-    else cost anything."""
-    aten, cl = torch.ops.aten, torch.channels_last
+def conv_kernels_rate(unit, batch: int, root=None) -> float:
+    """GFLOP/s of the unit's convolution kernels alone (forward, data and weight gradients of its
+    grouped layers, as the batched engine calls them): what the engine would reach if nothing else
+    cost anything."""
+    aten, cl, M = torch.ops.aten, torch.channels_last, len(unit)
+    model = init_model(unit[0], root)
+    h, w_ = task_tensors(unit[0].dataset, unit[0].classes, unit[0].transform, root)[0][0].shape[2:]
     calls = []
-    for cin in (1, 16, 16):
-        x = torch.randn(batch, M * cin, 8, 8).contiguous(memory_format=cl)
-        w = torch.randn(M * 16, cin, 3, 3).contiguous(memory_format=cl)
-        g = torch.randn(batch, M * 16, 8, 8).contiguous(memory_format=cl)
-        args = (g, x, w, None, [1, 1], [1, 1], [1, 1], False, [0, 0], M)
-        calls.append(lambda x=x, w=w: F.conv2d(x, w, None, padding=1, groups=M))
+    for i, conv in enumerate(model.convs):
+        cin, s = conv.in_channels, conv.stride
+        x = torch.randn(batch, M * cin, h, w_).contiguous(memory_format=cl)
+        w = torch.randn(M * conv.out_channels, cin, 3, 3).contiguous(memory_format=cl)
+        g = F.conv2d(x, w, None, stride=s, padding=1, groups=M)
+        args = (g, x, w, None, list(s), [1, 1], [1, 1], False, [0, 0], M)
+        calls.append(lambda x=x, w=w, s=s: F.conv2d(x, w, None, stride=s, padding=1, groups=M))
         calls.append(lambda args=args: aten.convolution_backward(*args, [False, True, False]))
-        if cin > 1:
+        if i:
             calls.append(lambda args=args: aten.convolution_backward(*args, [True, False, False]))
+        h, w_ = g.shape[2:]
     flops = count_flops(lambda: [c() for c in calls])
     return rate(lambda: [c() for c in calls], flops)
 
@@ -169,7 +155,7 @@ def time_build(engine: str, jobs: int) -> tuple[float, int, float, str]:
     return wall, rss, cpu, acc
 
 
-def profile_batched(unit, rows: int = 14) -> str:
+def profile_batched(unit, root=None, rows: int = 12) -> str:
     from torch.profiler import profile
 
     # Kineto prints start/stop notes on the C-level stderr; keep them out of the report.
@@ -178,78 +164,103 @@ def profile_batched(unit, rows: int = 14) -> str:
         os.dup2(null.fileno(), 2)
         try:
             with profile() as prof:
-                train_batched(unit)
+                train_batched(unit, data_root=root)
         finally:
             os.dup2(saved, 2)
             os.close(saved)
     return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
 
 
+def compare(units, rounds: int, root=None) -> dict:
+    """Best wall time of each engine on each unit, the engines interleaved unit by unit so that
+    the machine's load falls on both alike; the sums per engine."""
+    engines = {"reference": lambda u: [train_reference(e, data_root=root) for e in u],
+               "batched": lambda u: train_batched(u, data_root=root)}
+    best = {name: [float("inf")] * len(units) for name in engines}
+    for _ in range(rounds):
+        for i, u in enumerate(units):
+            for name, fn in engines.items():
+                best[name][i] = min(best[name][i], timed(lambda: fn(u)))
+    return {name: sum(ts) for name, ts in best.items()}
+
+
+def report_engines(label, units, rounds, peak, root=None) -> None:
+    n_models = sum(len(u) for u in units)
+    flops = sum(count_flops(lambda: train_reference(u[0], data_root=root)) * len(u) for u in units)
+    hp = units[0][0].hparams
+    print(f"\n{label}: {units[0][0].arch}, {n_models} models in {len(units)} work unit(s) of {len(units[0])}, "
+          f"{hp['epochs']} epoch(s), {flops / n_models / 1e9:.2f} GFLOP per model (torch.utils.flop_counter)")
+    total = compare(units, rounds, root)
+    print(f"  {'engine':<12}{'models/s':>10}{'GFLOP/s':>10}{'of peak':>9}")
+    for name, t in total.items():
+        g = flops / t / 1e9
+        print(f"  {name:<12}{n_models / t:>10.2f}{g:>10.1f}{g / peak if peak else float('nan'):>9.0%}")
+    print(f"  batched / reference: {total['reference'] / total['batched']:.2f}x   (target >= 3x)")
+    conv = conv_kernels_rate(units[0], hp["batch_size"], root)
+    print(f"  the unit's grouped-convolution kernels alone: {conv:.0f} GFLOP/s"
+          + (f" ({conv / peak:.0%} of peak)" if peak else "") + "; the batched engine reaches "
+          f"{flops / total['batched'] / 1e9 / conv:.0%} of that")
+
+
+def project_presets(jobs: int, peak, root) -> None:
+    """Each built-in preset's build time on this machine: its first work unit trained as a build
+    trains it (one thread), times the number of units, over ``jobs`` workers."""
+    print(f"\nprojected build time of each built-in preset, --jobs {jobs} (one work unit timed, x units / jobs):")
+    for name in list_presets():
+        try:
+            plan = make_plan(load_preset(name), data_root=root)
+        except ModelsetError as e:
+            print(f"  {name:<22} not projected: {str(e).splitlines()[0][:110]}")
+            continue
+        units = work_units(plan)
+        wall = timed(lambda: train_unit(units[0], data_root=root))
+        flops = count_flops(lambda: train_reference(units[0][0], data_root=root)) * len(units[0])
+        total = wall * len(units) / min(jobs, len(units))
+        print(f"  {name:<22} {len(plan.entries):>5} models, {len(units):>4} units of {len(units[0]):>2}: "
+              f"{wall:6.1f} s per unit -> {total / 60:6.1f} min; {flops / wall / 1e9:5.1f} GFLOP/s per core"
+              + (f" = {flops / wall / 1e9 / peak:.0%} of peak" if peak else ""))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--units", type=int, default=4, help="digits500 work units timed per engine (default 4)")
     ap.add_argument("--rounds", type=int, default=2, help="timings per unit and engine; the best counts")
+    ap.add_argument("--data-root", default=os.environ.get(DATA_ENV, DEBIAN_FASHION),
+                    help="where the Fashion-MNIST (and other) files are; default $MODELSET_DATA or " + DEBIAN_FASHION)
+    ap.add_argument("--no-projection", action="store_true", help="skip timing one unit of every built-in preset")
     ap.add_argument("--no-build", action="store_true", help="skip timing the full digits500 build")
     ap.add_argument("--reference-build", action="store_true", help="also time the full build with the reference")
-    ap.add_argument("--jobs", type=int, default=os.cpu_count(), help="worker processes of the timed build")
+    ap.add_argument("--jobs", type=int, default=len(os.sched_getaffinity(0)), help="worker processes of builds")
     args = ap.parse_args()
 
     torch.set_num_threads(1)  # as every work unit of a build
-    preset = load_preset("digits500")
-    units = work_units(make_plan(preset))
-    # Spread over the plan: tasks differ in train-set size.
-    units = [units[i * len(units) // args.units] for i in range(args.units)]
-    n_models = sum(len(u) for u in units)
-    print(f"digits500: {n_models} models in {len(units)} work units of {len(units[0])}, "
-          f"{preset['train']['epochs']} epochs, 1 torch thread, {os.cpu_count()} CPUs, torch {torch.__version__}")
+    m = machine()
+    peak = m["fma_peak_gflops"]
+    print(describe(m))
+    print("every figure below: one torch thread, as every work unit of a build; "
+          "other vector widths: ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 make bench")
 
-    # Useful work, counted once on the reference (the batched engine does the same maths).
-    flops = sum(count_flops(lambda: train_reference(u[0])) * len(u) for u in units)
-    flops_batched = count_flops(lambda: train_batched(units[0])) * len(units)  # executed, all units alike
-    print(f"FLOPs (torch.utils.flop_counter): {flops / n_models / 1e9:.2f} GFLOP per model "
-          f"(batched engine executes {flops_batched / flops:.3f}x that)")
-
-    mm_before = matmul_rates()
-    engines = {"reference": lambda u: [train_reference(e) for e in u], "batched": train_batched}
-    best = {name: [float("inf")] * len(units) for name in engines}
-    for _ in range(args.rounds):
-        for i, u in enumerate(units):
-            for name, fn in engines.items():
-                best[name][i] = min(best[name][i], timed(lambda: fn(u)))
-    conv_rate = conv_kernels_rate(len(units[0]))
-    mm_after = matmul_rates()
-    mm = {k: max(mm_before[k], mm_after[k]) for k in mm_before}
-    peak = fma_peak()
-
-    print(f"\nmatmul in this run, 1 thread: torch.mm {mm['torch.mm']:.0f} GFLOP/s, "
-          f"oneDNN 1x1 conv {mm['oneDNN 1x1 conv']:.0f} GFLOP/s; FMA peak of one core "
-          + (f"{peak:.0f} GFLOP/s (benchmarks/fma_peak.c)" if peak else "not measured (no C compiler built benchmarks/fma_peak.c)"))
-    print(f"{'engine':<24}{'models/s':>10}{'GFLOP/s':>10}{'of mm':>8}{'of oneDNN':>11}")
-    total = {name: sum(ts) for name, ts in best.items()}
-    for name, t in total.items():
-        g = flops / t / 1e9
-        print(f"{name:<24}{n_models / t:>10.2f}{g:>10.1f}{g / mm['torch.mm']:>8.0%}{g / mm['oneDNN 1x1 conv']:>11.0%}")
-    ratio = total["reference"] / total["batched"]
-    print(f"ratio batched / reference: {ratio:.2f}x   goal >= 5x")
-    ceiling = conv_rate / (flops / total["reference"] / 1e9)
-    print(f"the unit's grouped-convolution kernels alone run at {conv_rate:.0f} GFLOP/s: the batched engine "
-          f"reaches {flops / total['batched'] / 1e9 / conv_rate:.0%} of that; even at 100% the ratio would "
-          f"be {ceiling:.1f}x")
-    if peak:
-        ref_rate = flops / total["reference"] / 1e9
-        print(f"the reference loop runs at {ref_rate / peak:.0%} of the core's FMA peak: 5x would need "
-              f"{5 * ref_rate:.0f} GFLOP/s ({5 * ref_rate / peak:.0%} of the peak); at the peak itself, with "
-              f"nothing else costing anything, the ratio would be {peak / ref_rate:.1f}x")
+    units = work_units(make_plan(load_preset("digits500")))
+    report_engines("digits500", [units[i * len(units) // args.units] for i in range(args.units)], args.rounds, peak)
+    try:
+        fashion = work_units(make_plan(load_preset("fashion-mnist500", ["epochs=1"]), data_root=args.data_root))[0]
+    except ModelsetError as e:
+        print(f"\nfashion-mnist500 not measured: {e}")
+    else:
+        report_engines("fashion-mnist500 at 1 epoch", [fashion], 1, peak, args.data_root)
+        print("\nwhere the batched engine's time goes (one fashion-mnist500 unit, 1 epoch, torch.profiler):")
+        print(profile_batched(fashion, args.data_root))
+    print("\nwhere the batched engine's time goes (one digits500 unit, torch.profiler):")
+    print(profile_batched(units[0]))
     print(f"peak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB")
 
-    print("\nwhere the batched engine's time goes (one unit, torch.profiler):")
-    print(profile_batched(units[0]))
-
+    if not args.no_projection:
+        project_presets(args.jobs, peak, args.data_root)
     builds = [] if args.no_build else ["batched"] + (["reference"] if args.reference_build else [])
     for engine in builds:
         wall, rss, cpu, acc = time_build(engine, args.jobs)
-        print(f"modelset build --preset digits500 --force --jobs {args.jobs} --engine {engine}: "
-              f"{wall:.1f} s wall, peak RSS of the process tree {rss / 2**30:.2f} GiB  (goal <= 120 s, < 2 GiB)")
+        print(f"\nmodelset build --preset digits500 --force --jobs {args.jobs} --engine {engine}: "
+              f"{wall:.1f} s wall (target <= 90 s), peak RSS of the process tree {rss / 2**30:.2f} GiB")
         print(f"  {cpu:.0f} CPU-seconds in its processes: >= {cpu / min(args.jobs, os.cpu_count()):.0f} s wall "
               f"on {min(args.jobs, os.cpu_count())} otherwise idle cores; load average now "
               f"{os.getloadavg()[0]:.1f}")

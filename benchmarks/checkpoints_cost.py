@@ -22,11 +22,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_batched import fma_peak, timed_command  # noqa: E402
-from fashion_mnist_zoo import machine  # noqa: E402
+from bench_batched import timed_command  # noqa: E402
+from machine import describe, machine  # noqa: E402
 
 from builders.batched import train_batched  # noqa: E402
 from builders.build import pinned_threads  # noqa: E402
@@ -81,11 +80,8 @@ def main() -> int:
     overrides = ["tasks.count=1"] if args.overrides is None else args.overrides
     if not load_preset(args.preset, overrides).checkpoints:
         raise SystemExit(f"preset {args.preset} keeps no checkpoints; pick one that does (digits-sweep)")
-    report = {"machine": machine(), "fma_peak_gflops": fma_peak(), "preset": args.preset, "overrides": overrides}
-    m, peak = report["machine"], report["fma_peak_gflops"]
-    print(f"machine: {m['cpu']}, {m['cores']} cores, torch {torch.__version__}, load average at start "
-          f"{', '.join(f'{x:.1f}' for x in m['load_average_at_start'])}; FMA peak "
-          + (f"{peak:.0f} GFLOP/s per core" if peak else "not measured (no C compiler)"), flush=True)
+    report = {"machine": machine(), "preset": args.preset, "overrides": overrides}
+    print(describe(report["machine"]), flush=True)
     u = report["units"] = unit_ratio(args.preset, overrides, args.units, args.rounds)
     print(f"{args.units} work units ({u['models']} models, checkpoints {u['checkpoints']}), 1 thread, best of "
           f"{args.rounds}: without {u['without']:.2f} s, with {u['with']:.2f} s: time ratio "

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -27,7 +26,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_batched import count_flops, fma_peak, timed_command  # noqa: E402
+from bench_batched import count_flops, timed_command  # noqa: E402
+from machine import describe, machine  # noqa: E402
 
 import modelset  # noqa: E402
 from builders.batched import train_batched  # noqa: E402
@@ -38,13 +38,6 @@ from modelset.preset import load_preset  # noqa: E402
 
 PRESET = "fashion-mnist500"
 DEBIAN = "/usr/share/datasets/fashion-mnist"
-
-
-def machine() -> dict:
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
-    return {"cpu": model, "cores": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
-            "load_average_at_start": os.getloadavg()}
 
 
 def training_flops(plan, root) -> float:
@@ -122,10 +115,9 @@ def main() -> int:
     args.data_root = os.path.abspath(args.data_root)  # the build runs from the repository root
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    report = {"machine": machine(), "fma_peak_gflops": fma_peak()}
-    peak = report["fma_peak_gflops"]
-    print(f"machine: {report['machine']['cpu']}, {report['machine']['cores']} cores, torch {torch.__version__}; "
-          f"FMA peak {peak or float('nan'):.0f} GFLOP/s per core", flush=True)
+    report = {"machine": machine()}
+    peak = report["machine"]["fma_peak_gflops"]
+    print(describe(report["machine"]), flush=True)
     plan = make_plan(load_preset(PRESET), data_root=args.data_root)
     flops = training_flops(plan, args.data_root)
     if not args.no_threads:

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_batched import fma_peak  # noqa: E402
+from machine import describe  # noqa: E402
 
 import modelset  # noqa: E402
 from metrics.baselines import FirstOrderNet  # noqa: E402
@@ -114,12 +114,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
     torch.set_num_threads(1)  # as the leaderboard's child runs it: one core per method
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), "?")
-    peak = fma_peak()
-    print(f"machine: {cpu}, {os.cpu_count()} cores, torch {torch.__version__}, one torch thread; "
-          f"FMA peak {'%.0f GFLOP/s per core' % peak if peak else 'not measured (no C compiler)'}; "
-          f"load average at start {os.getloadavg()[0]:.1f} (above 1: the times are under contention)")
+    print(describe() + "; one torch thread (a load average above 1: the times are under contention)")
     if not args.no_ablation:
         print(f"\n## ablation on {Path(args.archive[0]).name} (seeds {args.seeds})\n")
         print("| variant | retrieval mAP | task_id top1 | s/seed |\n|---|---|---|---|")

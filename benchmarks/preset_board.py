@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_batched import fma_peak, timed_command  # noqa: E402
-from fashion_mnist_zoo import machine  # noqa: E402
+from bench_batched import timed_command  # noqa: E402
+from machine import describe, machine  # noqa: E402
 
 import modelset  # noqa: E402
 from metrics.leaderboard import render  # noqa: E402
@@ -81,10 +81,8 @@ def main() -> int:
     args = ap.parse_args()
     out = Path(args.out).resolve()  # commands run from the repository root
     out.mkdir(parents=True, exist_ok=True)
-    peak = fma_peak()
-    report = {"machine": machine(), "fma_peak_gflops": peak, "preset": args.preset}
-    print(f"machine: {report['machine']['cpu']}, {report['machine']['cores']} cores; FMA peak "
-          f"{peak or float('nan'):.0f} GFLOP/s per core; load average at start {os.getloadavg()[0]:.2f}", flush=True)
+    report = {"machine": machine(), "preset": args.preset}
+    print(describe(report["machine"]), flush=True)
     archive = out / f"{args.preset}.h5"
     if not args.no_build:
         archive.unlink(missing_ok=True)

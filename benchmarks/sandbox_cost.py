@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import describe  # noqa: E402
 
 
 def _submit(archive, method, sandbox, results) -> float:
@@ -29,8 +32,7 @@ def main() -> None:
     ap.add_argument("--archive", default="data/digits500.h5")
     ap.add_argument("--methods", default="raw-cosine,weight-stats,gram,lps-fixed")
     args = ap.parse_args()
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"load {os.getloadavg()[0]:.1f}")
+    print(describe())
     print(f"{'method':14s} {'off s':>8s} {'require s':>10s} {'ratio':>6s}")
     total = [0.0, 0.0]
     with tempfile.TemporaryDirectory() as d:

@@ -307,25 +307,17 @@ _ACT_BACKWARD = {
 }
 
 
-# Input values per evaluation forward pass over all models: bounds the activations (small_cnn
-# holds 16 values per input value: ~256 MiB per tensor). A digits task fits in one pass; an MNIST
-# task's 18,000 training images at once would need tens of GiB.
-EVAL_INPUT_BUDGET = 2**22
+# Images per model per evaluation pass. Small chunks keep the activations in cache: on digits
+# units of 32 models, 32 images ran a train split 2.1x faster than the whole split at once, and on
+# a fashion-mnist500 unit a test split 1.8x faster than 535 images (benchmarks/bench_batched.py).
+EVAL_IMAGES = 32
 
 
-# Images per model per evaluation pass at checkpoints. Small chunks keep the activations in cache:
-# on digits units of 32 models, 32 images run a train split 2.1x faster than the whole split at
-# once. Only checkpoints use them; the per-epoch test curves keep the budget above, so zoos without
-# checkpoints keep their exact losses (chunking changes the rounding).
-CHECKPOINT_EVAL_IMAGES = 32
-
-
-def _evaluate(net, data_x, data_y, n, images=None) -> tuple[np.ndarray, np.ndarray]:
-    """Per-model mean cross-entropy and accuracy on each model's first ``n[m]`` samples, ``images``
-    per model per pass (default: as many as EVAL_INPUT_BUDGET allows)."""
+def _evaluate(net, data_x, data_y, n) -> tuple[np.ndarray, np.ndarray]:
+    """Per-model mean cross-entropy and accuracy on each model's first ``n[m]`` samples, EVAL_IMAGES
+    per model per pass."""
     M, N = data_y.shape
-    chunk = max(1, EVAL_INPUT_BUDGET // (M * math.prod(data_x.shape[2:])))
-    chunk = min(chunk, images or chunk)
+    chunk = EVAL_IMAGES
     valid = torch.arange(N, device=data_y.device)[None] < torch.tensor(n, device=data_y.device)[:, None]
     loss_sum = torch.zeros(M, device=data_y.device)
     correct = torch.zeros(M, dtype=torch.long, device=data_y.device)
@@ -357,7 +349,7 @@ def _train_pass(entries: list[PlanEntry], device, data_root=None) -> list[ModelR
     train_metrics = []  # of the last checkpoint: a checkpoint at the last epoch is the final evaluation
 
     def record(test_loss, test_acc):
-        train_metrics[:] = _evaluate(net, *data.train, data.n_train, CHECKPOINT_EVAL_IMAGES)
+        train_metrics[:] = _evaluate(net, *data.train, data.n_train)
         train_loss, train_acc = train_metrics
         for m, (entry, model) in enumerate(zip(entries, models)):
             flat.load_into(m, model)
@@ -365,7 +357,7 @@ def _train_pass(entries: list[PlanEntry], device, data_root=None) -> list[ModelR
                                                   "test_loss": float(test_loss[m]), "test_acc": float(test_acc[m])})
 
     if ckpts[0].wants(0):
-        record(*_evaluate(net, *data.test, data.n_test, CHECKPOINT_EVAL_IMAGES))
+        record(*_evaluate(net, *data.test, data.n_test))
     for epoch in range(epochs):
         # Each model's own permutation, laid out as (step, model, position), padded with row 0.
         order = torch.zeros(steps.max() * bs, M, dtype=torch.long)
