@@ -29,6 +29,19 @@ def small_archive(tmp_path_factory):
     return out
 
 
+# A tiny property zoo: digits-sweep on 2 tasks, relu and tanh x two learning rates x 2 seeds (16
+# models), 3 epochs, checkpoints at the init, after epoch 1 and at the end.
+SWEEP = ["tasks.count=2", "epochs=3", "unit_size=8", "checkpoints=[0, 1, 3]", 'grid.optimizer=["adam"]',
+         'grid.init=["default"]', "grid.weight_decay=[0.0]", "grid.lr=[0.003, 0.03]"]
+
+
+@pytest.fixture(scope="session")
+def sweep_archive(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sweep") / "sweep.h5"
+    build(load_preset("digits-sweep", SWEEP), out, jobs=1, progress=False)
+    return out
+
+
 @pytest.fixture(scope="session")
 def digits500(tmp_path_factory):
     """The real default preset, built as `make modelset` builds it (2 workers)."""
