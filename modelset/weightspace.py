@@ -5,8 +5,8 @@
     for (weights, biases), y in loader:                  # nfn: WeightSpaceFeatures(weights, biases)
         ...
 
-Rows are a stored split's part (``ms.split(split)``): models, or for the ``epoch`` split rows of
-/checkpoints. ``part="val"`` is carved from ``train`` by the rule stored in the archive
+Rows are a stored split's part (``ms.split(split)``; ``"all"``, every row of its parts): models, or for the ``epoch`` split
+rows of /checkpoints. ``part="val"`` is carved from ``train`` by the rule stored in the archive
 (``modelset.splits.val_models``: attributes ``val_fraction``, ``val_seed`` of /splits, defaults
 0.2 and 0 for an archive without them); ``train`` is then the rest (``val=False``: the whole train
 part, no val). ``epoch`` picks a stored checkpoint of model rows (None: the final weights).
@@ -20,20 +20,22 @@ biases)`` is a ``nfn.common.WeightSpaceFeatures`` and ``network_spec_from_wsfeat
 model's property (``test_acc``...) is that of its final state, as the protocols define it.
 
 Reading: an item's weights come from the h5py chunks that hold them, a batch at a time
-(``__getitems__``, which a ``DataLoader`` calls with a whole batch), and ``ChunkBatchSampler``
-makes batches of rows that share chunks, so each chunk is decompressed about once per epoch.
+(``__getitems__``, which a ``DataLoader`` calls with a whole batch, returns it stacked; ``collate``
+passes it on without a copy per item), and ``ChunkBatchSampler`` makes batches of rows that share
+chunks, so each chunk is decompressed about once per epoch.
 Memory holds one batch's chunks, whatever the archive's size.
 """
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from functools import cached_property
 
 import h5py
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from .archive import Archive, load
 from .errors import ModelsetError
@@ -41,19 +43,51 @@ from .splits import VAL_RULE, val_models
 from .symmetry import chain
 
 
-def _nfn_items(rows: np.ndarray, ds: "WeightSpaceDataset") -> list:
-    """Each row as ((weight (1, out, in[, k, k]), ...), (bias (1, out), ...))."""
+def _nfn_batch(rows: np.ndarray, ds: "WeightSpaceDataset"):
+    """Rows as ((weights (b, 1, out, in[, k, k]), ...), (biases (b, 1, out), ...))."""
     t = torch.from_numpy(rows)
     parts = [t[:, off:off + size].reshape(len(rows), 1, *shape) for off, size, shape in ds._tensors]
-    ws, bs = parts[0::2], parts[1::2]
-    return [(tuple(w[i] for w in ws), tuple(b[i] for b in bs)) for i in range(len(rows))]
+    return tuple(parts[0::2]), tuple(parts[1::2])
 
 
-def _flat_items(rows: np.ndarray, ds: "WeightSpaceDataset") -> list:
-    return list(torch.from_numpy(rows))
+def _flat_batch(rows: np.ndarray, ds: "WeightSpaceDataset"):
+    return torch.from_numpy(rows)
 
 
-LAYOUTS = {"nfn": _nfn_items, "flat": _flat_items}  # name -> (rows (b, P), dataset) -> items
+LAYOUTS = {"nfn": _nfn_batch, "flat": _flat_batch}  # name -> (rows (b, P), dataset) -> a batch
+
+
+def _item(batch, i: int):
+    """Item i of a batch: the same structure without the batch axis (what default_collate stacks)."""
+    if isinstance(batch, torch.Tensor):
+        return batch[i]
+    return type(batch)(_item(b, i) for b in batch)
+
+
+class Batch(Sequence):
+    """What ``__getitems__`` returns: a sequence of items for any collate function, that also
+    holds the batch already stacked, which ``collate`` hands over without copying each item."""
+
+    def __init__(self, stacked):
+        self.stacked = stacked
+
+    def __len__(self) -> int:
+        first = self.stacked
+        while not isinstance(first, torch.Tensor):
+            first = first[0]
+        return len(first)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if not -len(self) <= i < len(self):
+            raise IndexError(i)
+        return _item(self.stacked, i)
+
+
+def collate(batch):
+    """The DataLoader's collate function for these datasets: a ``Batch`` as it is stacked, else torch's."""
+    return batch.stacked if isinstance(batch, Batch) else default_collate(batch)
 
 
 class WeightSpaceDataset(Dataset):
@@ -104,8 +138,11 @@ class WeightSpaceDataset(Dataset):
     # -- which rows ---------------------------------------------------------------------------
     def _part_ids(self, part: str, val: bool) -> np.ndarray:
         parts = self.ms.split(self.split)
+        if part == "all":  # every row the split holds, e.g. for a pass over the whole zoo
+            return np.unique(np.concatenate(list(parts.values())))
         if part not in parts and part != "val":
-            raise ModelsetError(f"split {self.split!r} has no part {part!r}; parts: {', '.join([*parts, 'val'])}")
+            raise ModelsetError(f"split {self.split!r} has no part {part!r}; parts: "
+                                f"{', '.join([*parts, 'val', 'all'])}")
         if part not in ("train", "val") or not val:
             if part == "val":
                 raise ModelsetError("part 'val' is carved from train; leave val=True to have it")
@@ -162,12 +199,11 @@ class WeightSpaceDataset(Dataset):
     def __len__(self) -> int:
         return len(self.ids)
 
-    def __getitems__(self, index) -> list:
-        items = LAYOUTS[self.layout](self.read(index), self)
+    def __getitems__(self, index) -> Batch:
+        x = LAYOUTS[self.layout](self.read(index), self)
         if self.targets is None:
-            return items
-        y = torch.from_numpy(self.targets[np.asarray(index, dtype=np.int64)])
-        return list(zip(items, y))
+            return Batch(x)
+        return Batch((x, torch.from_numpy(self.targets[np.asarray(index, dtype=np.int64)])))
 
     def __getitem__(self, i):
         if not -len(self) <= i < len(self):
@@ -175,8 +211,10 @@ class WeightSpaceDataset(Dataset):
         return self.__getitems__([i % len(self)])[0]
 
     def loader(self, batch_size: int = 64, shuffle: bool = False, seed: int = 0, **kw) -> DataLoader:
-        """A DataLoader over ``ChunkBatchSampler`` batches (extra keywords go to DataLoader)."""
-        return DataLoader(self, batch_sampler=ChunkBatchSampler(self, batch_size, shuffle, seed), **kw)
+        """A DataLoader over ``ChunkBatchSampler`` batches, collated by ``collate`` (extra keywords
+        go to DataLoader). A plain ``DataLoader(ds, batch_size=...)`` works too, item by item."""
+        return DataLoader(self, batch_sampler=ChunkBatchSampler(self, batch_size, shuffle, seed),
+                          collate_fn=kw.pop("collate_fn", collate), **kw)
 
     # -- what a metanetwork needs ---------------------------------------------------------------
     @cached_property
@@ -207,8 +245,8 @@ class WeightSpaceDataset(Dataset):
 
         if self.layout != "nfn":
             raise ModelsetError("network_spec describes the nfn layout; make the dataset with layout='nfn'")
-        weights, biases = LAYOUTS["nfn"](np.zeros((1, self._h5().shape[-1]), np.float32), self)[0]
-        return network_spec_from_wsfeat(WeightSpaceFeatures([w[None] for w in weights], [b[None] for b in biases]))
+        weights, biases = LAYOUTS["nfn"](np.zeros((1, self._h5().shape[-1]), np.float32), self)
+        return network_spec_from_wsfeat(WeightSpaceFeatures(weights, biases))
 
     def __repr__(self):
         return (f"<WeightSpaceDataset {self.split}/{self.part}: {len(self)} items of {self.arch}, layout "

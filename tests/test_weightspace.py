@@ -57,13 +57,14 @@ def test_parts_are_the_stored_split_and_val_follows_the_stored_rule(sweep_archiv
     np.testing.assert_array_equal(val, val_models(split["train"], 0.2, 0))
     np.testing.assert_array_equal(test, split["test"])
     np.testing.assert_array_equal(WeightSpaceDataset(ms, "task_id", "train", val=False).ids, split["train"])
+    np.testing.assert_array_equal(WeightSpaceDataset(ms, "task_id", "all").ids, ms.models["id"].to_numpy())
     # the epoch split's rows are checkpoints: val takes every checkpoint of its models
     table = ms.checkpoints
     ep_val = WeightSpaceDataset(ms, "epoch", "val", "epoch")
     ep_train = WeightSpaceDataset(ms, "epoch", "train", "epoch")
     assert not np.intersect1d(ep_val.model_ids, ep_train.model_ids).size
     np.testing.assert_array_equal(ep_val.targets, table["epoch"].to_numpy()[ep_val.ids])
-    with pytest.raises(ModelsetError, match="no part 'query'.*parts: test, train, val"):
+    with pytest.raises(ModelsetError, match="no part 'query'.*parts: test, train, val, all"):
         WeightSpaceDataset(ms, "task_id", "query")
 
 
