@@ -343,15 +343,18 @@ def import_zoo(src, out, data_root=None) -> dict:
                    f"modelset's datasets are standardised otherwise, so ms.task_data does not give what these models "
                    f"saw: evaluate ms.model(i) on inputs prepared as the zoo's train_network.py prepares them")
 
+    # An archive names a dataset ms.dataset() can load; data that is not modelset's gets a name no
+    # loader has, so ms.task_data refuses rather than hand over differently prepared images.
+    archive_dataset = dataset_name if dataset is not None else f"small-cnn-zoo:{dataset_name}"
     source = json.dumps(sums, sort_keys=True)
     fractions = dict(DEFAULTS["splits"])
     grid = {key: sorted(set(v), key=str) for key, v in recipe.items() if len(set(v)) > 1}
     preset_text = _toml({"name": os.path.basename(src.rstrip("/")) or "small-cnn-zoo",
-                         "description": f"imported from the Small CNN Zoo format ({src})", "dataset": dataset_name,
+                         "description": f"imported from the Small CNN Zoo format ({src})", "dataset": archive_dataset,
                          "arch": arch, "family": "dense", "seed": 0, "checkpoints": steps,
                          "train": {key: v[0] for key, v in recipe.items()}, "grid": grid, "splits": fractions})
     attrs = {"name": os.path.basename(src.rstrip("/")) or "small-cnn-zoo", "preset": preset_text,
-             "dataset": dataset_name, "seed": 0, "n_models": n, CHECKPOINT_EPOCHS: np.asarray(steps, np.int64),
+             "dataset": archive_dataset, "seed": 0, "n_models": n, CHECKPOINT_EPOCHS: np.asarray(steps, np.int64),
              "plan_hash": hashlib.sha256(source.encode()).hexdigest()[:16], "source_format": "small-cnn-zoo",
              "source_sha256": source, "import_note": why_not or "ms.model(i) reproduces the stored accuracy"}
     if dataset is not None:

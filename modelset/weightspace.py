@@ -5,8 +5,8 @@
     for (weights, biases), y in loader:                  # nfn: WeightSpaceFeatures(weights, biases)
         ...
 
-Rows are a stored split's part (``ms.split(split)``; ``"all"``, every row of its parts): models, or for the ``epoch`` split
-rows of /checkpoints. ``part="val"`` is carved from ``train`` by the rule stored in the archive
+Rows are a stored split's part (``ms.split(split)``; ``"all"``, every row of its parts): models,
+or for the ``epoch`` split rows of /checkpoints. ``part="val"`` is carved from ``train`` by the rule stored in the archive
 (``modelset.splits.val_models``: attributes ``val_fraction``, ``val_seed`` of /splits, defaults
 0.2 and 0 for an archive without them); ``train`` is then the rest (``val=False``: the whole train
 part, no val). ``epoch`` picks a stored checkpoint of model rows (None: the final weights).
@@ -167,7 +167,7 @@ class WeightSpaceDataset(Dataset):
             if on_checkpoints and not self._checkpoint_rows:
                 continue
             ids = self.ids if on_checkpoints else self.model_ids  # a checkpoint row's model properties
-            values = p.targets(self.ms, ids[:0] if not len(ids) else ids)
+            values = p.targets(self.ms, ids)
             if name in values:
                 return np.asarray(values[name])
             have += list(values)

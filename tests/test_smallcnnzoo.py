@@ -169,6 +169,8 @@ def test_import_of_the_zoos_files_runs_them_as_tensorflow_does(tmp_path):
             assert (got.argmax(1) == labels).mean() == pytest.approx(acc)
     assert len(ms.split("task_id")["train"]) == 2  # nfn's cut of the split file: half, rounded down
     assert "averaged to grayscale" in ms.attrs["import_note"]
+    with pytest.raises(ModelsetError, match="small-cnn-zoo:mnist"):  # never modelset's MNIST in their place
+        ms.task_data(0)
 
 
 @pytest.mark.parametrize("damage, message", [
