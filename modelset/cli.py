@@ -154,8 +154,8 @@ def _import(args) -> int:
 
     r = import_zoo(args.src, args.out, data_root=args.data_root)
     skipped = "".join(f"; skipped {n} runs: {why}" for why, n in r["skipped"].items())
-    print(f"{args.out}: {r['models']} models of {r['arch']}, checkpoints at steps "
-          f"{', '.join(map(str, r['checkpoints']))}{skipped}")
+    kept = f"checkpoints at steps {', '.join(map(str, r['checkpoints']))}" if r["checkpoints"] else "final states only"
+    print(f"{args.out}: {r['models']} models of {r['arch']}, {kept}{skipped}")
     print(f"{args.out}: " + ("ms.model(i) reproduces the stored accuracy" if r["reproduces"] else
                              f"ms.model(i) cannot be checked against the stored accuracy here: {r['why_not']}"))
     return 0

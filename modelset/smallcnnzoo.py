@@ -97,8 +97,7 @@ def export(ms, out_dir) -> dict:
         raise ModelsetError(f"architecture {arch!r} cannot be written as the Small CNN Zoo's: {e}") from None
     by = lay.set_index("name")
     m, epochs = ms.models, ms.checkpoint_epochs
-    steps = epochs or [int(v) for v in m["epochs"]][:1]  # without checkpoints: the final state only
-    k = len(steps)
+    k = len(epochs) or 1  # rows per model; without checkpoints, the final state at its own epoch count
     # TensorFlow's variables, in the order Keras lists them: kernel, bias, layer by layer.
     varnames, tf_shapes = [], []
     for j, (w, b) in enumerate(pairs):
@@ -135,7 +134,7 @@ def export(ms, out_dir) -> dict:
             weights[start * k:(start + len(ids)) * k] = np.concatenate(parts, axis=1)
         weights.flush()
         del weights
-        table = _metrics_table(ms, steps, arch, len(pairs) - 1, int(shapes[pairs[0][0]][0]))
+        table = _metrics_table(ms, k, arch, len(pairs) - 1, int(shapes[pairs[0][0]][0]))
         table.to_csv(os.path.join(tmp, "metrics.csv"), index=False)
         table.to_csv(os.path.join(tmp, "metrics.csv.gz"), index=False, compression={"method": "gzip", "mtime": 0})
         layout_csv.to_csv(os.path.join(tmp, "layout.csv"), index=False)
@@ -151,12 +150,11 @@ def export(ms, out_dir) -> dict:
     return {"rows": len(m) * k, "models": len(m), "files": sorted(os.listdir(out_dir))}
 
 
-def _metrics_table(ms, steps, arch, depth, width) -> pd.DataFrame:
+def _metrics_table(ms, k: int, arch, depth, width) -> pd.DataFrame:
     from .schema import REQUIRED_MODEL_COLUMNS
 
     m, tasks = ms.models, ms.tasks
     recipe = [c for c in m.columns if c not in REQUIRED_MODEL_COLUMNS]  # the training recipe's keys
-    k = len(steps)
     rep = m.loc[m.index.repeat(k)].reset_index(drop=True)
     out = {"config.dataset": ms.attrs["dataset"], "config.dnn_architecture": "cnn", "config.num_layers": depth,
            "config.num_units": width, "config.dropout": 0.0, "config.train_fraction": 1.0,
@@ -165,7 +163,7 @@ def _metrics_table(ms, steps, arch, depth, width) -> pd.DataFrame:
         flag, to_zoo, _ = CONFIG.get(key, (key, lambda v: v, None))
         out[f"config.{flag}"] = [to_zoo(v) for v in rep[key]]
     out["modeldir"] = [f"{ms.attrs['name']}/model_{i:06d}" for i in rep["id"]]
-    out["step"] = np.tile(steps, len(m))
+    out["step"] = np.tile(ms.checkpoint_epochs, len(m)) if ms.checkpoint_epochs else rep["epochs"].to_numpy()
     if ms.checkpoint_epochs:
         c = ms.checkpoints
         for col, ours in METRIC_COLUMNS.items():
@@ -274,12 +272,14 @@ def import_zoo(src, out, data_root=None) -> dict:
     metrics = metrics.reset_index(drop=True)
     runs = list(dict.fromkeys(metrics["modeldir"]))
     rows_of = metrics.groupby("modeldir", sort=False).indices
-    steps = sorted(int(s) for s in np.unique(metrics.loc[rows_of[runs[0]], "step"]))
+    # One row per run: final states only (an export of an archive without checkpoints), at any step.
+    single = all(len(rows_of[run]) == 1 for run in runs)
+    steps = [] if single else sorted(int(s) for s in np.unique(metrics.loc[rows_of[runs[0]], "step"]))
     kept, skipped = [], {}
     for run in runs:
         r = rows_of[run]
         run_steps = metrics.loc[r, "step"].to_numpy()
-        if sorted(run_steps.tolist()) != steps:
+        if not single and sorted(run_steps.tolist()) != steps:
             skipped.setdefault(f"checkpoints other than the first run's steps {steps}", []).append(run)
         elif not np.isfinite(weights[np.sort(r)]).all():
             skipped.setdefault("non-finite weights", []).append(run)
@@ -309,7 +309,7 @@ def import_zoo(src, out, data_root=None) -> dict:
     # one model per kept run: its final checkpoint, recipe and identity
     final = np.array([r[-1] for _, r in kept])
     fm = metrics.loc[final].reset_index(drop=True)
-    n, k = len(kept), len(steps)
+    n, k = len(kept), len(steps) or 1  # k: rows per run
     recipe = {}
     skip = {"dataset", "random_seed", *(_EXPORT_CONSTANTS if ours else ())}
     for col in [c for c in metrics.columns if c.startswith("config.") and c[len("config."):] not in skip]:
@@ -354,24 +354,29 @@ def import_zoo(src, out, data_root=None) -> dict:
                          "arch": arch, "family": "dense", "seed": 0, "checkpoints": steps,
                          "train": {key: v[0] for key, v in recipe.items()}, "grid": grid, "splits": fractions})
     attrs = {"name": os.path.basename(src.rstrip("/")) or "small-cnn-zoo", "preset": preset_text,
-             "dataset": archive_dataset, "seed": 0, "n_models": n, CHECKPOINT_EPOCHS: np.asarray(steps, np.int64),
+             "dataset": archive_dataset, "seed": 0, "n_models": n,
              "plan_hash": hashlib.sha256(source.encode()).hexdigest()[:16], "source_format": "small-cnn-zoo",
              "source_sha256": source, "import_note": why_not or "ms.model(i) reproduces the stored accuracy"}
     if dataset is not None:
         attrs["dataset_fingerprint"] = dataset.fingerprint
+    if steps:
+        attrs[CHECKPOINT_EPOCHS] = np.asarray(steps, np.int64)
     records, ckpt_rows = [], []
-    curves = {c: np.full((n, max(max(steps), 1)), np.nan, np.float32) for c in CURVES}
+    last = int(metrics.loc[final, "step"].max())
+    curves = {c: np.full((n, max(last, 1)), np.nan, np.float32) for c in CURVES}
     with ArchiveWriter(out, attrs) as w:
         _write_dataset(w, dataset, dataset_name, n_classes, in_channels)
         w.write_tasks(tasks, max(max(t.classes) for t in tasks) + 1 if dataset is None else dataset.n_classes,
                       relation_matrix(tasks, "jaccard"))
-        w.create_architecture(arch, layout_rows, n, {"in_channels": in_channels, "n_classes": n_classes}, k)
+        w.create_architecture(arch, layout_rows, n, {"in_channels": in_channels, "n_classes": n_classes},
+                              len(steps))
         block = 256
         for start in range(0, n, block):
             idx = np.concatenate([r for _, r in kept[start:start + block]])
             rows = _torch_rows(np.asarray(weights[np.sort(idx)])[np.argsort(np.argsort(idx))], layers)
             rows = rows.reshape(-1, k, rows.shape[1])
-            w.write_checkpoints(arch, start, rows)
+            if steps:
+                w.write_checkpoints(arch, start, rows)
             w.write_params(arch, start, rows[:, -1])
             sub = metrics.loc[idx].reset_index(drop=True)  # the block's rows, model by model, step by step
             for col in ("train_loss", "test_loss"):
@@ -379,12 +384,14 @@ def import_zoo(src, out, data_root=None) -> dict:
                     sub[col] = np.nan
             for j in range(len(rows)):
                 i = start + j
-                for e, step in enumerate(steps):
+                for e in range(k):
                     mrow = sub.iloc[j * k + e]
-                    ckpt_rows.append({"model": i, "epoch": step, "train_acc": float(mrow["train_accuracy"]),
-                                      "train_loss": float(mrow["train_loss"]), "test_acc": float(mrow["test_accuracy"]),
-                                      "test_loss": float(mrow["test_loss"]),
-                                      "checksum": param_checksum(rows[j, e]), "family_checksum": ""})
+                    step = int(mrow["step"])
+                    if steps:
+                        ckpt_rows.append({"model": i, "epoch": step, "train_acc": float(mrow["train_accuracy"]),
+                                          "train_loss": float(mrow["train_loss"]),
+                                          "test_acc": float(mrow["test_accuracy"]), "test_loss": float(mrow["test_loss"]),
+                                          "checksum": param_checksum(rows[j, e]), "family_checksum": ""})
                     if step >= 1:  # the spec: a checkpoint's test metrics are the curves' at that epoch
                         curves["test_acc"][i, step - 1] = mrow["test_accuracy"]
                         curves["test_loss"][i, step - 1] = mrow["test_loss"]
@@ -400,8 +407,10 @@ def import_zoo(src, out, data_root=None) -> dict:
         models = pd.DataFrame.from_records(records, columns=model_columns(list(recipe)))
         w.write_models(models)
         w.write_curves(curves)
-        checkpoints = pd.DataFrame.from_records(ckpt_rows, columns=CHECKPOINT_TABLE_COLUMNS)
-        w.write_checkpoint_table(checkpoints)
+        checkpoints = None
+        if steps:
+            checkpoints = pd.DataFrame.from_records(ckpt_rows, columns=CHECKPOINT_TABLE_COLUMNS)
+            w.write_checkpoint_table(checkpoints)
         zoo = Zoo(models, checkpoints)
         drawn = make_splits(zoo, fractions, 0)
         if order is not None:  # nfn's rule: final checkpoints in the file's order, second half held out

@@ -13,7 +13,7 @@ import torch
 
 import modelset
 from modelset.errors import ModelsetError
-from modelset.smallcnnzoo import import_zoo
+from modelset.smallcnnzoo import export, import_zoo
 from modelset.verify import verify
 
 from .conftest import run_cli
@@ -85,6 +85,19 @@ def test_round_trip_gives_back_the_models(sweep_archive, exported, tmp_path):
     assert np.isnan(b.curves("train_loss")).all() and not np.isnan(a.curves("train_loss")).all()
     sums = json.loads(b.attrs["source_sha256"])
     assert sums["weights.npy"] == hashlib.sha256((exported / "weights.npy").read_bytes()).hexdigest()
+
+
+def test_round_trip_of_an_archive_without_checkpoints(small_archive, tmp_path):
+    """One row per model, at its own last epoch: the import keeps final states only."""
+    ms = modelset.load(small_archive)
+    export(ms, tmp_path / "zoo")
+    assert pd.read_csv(tmp_path / "zoo" / "metrics.csv")["step"].tolist() == ms.models["epochs"].tolist()
+    import_zoo(tmp_path / "zoo", tmp_path / "back.h5")
+    assert verify(tmp_path / "back.h5") == []
+    back = modelset.load(tmp_path / "back.h5")
+    assert back.checkpoint_epochs == [] and "checkpoints" not in back.h5
+    assert back.params().tobytes() == ms.params().tobytes()
+    pd.testing.assert_frame_equal(back.models, ms.models)
 
 
 # -- the zoo's own files, written here ------------------------------------------------------------
