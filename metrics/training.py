@@ -13,6 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+# The one hidden-unit permutation (modelset.symmetry), under the name the learned methods use.
+from modelset.symmetry import random_permutation as permute_hidden  # noqa: F401
+
 
 class Standardize(nn.Module):
     """Features centred and scaled by the training models' statistics: those of the last batch
@@ -75,20 +78,6 @@ def transform(net: TaskEmbedding, x):
     """(embedding, task logits) as numpy."""
     z, logits = net(x)
     return z.numpy(), logits.numpy()
-
-
-def permute_hidden(weights, biases, gen):
-    """Every model's hidden units in a new random order (each layer's outputs and the next layer's
-    inputs alike): the same functions, as other weight vectors. Weights (n, out, in[, k, k])."""
-    weights, biases = list(weights), list(biases)
-    for i in range(len(weights) - 1):
-        n, h = biases[i].shape
-        p = torch.argsort(torch.rand(n, h, generator=gen), dim=1)
-        weights[i] = weights[i].gather(1, p.view(n, h, *[1] * (weights[i].ndim - 2)).expand_as(weights[i]))
-        biases[i] = biases[i].gather(1, p)
-        nxt = weights[i + 1]
-        weights[i + 1] = nxt.gather(2, p.view(n, 1, h, *[1] * (nxt.ndim - 3)).expand_as(nxt))
-    return weights, biases
 
 
 class Identity(nn.Module):

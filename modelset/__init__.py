@@ -4,4 +4,12 @@ from .archive import Archive, load
 from .errors import ModelsetError
 
 __version__ = "0.1.0"
-__all__ = ["Archive", "ModelsetError", "load", "__version__"]
+__all__ = ["Archive", "ModelsetError", "WeightSpaceDataset", "load", "__version__"]
+
+
+def __getattr__(name):  # the torch dataset on first use: `import modelset` stays free of torch
+    if name == "WeightSpaceDataset":
+        from .weightspace import WeightSpaceDataset
+
+        return WeightSpaceDataset
+    raise AttributeError(f"module 'modelset' has no attribute {name!r}")

@@ -17,7 +17,9 @@ from torch import nn
 from .errors import ModelsetError
 from .families import FAMILIES, family as family_spec, make_conv, make_linear
 
-ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "tanh": torch.tanh, "silu": F.silu}
+# sigmoid and selu: activations of the Small CNN Zoo, for its imported models.
+ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "tanh": torch.tanh, "silu": F.silu, "sigmoid": torch.sigmoid,
+               "selu": F.selu}
 
 # Weight initialisations; biases keep torch's default. "default" is torch's own
 # (kaiming-uniform with a=sqrt(5)).
@@ -92,7 +94,7 @@ class SmallCNN(nn.Module):
     average pooling, linear head."""
 
     def __init__(self, in_channels, n_classes, width=16, depth=3, activation="relu", family="dense",
-                 family_options=None, stride=1):
+                 family_options=None, stride=1, padding=1):
         super().__init__()
         opts = family_options or {}
         chans = [in_channels] + [width] * depth
@@ -100,8 +102,11 @@ class SmallCNN(nn.Module):
         self.banks = nn.ParameterDict()
         fam = family_spec(family)
         # Layers the family cannot take (DGConv's 1 -> 16 input conv) stay plain convolutions.
-        self.convs = nn.ModuleList(make_conv(family if fam.takes(a, b) else "dense", a, b, opts, self.banks, stride)
-                                   for a, b in zip(chans, chans[1:]))
+        if padding == 1:
+            self.convs = nn.ModuleList(make_conv(family if fam.takes(a, b) else "dense", a, b, opts, self.banks, stride)
+                                       for a, b in zip(chans, chans[1:]))
+        else:  # dense only (the registry says so): TensorFlow's "valid" convolutions
+            self.convs = nn.ModuleList(nn.Conv2d(a, b, 3, stride=stride, padding=padding) for a, b in zip(chans, chans[1:]))
         self.head = make_linear(family, width, n_classes, opts)
         self.activation = activation
 
@@ -127,6 +132,16 @@ def small_cnn_zoo(in_channels, n_classes, activation="relu", family="dense", fam
     inputs the maps are 14, 7 and 4 pixels wide: ~6x fewer FLOPs than small_cnn."""
     return SmallCNN(in_channels, n_classes, width=16, depth=3, activation=activation, family=family,
                     family_options=family_options, stride=2)
+
+
+@register_arch()
+def small_cnn_zoo_tf(in_channels, n_classes, activation="relu"):
+    """The Small CNN Zoo's CNN as its TensorFlow code builds it (dnn_predict_accuracy's
+    train_network.py: ``Conv2D(16, 3, strides=2)`` at Keras's default padding, "valid"): no
+    padding, so 28x28 maps shrink to 13, 6 and 2 pixels. ``small_cnn_zoo`` pads by 1 instead,
+    which at stride 2 on an even size reads one zero row and column at the top and left; neither
+    matches the other's weights. What ``modelset import small-cnn-zoo`` rebuilds the zoo's models as."""
+    return SmallCNN(in_channels, n_classes, width=16, depth=3, activation=activation, stride=2, padding=0)
 
 
 class ConvBN(nn.Module):

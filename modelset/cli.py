@@ -48,6 +48,18 @@ def _parser() -> argparse.ArgumentParser:
     v = sub.add_parser("verify", help="re-check schema and every checksum; exit 1 on any problem")
     v.add_argument("path")
 
+    ex = sub.add_parser("export", help="write an archive in another format (the Small CNN Zoo's)")
+    ex.add_argument("path", help="the archive")
+    ex.add_argument("--format", required=True, choices=("small-cnn-zoo",))
+    ex.add_argument("out", help="a new directory: weights.npy, metrics.csv(.gz), layout.csv, <dataset>_split.csv")
+
+    im = sub.add_parser("import", help="read a zoo of another format into an archive")
+    im.add_argument("format", choices=("small-cnn-zoo",))
+    im.add_argument("src", help="the zoo's directory (weights.npy, metrics.csv(.gz), layout.csv[, *_split.csv])")
+    im.add_argument("--out", required=True, help="archive path to write")
+    im.add_argument("--data-root", metavar="DIR",
+                    help="directory of the dataset files, for a zoo modelset exported (default: $MODELSET_DATA)")
+
     lb = sub.add_parser("leaderboard", help="score similarity methods on an archive's fixed splits")
     lsub = lb.add_subparsers(dest="action", required=True, parser_class=_Parser)
     s = lsub.add_parser("submit", help="score a method in a separate process and record the result")
@@ -124,6 +136,28 @@ def _verify(args) -> int:
         print(f"{args.path}: {len(problems)} problem(s) found", file=sys.stderr)
         return 1
     print(f"{args.path}: OK (schema and all parameter checksums)")
+    return 0
+
+
+def _export(args) -> int:
+    from .archive import load
+    from .smallcnnzoo import export
+
+    with load(args.path) as ms:
+        r = export(ms, args.out)
+    print(f"{args.out}: {r['models']} models, {r['rows']} rows ({', '.join(r['files'])})")
+    return 0
+
+
+def _import(args) -> int:
+    from .smallcnnzoo import import_zoo
+
+    r = import_zoo(args.src, args.out, data_root=args.data_root)
+    skipped = "".join(f"; skipped {n} runs: {why}" for why, n in r["skipped"].items())
+    kept = f"checkpoints at steps {', '.join(map(str, r['checkpoints']))}" if r["checkpoints"] else "final states only"
+    print(f"{args.out}: {r['models']} models of {r['arch']}, {kept}{skipped}")
+    print(f"{args.out}: " + ("ms.model(i) reproduces the stored accuracy" if r["reproduces"] else
+                             f"ms.model(i) cannot be checked against the stored accuracy here: {r['why_not']}"))
     return 0
 
 
@@ -225,7 +259,7 @@ def main(argv=None) -> int:
     try:
         args = _parser().parse_args(argv)
         return {"build": _build, "presets": _presets, "info": _info, "verify": _verify,
-                "leaderboard": _leaderboard}[args.command](args)
+                "leaderboard": _leaderboard, "export": _export, "import": _import}[args.command](args)
     except ModelsetError as e:
         print(f"modelset: error: {e}", file=sys.stderr)
         return 2

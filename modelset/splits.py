@@ -21,6 +21,19 @@ class Zoo:
     checkpoints: pd.DataFrame | None = None  # columns model, epoch: one row per stored checkpoint
 
 
+# The rule carving a ``val`` part from a split's ``train`` part (``modelset.weightspace``), stored as
+# attributes of /splits by the build; an archive without them follows these defaults.
+VAL_RULE = {"val_fraction": 0.2, "val_seed": 0}
+
+
+def val_models(models, fraction: float, seed: int) -> np.ndarray:
+    """The models a train part holds out for validation, sorted: of its distinct model ids, in
+    increasing order, the first ``_cut(n, fraction)`` of ``default_rng(seed).permutation``. By
+    model, so a checkpoint split's val holds every checkpoint of its models."""
+    ids = np.unique(np.asarray(models, dtype=np.int64))
+    return _ids(np.random.default_rng(seed).permutation(ids)[: _cut(len(ids), fraction)])
+
+
 def _cut(n: int, fraction: float) -> int:
     """How many of n go to the first part: round(n*fraction), leaving both parts non-empty."""
     return min(max(round(n * fraction), 1), n - 1) if n > 1 else n

@@ -129,7 +129,9 @@ class ArchiveWriter:
 
     def write_splits(self, splits: dict):
         from .protocols import SPLITS
+        from .splits import VAL_RULE
 
+        self.f.require_group("splits").attrs.update(VAL_RULE)  # how a dataset carves val from train
         for name, parts in splits.items():
             g = self.f.create_group(f"splits/{name}")
             g.attrs["description"] = SPLITS[name].description

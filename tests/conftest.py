@@ -29,6 +29,19 @@ def small_archive(tmp_path_factory):
     return out
 
 
+# A tiny property zoo: digits-sweep on 2 tasks, relu and tanh x two learning rates x 2 seeds (16
+# models), 3 epochs, checkpoints at the init, after epoch 1 and at the end.
+SWEEP = ["tasks.count=2", "epochs=3", "unit_size=8", "checkpoints=[0, 1, 3]", 'grid.optimizer=["adam"]',
+         'grid.init=["default"]', "grid.weight_decay=[0.0]", "grid.lr=[0.003, 0.03]"]
+
+
+@pytest.fixture(scope="session")
+def sweep_archive(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sweep") / "sweep.h5"
+    build(load_preset("digits-sweep", SWEEP), out, jobs=1, progress=False)
+    return out
+
+
 @pytest.fixture(scope="session")
 def digits500(tmp_path_factory):
     """The real default preset, built as `make modelset` builds it (2 workers)."""
@@ -64,18 +77,21 @@ def archive_metadata(path):
 
 
 def permute_hidden_units(view, rng):
-    """The same models (a ModelView of small_cnn) with every conv layer's filters shuffled,
-    consistently with the next layer's inputs (the head's through global average pooling)."""
+    """The same models (a ModelView of small_cnn) with every hidden layer's units in a new random
+    order (modelset.symmetry, the one permutation helper), as a new view."""
     import numpy as np
     import torch
 
-    sds = view.state_dicts()
-    for sd in sds:
-        for a, b in [("convs.0", "convs.1"), ("convs.1", "convs.2"), ("convs.2", "head")]:
-            p = torch.from_numpy(rng.permutation(sd[f"{a}.weight"].shape[0]))
-            sd[f"{a}.weight"], sd[f"{a}.bias"] = sd[f"{a}.weight"][p], sd[f"{a}.bias"][p]
-            sd[f"{b}.weight"] = sd[f"{b}.weight"][:, p]
-    params = np.stack([torch.cat([t.reshape(-1) for t in sd.values()]).numpy() for sd in sds])
+    from modelset.symmetry import chain, random_permutation
+
+    shapes = dict(zip(view.layout["name"], view.layout["shape"]))
+    pairs = chain(shapes)
+    weights = [torch.from_numpy(view.tensor(w)) for w, _ in pairs]
+    biases = [torch.from_numpy(view.tensor(b)) for _, b in pairs]
+    gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
+    weights, biases = random_permutation(weights, biases, gen)
+    tensors = {n: t for (w, b), wt, bt in zip(pairs, weights, biases) for n, t in ((w, wt), (b, bt))}
+    params = np.concatenate([tensors[n].flatten(1).numpy() for n in view.layout["name"]], axis=1)
     return type(view)(**{**view.__dict__, "params": params})
 
 

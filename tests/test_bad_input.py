@@ -12,7 +12,7 @@ TRAIN_KEYS = sorted(DEFAULTS["train"])
 # Values that are wrong for every numeric or enumerated training key.
 WRONG = st.one_of(st.integers(max_value=-1), st.just(0).map(lambda _: "true"), st.text(
     alphabet="abcdefghijklmnopqrstuvwxyz", min_size=1, max_size=8).filter(
-        lambda s: s not in ("relu", "gelu", "tanh", "silu", "adam", "adamw", "sgd", "default", "orthogonal", "inf",
+        lambda s: s not in ("relu", "gelu", "tanh", "silu", "sigmoid", "selu", "adam", "adamw", "sgd", "default", "orthogonal", "inf",
                             "nan", "true", "false")).map(lambda s: f"'{s}'"))
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
