@@ -283,7 +283,7 @@ class _GroupedCNN:
         dh = dh.permute(0, 3, 1, 2)  # a channels-last view of the broadcast mean gradient
         for i in reversed(range(n)):
             x, z, h = saved[2 * i], saved[2 * i + 1], saved[2 * i + 2]
-            dz = _ACT_BACKWARD[self.activation](dh, z, h)
+            dz = ACT_BACKWARD[self.activation](dh, z, h)
             grads[2 * i] = aten.convolution_backward(dz, x, weights[2 * i], None, *conv[i], [False, True, False])[1]
             grads[2 * i + 1] = dz.sum((0, 2, 3))
             if i > 0:  # the input image needs no gradient
@@ -299,7 +299,7 @@ class _GroupedCNN:
 
 _ACT = {"relu": torch.relu, "gelu": F.gelu, "tanh": torch.tanh, "silu": F.silu}
 # The kernels autograd itself calls for these activations: (upstream grad, input, output).
-_ACT_BACKWARD = {
+ACT_BACKWARD = {
     "relu": lambda d, z, h: aten.threshold_backward(d, h, 0),
     "gelu": lambda d, z, h: aten.gelu_backward(d, z),
     "tanh": lambda d, z, h: aten.tanh_backward(d, h),

@@ -90,10 +90,10 @@ def batched_supports(arch: str, recipe: dict) -> bool:
     """Whether the batched engine reproduces the recipe: an architecture whose registry entry says
     so (any of its families), without augmentation or lr schedule. Anything else trains on the
     reference loop, entry by entry. Activations it has no kernels for (sigmoid, selu) train there too."""
-    from .batched import _ACT_BACKWARD  # its activations: the engine's own table
+    from .batched import ACT_BACKWARD  # its activations: the engine's own table
 
     return (arch_spec(arch).batched and recipe.get("augment", "none") == "none"
-            and recipe.get("activation", "relu") in _ACT_BACKWARD
+            and recipe.get("activation", "relu") in ACT_BACKWARD
             and not recipe.get("lr_step_size", 0))
 
 
