@@ -19,14 +19,13 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from modelset.schema import (CHECKPOINT_EPOCHS, CHECKPOINT_TABLE_COLUMNS, CURVES, FORMAT_VERSION, METRICS,
+from modelset.schema import (CHECKPOINT_EPOCHS, CURVES, FORMAT_VERSION, METRICS,
                              model_columns, param_checksum)
 from modelset.datasets import download_dataset, load_dataset, resolve_root
 from modelset.errors import ModelsetError
 from modelset.families import FAMILIES
 from modelset.preset import Preset
 from modelset.protocols import make_splits
-from modelset.splits import Zoo
 from modelset.writer import ArchiveWriter
 
 from .batched import train_batched
@@ -249,13 +248,8 @@ def merge(plan: Plan, units, shards: Path, out: Path, data_root=None) -> None:
                                 "family_checksum": "" if r.family_params is None else param_checksum(r.family_params)})
                 rows[arch] += 1
         models = pd.DataFrame.from_records(records, columns=model_columns(entries[0].hparams))
-        w.write_models(models)
-        w.write_curves(curves)
-        checkpoints = None
-        if k:
-            checkpoints = pd.DataFrame.from_records(checkpoint_rows, columns=CHECKPOINT_TABLE_COLUMNS)
-            w.write_checkpoint_table(checkpoints)
-        w.write_splits(make_splits(Zoo(models, checkpoints), preset["splits"], preset["seed"]))
+        zoo = w.write_tables(models, curves, checkpoint_rows if k else [])
+        w.write_splits(make_splits(zoo, preset["splits"], preset["seed"]))
 
 
 def _checkpoint_rows(model_id: int, epochs, ckpt) -> list[dict]:

@@ -48,11 +48,8 @@ KINDS = {"weights": "Weights only", "functional": "Functional: the methods run t
 
 
 def file_sha256(path) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def public_rng(ms) -> np.random.Generator:

@@ -68,11 +68,8 @@ def _torch_order(w: np.ndarray) -> np.ndarray:
 
 
 def _sha256(path) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 # -- export ------------------------------------------------------------------------------------
@@ -261,8 +258,8 @@ def import_zoo(src, out, data_root=None) -> dict:
     from .datasets import load_dataset
     from .protocols import make_splits
     from .preset import DEFAULTS
-    from .schema import CHECKPOINT_EPOCHS, CHECKPOINT_TABLE_COLUMNS, CURVES, model_columns, param_checksum
-    from .splits import Zoo, epoch as epoch_split
+    from .schema import CHECKPOINT_EPOCHS, CURVES, model_columns, param_checksum
+    from .splits import epoch as epoch_split
     from .tasks import Task, relation_matrix
     from .writer import ArchiveWriter
 
@@ -405,13 +402,7 @@ def import_zoo(src, out, data_root=None) -> dict:
                                 "groups": "", "gates": "", "n_family_params": int(p.size),
                                 "checksum": param_checksum(p), "family_checksum": ""})
         models = pd.DataFrame.from_records(records, columns=model_columns(list(recipe)))
-        w.write_models(models)
-        w.write_curves(curves)
-        checkpoints = None
-        if steps:
-            checkpoints = pd.DataFrame.from_records(ckpt_rows, columns=CHECKPOINT_TABLE_COLUMNS)
-            w.write_checkpoint_table(checkpoints)
-        zoo = Zoo(models, checkpoints)
+        zoo = w.write_tables(models, curves, ckpt_rows if steps else [])
         drawn = make_splits(zoo, fractions, 0)
         if order is not None:  # nfn's rule: final checkpoints in the file's order, second half held out
             position = {row: p for p, row in enumerate(order)}

@@ -127,6 +127,20 @@ class ArchiveWriter:
         for name in CURVES:
             g.create_dataset(name, data=curves[name].astype(np.float32), compression="gzip", shuffle=True)
 
+    def write_tables(self, models: pd.DataFrame, curves: dict[str, np.ndarray], checkpoint_rows: list[dict]):
+        """/models, /curves and (where there are rows) /checkpoints; returns the zoo the splits are
+        drawn from."""
+        from .schema import CHECKPOINT_TABLE_COLUMNS
+        from .splits import Zoo
+
+        self.write_models(models)
+        self.write_curves(curves)
+        checkpoints = None
+        if checkpoint_rows:
+            checkpoints = pd.DataFrame.from_records(checkpoint_rows, columns=CHECKPOINT_TABLE_COLUMNS)
+            self.write_checkpoint_table(checkpoints)
+        return Zoo(models, checkpoints)
+
     def write_splits(self, splits: dict):
         from .protocols import SPLITS
         from .splits import VAL_RULE
