@@ -8,7 +8,7 @@ import torch
 
 import modelset
 from metrics.evaluate import evaluate
-from metrics.lps import layer_tensors
+from metrics.lps import chain_input, layer_tensors
 from metrics.methods import BUILTIN, load_method
 from metrics.training import permute_hidden
 from metrics.views import ModelView, archive_view, probe_batch
@@ -73,7 +73,7 @@ def test_lps_features_are_the_models_own_outputs_on_its_learned_inputs(views, na
     method = load_method(name)(seed=0).fit(train)
     chain = method.net_.encoder
     with torch.no_grad():
-        feats = chain(layer_tensors(test))
+        feats = chain(chain_input(test))
         probes = chain.probes.detach()
         outs = [net(probes).T for net in test.modules()]  # (classes, r): each model's outputs on the inputs
         ref = torch.stack([torch.nn.functional.normalize(o.flatten(), dim=0) for o in outs])
