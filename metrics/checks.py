@@ -171,7 +171,8 @@ def _shapes_and_state(method, train, test) -> list[str]:
         except Exception as e:
             problems.append(f"{name} raised {_one_line(e)}")
             continue
-        where = _diff(before, method, type(method).__name__) if before is not None else None
+        # both sides deep-copied: a copy may differ from its original (einops' layers come back in training mode)
+        where = _diff(before, copy.deepcopy(method), type(method).__name__) if before is not None else None
         if where:
             problems.append(f"{name} changed the fitted method: {where} (embed and predictions must leave it as fit did)")
         classes = np.asarray(getattr(method, "classes_", ()))
