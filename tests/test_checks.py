@@ -109,3 +109,19 @@ def test_the_check_names_what_a_broken_method_breaks_in_one_line(small_archive, 
     assert len(problems) == 1, problems
     assert "\n" not in problems[0]
     assert __import__("re").search(expected, problems[0]), problems[0]
+
+
+@pytest.mark.parametrize("name", ["lps-fixed", "lps", "first-order", "nfn", "statnn"])
+def test_embed_and_predict_scores_compute_a_views_features_once(small_archive, name):
+    from metrics.cache import _FEATURES
+
+    with modelset.load(small_archive) as ms:
+        train = archive_view(ms, ms.split("retrieval")["train"], with_labels=True)
+        test = archive_view(ms, ms.split("retrieval")["query"], with_labels=False)
+    method = load_method(name)(seed=0, epochs=2).fit(train)
+    method.embed(test)
+    computed = dict(_FEATURES[test])
+    assert computed  # the view's features, kept while the view lives...
+    method.predict_scores(test)
+    assert _FEATURES[test].keys() == computed.keys()  # ...and read again, not recomputed
+    assert all(_FEATURES[test][k] is v for k, v in computed.items())
