@@ -174,7 +174,8 @@ def _shapes_and_state(method, train, test) -> list[str]:
         # both sides deep-copied: a copy may differ from its original (einops' layers come back in training mode)
         where = _diff(before, copy.deepcopy(method), type(method).__name__) if before is not None else None
         if where:
-            problems.append(f"{name} changed the fitted method: {where} (embed and predictions must leave it as fit did)")
+            problems.append(f"{name} changed the fitted method: {where} "
+                            f"(embed and predictions must leave it as fit did)")
         classes = np.asarray(getattr(method, "classes_", ()))
         if name == "predict_scores(view)" and not len(classes):
             problems.append("predict_scores(view) needs classes_, the training task ids its columns score")

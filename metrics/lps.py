@@ -164,10 +164,10 @@ def chain_input(view):
 
 class ProbeChain(nn.Module):
     """Every model's responses to r learnable inputs (r, C, s, s), all models at once as the
-    groups of grouped convolutions, each with its own activation (given with the weights); s is ``size`` times the
-    convolutions' total stride, so that the last feature map is ``size`` wide: the class-by-input map, and
-    optionally r x r Grams of the pooled activations (``grams`` "all" layers, the "output" only,
-    or "none")."""
+    groups of grouped convolutions, each with its own activation (an input, with the weights); s is
+    ``size`` times the convolutions' total stride, so that the last feature map is ``size`` wide: the
+    class-by-input map, and optionally r x r Grams of the pooled activations (``grams`` "all" layers,
+    the "output" only, or "none")."""
 
     def __init__(self, in_channels, geometry, n_layers, n_classes, rank=8, size=4, grams="none"):
         super().__init__()

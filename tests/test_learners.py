@@ -118,5 +118,6 @@ def test_the_ablation_builds_its_variants_from_constructor_arguments(small_archi
         method = learners.variant(cls, options)(seed=2)
         assert type(method) is cls and method.get_params() == {**cls(seed=2).get_params(), **options}, row
     ms = modelset.load(small_archive)
-    scores, seconds = learners.measure(ms, learners.variant(load_method("learned-probes"), {"rank": 2, "epochs": 5}), [0])
+    quick = learners.variant(load_method("learned-probes"), {"rank": 2, "epochs": 5})
+    scores, seconds = learners.measure(ms, quick, [0])
     assert np.isfinite(scores["retrieval.map"]).all() and seconds > 0
