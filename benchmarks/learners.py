@@ -15,6 +15,7 @@ private key); times are per seed (one fit per protocol, then the embeddings).
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import subprocess
 import sys
@@ -38,7 +39,8 @@ from metrics.public import make_public  # noqa: E402
 
 BUDGET = 300.0  # seconds: make leaderboard, every built-in, digits500
 
-# (row, class, what it changes): LPS's pieces one at a time, from the fixed chain to the default.
+# (row, class, the constructor arguments it changes): LPS's pieces one at a time, from the fixed chain
+# to the default.
 ABLATION = [
     ("lps-fixed: fixed chained Grams + class map", LPSFixed, {}),
     ("lps: learned inputs, Grams of every layer + class map", LPS, {"grams": "all"}),
@@ -57,15 +59,15 @@ ABLATION = [
 
 
 def variant(cls, options: dict):
-    return type(cls.__name__, (cls,), dict(options)) if options else cls
+    """The method class with some hyper-parameters changed: what the scorer calls as ``cls(seed=s)``."""
+    return functools.partial(cls, **options)
 
 
 def measure(ms, cls, seeds) -> dict:
     """{metric: [per seed]} and seconds per seed."""
     public, key = make_public(ms, np.random.default_rng(0))
-    splits = {p: ms.split(p) for p in key}
     t = time.perf_counter()
-    runs = [score(run_method(cls, s, public), public, key, ms.models, ms.relations, splits) for s in seeds]
+    runs = [score(run_method(cls, s, public), public, key, ms) for s in seeds]
     return {k: [r[k] for r in runs] for k in runs[0]}, (time.perf_counter() - t) / len(seeds)
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 from sklearn.metrics.pairwise import euclidean_distances
+from sklearn.utils.validation import check_is_fitted
 
+from .cache import per_view
 from .lps import chained_gram, layer_tensors
-from .methods import SimilarityMethod
+from .methods import HIDDEN_UNITS, SimilarityMethod
 from .training import Identity, fit_task_embedding, permute_hidden, transform
 
 QUANTILES = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -34,42 +36,45 @@ class RawEuclidean(SimilarityMethod):
         return -euclidean_distances(x)  # through a matrix product: scipy's cdist took minutes on 3,000 models
 
 
+@per_view
+def weight_statistics(view) -> np.ndarray:
+    """(n, 7 * tensors) mean, std and quantiles of every trainable tensor (filter order does not matter)."""
+    cols = []
+    for r in view.layout.itertuples():
+        if r.trainable:
+            w = view.params[:, r.offset : r.offset + r.size].astype(np.float64)
+            cols += [w.mean(1), w.std(1), *np.quantile(w, QUANTILES, axis=1)]
+    return np.stack(cols, axis=1)
+
+
 class WeightStats(SimilarityMethod):
-    """Per-tensor mean, std and quantiles (the Small CNN Zoo features), standardised, then cosine.
+    """Per-tensor mean, std and quantiles (the Small CNN Zoo features), standardised by the
+    training models', then cosine."""
 
-    Standardisation uses the training models when fitted, else the view itself.
-    """
-
-    @staticmethod
-    def features(view):
-        cols = []
-        for r in view.layout.itertuples():
-            if r.trainable:
-                w = view.params[:, r.offset : r.offset + r.size].astype(np.float64)
-                cols += [w.mean(1), w.std(1), *np.quantile(w, QUANTILES, axis=1)]
-        return np.stack(cols, axis=1)
+    invariances = (HIDDEN_UNITS,)
 
     def fit(self, view):
-        f = self.features(view)
+        f = weight_statistics(view)
         self.mean_, self.std_ = f.mean(0), f.std(0) + 1e-12
         return self
 
     def embed(self, view):
-        f = self.features(view)
-        mean, std = (self.mean_, self.std_) if hasattr(self, "mean_") else (f.mean(0), f.std(0) + 1e-12)
-        return (f - mean) / std
+        check_is_fitted(self)
+        return (weight_statistics(view) - self.mean_) / self.std_
 
 
 class ChainedGram(SimilarityMethod):
-    """LPS's chained second-order statistics with no learning: centred, then cosine."""
+    """LPS's chained second-order statistics with no learning: centred on the training models, then cosine."""
+
+    invariances = (HIDDEN_UNITS,)
 
     def fit(self, view):
         self.mean_ = chained_gram(view).mean(0)
         return self
 
     def embed(self, view):
-        f = chained_gram(view)
-        return f - (self.mean_ if hasattr(self, "mean_") else f.mean(0))
+        check_is_fitted(self)
+        return chained_gram(view) - self.mean_
 
 
 class FirstOrderNet(SimilarityMethod):
@@ -78,7 +83,10 @@ class FirstOrderNet(SimilarityMethod):
     every model with its hidden units in a new random order each epoch (digits500: retrieval mAP
     0.163 +- 0.005 over seeds 0-4, against 0.091; off by default, so the baseline stays unaligned)."""
 
-    permutations = False
+    def __init__(self, seed: int = 0, permutations: bool = False, epochs: int = 100, lr: float = 3e-3,
+                 weight_decay: float = 1e-3):
+        self.seed, self.permutations = seed, permutations
+        self.epochs, self.lr, self.weight_decay = epochs, lr, weight_decay
 
     def fit(self, view):
         x, augment = self._features(view), None
@@ -88,21 +96,34 @@ class FirstOrderNet(SimilarityMethod):
         # 100 full-batch epochs at lr 3e-3 score as 300 at 1e-3 (digits500 seeds 0-1: retrieval mAP 0.100,
         # 0.088 against 0.088, 0.092) in a third of the time
         self.net_, self.classes_ = fit_task_embedding(lambda: Identity(x.shape[1]), x, view.labels, self.seed,
-                                                      epochs=100, lr=3e-3, weight_decay=1e-3, augment=augment)
+                                                      epochs=self.epochs, lr=self.lr, weight_decay=self.weight_decay,
+                                                      augment=augment)
         return self
 
     def _features(self, view):  # the layers' tensors in order, where they are permuted in training
-        return _flat(*layer_tensors(view, "first-order")) if self.permutations else torch.from_numpy(_trainable(view))
+        return _layer_vector(view) if self.permutations else _trainable_tensor(view)
 
     def embed(self, view):
+        check_is_fitted(self)
         return transform(self.net_, self._features(view))[0]
 
     def predict_scores(self, view):
+        check_is_fitted(self)
         return transform(self.net_, self._features(view))[1]
 
 
 def _flat(weights, biases):
     return torch.cat([t.flatten(1) for pair in zip(weights, biases) for t in pair], dim=1)
+
+
+@per_view
+def _layer_vector(view):
+    return _flat(*layer_tensors(view, "first-order"))
+
+
+@per_view
+def _trainable_tensor(view):
+    return torch.from_numpy(_trainable(view))
 
 
 @torch.no_grad()
@@ -123,6 +144,8 @@ def _run(view):
 class LinearCKA(SimilarityMethod):
     """Linear CKA between the models' penultimate activations on the probe batch (runs the models)."""
 
+    invariances = (HIDDEN_UNITS,)
+
     def similarity(self, view):
         feats = torch.from_numpy(_run(view)[0]).double()  # (n, m, d)
         feats = feats - feats.mean(dim=1, keepdim=True)
@@ -134,6 +157,8 @@ class LinearCKA(SimilarityMethod):
 
 class OutputAgreement(SimilarityMethod):
     """Cosine of the models' softmax outputs on the probe batch: the functional reference."""
+
+    invariances = (HIDDEN_UNITS,)
 
     def embed(self, view):
         return _run(view)[1]

@@ -35,11 +35,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from sklearn.utils.validation import check_is_fitted
+
+from .cache import per_view
 from .lps import layer_tensors
-from .methods import SimilarityMethod
+from .methods import HIDDEN_UNITS, SimilarityMethod
 from .training import fit_task_embedding, transform
 
 
+@per_view
 def weight_space(view) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
     """Every layer's weight (n, k*k, out, in) and bias (n, k*k, out), in layer order: a conv
     kernel's positions are channels, zero-padded for the linear head and the biases. A
@@ -77,7 +81,12 @@ class HNPEncoder(nn.Module):
 class NFN(SimilarityMethod):
     """HNP neural functional (nfn package) with the task-embedding head; see the module docstring."""
 
-    channels, layers, epochs, lr, dropout, weight_decay = 8, 1, 100, 1e-2, 0.5, 0.1
+    invariances = (HIDDEN_UNITS,)
+
+    def __init__(self, seed: int = 0, channels: int = 8, layers: int = 1, epochs: int = 100, lr: float = 1e-2,
+                 dropout: float = 0.5, weight_decay: float = 0.1):
+        self.seed, self.channels, self.layers = seed, channels, layers
+        self.epochs, self.lr, self.dropout, self.weight_decay = epochs, lr, dropout, weight_decay
 
     def fit(self, view):
         from nfn.common import WeightSpaceFeatures, network_spec_from_wsfeat
@@ -91,8 +100,12 @@ class NFN(SimilarityMethod):
                                                       dropout=self.dropout, weight_decay=self.weight_decay)
         return self
 
+    def _run(self, view):
+        check_is_fitted(self)
+        return transform(self.net_, weight_space(view))
+
     def embed(self, view):
-        return transform(self.net_, weight_space(view))[0]
+        return self._run(view)[0]
 
     def predict_scores(self, view):
-        return transform(self.net_, weight_space(view))[1]
+        return self._run(view)[1]

@@ -44,15 +44,18 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
+from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from modelset.archs import ACTIVATIONS
 from modelset.errors import ModelsetError
 
-from .methods import SimilarityMethod
+from .cache import per_view
+from .methods import HIDDEN_UNITS, SimilarityMethod
 from .training import Identity, fit_task_embedding, transform
 
 
+@per_view
 def chained_gram(view, with_class_map: bool = False) -> np.ndarray:
     """(n, F) trace-normalised chained Gram features of every model in the view, optionally
     followed by the normalised class-by-input map of the whole chain."""
@@ -89,19 +92,29 @@ class LPSFixed(SimilarityMethod):
     Biases are not used. It was ``lps`` before the learnable layers (digits500: 0.347 +- 0.004).
     """
 
+    invariances = (HIDDEN_UNITS,)
+
+    def __init__(self, seed: int = 0, epochs: int = 300, lr: float = 1e-3, weight_decay: float = 1e-2):
+        self.seed, self.epochs, self.lr, self.weight_decay = seed, epochs, lr, weight_decay
+
     def fit(self, view):
         x = torch.from_numpy(chained_gram(view, with_class_map=True))
         self.net_, self.classes_ = fit_task_embedding(lambda: Identity(x.shape[1]), x, view.labels, self.seed,
-                                                      lr=1e-3, weight_decay=1e-2)
+                                                      epochs=self.epochs, lr=self.lr, weight_decay=self.weight_decay)
         return self
 
+    def _run(self, view):
+        check_is_fitted(self)
+        return transform(self.net_, torch.from_numpy(chained_gram(view, with_class_map=True)))
+
     def embed(self, view):
-        return transform(self.net_, torch.from_numpy(chained_gram(view, with_class_map=True)))[0]
+        return self._run(view)[0]
 
     def predict_scores(self, view):
-        return transform(self.net_, torch.from_numpy(chained_gram(view, with_class_map=True)))[1]
+        return self._run(view)[1]
 
 
+@per_view
 def layer_tensors(view, who: str = "lps"):
     """((weights), (biases)) of every layer in order, weights (n, out, in[, k, k]), biases (n, out).
     ``who`` refuses, with one line naming the architecture, what is not convolutions with biases
@@ -142,38 +155,46 @@ def by_activation(activations: np.ndarray) -> list:
     return [(ACTIVATIONS[a], torch.from_numpy(np.flatnonzero(activations == a))) for a in np.unique(activations)]
 
 
+@per_view
+def chain_input(view):
+    """What ``ProbeChain`` runs: the view's layers and its models' own activations. The activations
+    are an input, like the weights, so that running test models leaves the fitted chain unchanged."""
+    return (*layer_tensors(view), by_activation(view.activation))
+
+
 class ProbeChain(nn.Module):
     """Every model's responses to r learnable inputs (r, C, s, s), all models at once as the
-    groups of grouped convolutions, each with its own activation; s is ``size`` times the
-    convolutions' total stride, so that the last feature map is ``size`` wide: the class-by-input map, and
-    optionally r x r Grams of the pooled activations (``grams`` "all" layers, the "output" only,
-    or "none")."""
+    groups of grouped convolutions, each with its own activation (an input, with the weights); s is
+    ``size`` times the convolutions' total stride, so that the last feature map is ``size`` wide: the
+    class-by-input map, and optionally r x r Grams of the pooled activations (``grams`` "all" layers,
+    the "output" only, or "none")."""
 
-    def __init__(self, in_channels, geometry, activations, n_layers, n_classes, rank=8, size=4, grams="none"):
+    def __init__(self, in_channels, geometry, n_layers, n_classes, rank=8, size=4, grams="none"):
         super().__init__()
         side = size * int(np.prod([stride for stride, _ in geometry]))  # the last map is size x size
         self.probes = nn.Parameter(torch.randn(rank, in_channels, side, side))
         self.geometry, self.grams = geometry, grams
-        self.activations = by_activation(activations)
         n_grams = {"all": n_layers, "output": 1, "none": 0}[grams]
         self.n_features = n_grams * rank * (rank + 1) // 2 + n_classes * rank
 
-    def _act(self, h, n):
-        if len(self.activations) == 1:
-            return self.activations[0][0](h)
+    @staticmethod
+    def _act(h, n, activations):
+        if len(activations) == 1:
+            return activations[0][0](h)
         h = h.reshape(h.shape[0], n, -1, *h.shape[2:])
         out = torch.empty_like(h)
-        for fn, idx in self.activations:
+        for fn, idx in activations:
             out[:, idx] = fn(h[:, idx])
         return out.flatten(1, 2)
 
     def forward(self, x):
-        weights, biases = x  # conv weights (n, out, in, k, k), the head (n, classes, width)
+        weights, biases, activations = x  # conv weights (n, out, in, k, k), the head (n, classes, width)
         n = len(weights[0])
         h = self.probes.repeat(1, n, 1, 1)  # (r, n*C, s, s)
         feats = []
         for w, b, (stride, pad) in zip(weights[:-1], biases[:-1], self.geometry):
-            h = self._act(F.conv2d(h, w.flatten(0, 1), b.flatten(), stride=stride, padding=pad, groups=n), n)
+            h = self._act(F.conv2d(h, w.flatten(0, 1), b.flatten(), stride=stride, padding=pad, groups=n), n,
+                          activations)
             if self.grams == "all":
                 feats.append(_normalised_gram(h.mean(dim=(2, 3)).reshape(-1, n, w.shape[1]).permute(1, 2, 0)))
         pooled = h.mean(dim=(2, 3)).reshape(-1, n, weights[-2].shape[1]).permute(1, 2, 0)  # (n, width, r)
@@ -188,20 +209,26 @@ class LPS(SimilarityMethod):
     """Learnable inputs, the models' own layers, the Gram of their outputs and the task-embedding
     head, trained end to end; see the module docstring."""
 
-    rank, size, grams, epochs, lr = 8, 4, "output", 100, 1e-2
+    invariances = (HIDDEN_UNITS,)
+
+    def __init__(self, seed: int = 0, rank: int = 8, size: int = 4, grams: str = "output", epochs: int = 100,
+                 lr: float = 1e-2, weight_decay: float = 1e-2):
+        self.seed, self.rank, self.size, self.grams = seed, rank, size, grams
+        self.epochs, self.lr, self.weight_decay = epochs, lr, weight_decay
 
     def fit(self, view):
-        x = layer_tensors(view)
+        x = chain_input(view)
         geo = conv_geometry(view)
-        make = lambda: ProbeChain(view.in_channels, geo, view.activation, len(x[0]), view.n_classes,  # noqa: E731
+        make = lambda: ProbeChain(view.in_channels, geo, len(x[0]), view.n_classes,  # noqa: E731
                                   self.rank, self.size, self.grams)
-        self.net_, self.classes_ = fit_task_embedding(make, x, view.labels, self.seed, epochs=self.epochs, lr=self.lr)
+        self.net_, self.classes_ = fit_task_embedding(make, x, view.labels, self.seed, epochs=self.epochs, lr=self.lr,
+                                                      weight_decay=self.weight_decay)
         return self
 
     def _run(self, view):
-        # the test models' own activations, with the inputs and head learned in fit
-        self.net_.encoder.activations = by_activation(view.activation)
-        return transform(self.net_, layer_tensors(view))
+        # the test models' own weights and activations, with the inputs and head learned in fit
+        check_is_fitted(self)
+        return transform(self.net_, chain_input(view))
 
     def embed(self, view):
         return self._run(view)[0]
@@ -213,4 +240,6 @@ class LPS(SimilarityMethod):
 class LearnedProbes(LPS):
     """LPS's learned inputs and head without the second-order pooling: the class-by-input map alone."""
 
-    grams = "none"
+    def __init__(self, seed: int = 0, rank: int = 8, size: int = 4, grams: str = "none", epochs: int = 100,
+                 lr: float = 1e-2, weight_decay: float = 1e-2):
+        super().__init__(seed, rank, size, grams, epochs, lr, weight_decay)

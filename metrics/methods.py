@@ -1,11 +1,16 @@
 """The method contract and the registry of built-in methods.
 
-A similarity method follows a small scikit-learn-like contract:
+A similarity method follows scikit-learn's estimator contract:
 
-    method = Method(seed=0)
+    method = Method(seed=0, **hyper_parameters)  # __init__ only stores them: get_params, set_params, clone
     method.fit(train_view)          # optional; train_view.labels holds the training models' tasks
     method.embed(view)   -> (n, d)  # compared by cosine
     method.similarity(view) -> (n, n)   # or a similarity matrix directly
+
+What ``fit`` learns ends in ``_``; a method that needs fitting says so in one line when used before
+``fit`` (sklearn's NotFittedError); ``embed`` and ``similarity`` change nothing in the method. What a
+method claims to be invariant to is declared in ``invariances`` (``HIDDEN_UNITS``: the order of
+every hidden layer's units). ``modelset.check_method`` (``metrics.checks``) checks all of this.
 
 A learned method may also classify: ``predict_scores(view) -> (n, len(classes_))`` with
 ``classes_`` the task ids it was trained on; task identification then uses it instead of the
@@ -31,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from sklearn.base import BaseEstimator
 
 from modelset.errors import ModelsetError
 
@@ -62,8 +68,16 @@ BUILTIN = {
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")
 
 
-class SimilarityMethod:
-    """Base class (optional): holds the seed; subclasses define embed or similarity."""
+# An invariance a method may claim: permuting every hidden layer's units (with the next layer's
+# inputs) changes nothing in its representation.
+HIDDEN_UNITS = "hidden_units"
+
+
+class SimilarityMethod(BaseEstimator):
+    """Base class (optional): a scikit-learn estimator holding the seed; subclasses define embed or
+    similarity, and take their hyper-parameters as ``__init__`` arguments stored under their names."""
+
+    invariances: tuple[str, ...] = ()  # what the method claims to be invariant to, e.g. (HIDDEN_UNITS,)
 
     def __init__(self, seed: int = 0):
         self.seed = seed

@@ -17,11 +17,14 @@ over the training tasks as the embedding, measured lower: retrieval mAP 0.131 (s
 from __future__ import annotations
 
 import torch
+from sklearn.utils.validation import check_is_fitted
 
-from .methods import SimilarityMethod
+from .cache import per_view
+from .methods import HIDDEN_UNITS, SimilarityMethod
 from .training import Identity, fit_task_embedding, transform
 
 
+@per_view
 @torch.no_grad()
 def layer_statistics(view) -> torch.Tensor:
     """(n, 14 * layers) mean, variance and 5 quantiles of every layer's weights and biases."""
@@ -40,14 +43,23 @@ def layer_statistics(view) -> torch.Tensor:
 class StatNN(SimilarityMethod):
     """Per-layer mean, variance and quantiles with the task-embedding head; see the module docstring."""
 
+    invariances = (HIDDEN_UNITS,)
+
+    def __init__(self, seed: int = 0, epochs: int = 300, lr: float = 1e-3, weight_decay: float = 1e-3):
+        self.seed, self.epochs, self.lr, self.weight_decay = seed, epochs, lr, weight_decay
+
     def fit(self, view):
         x = layer_statistics(view)
         self.net_, self.classes_ = fit_task_embedding(lambda: Identity(x.shape[1]), x, view.labels, self.seed,
-                                                      weight_decay=1e-3)
+                                                      epochs=self.epochs, lr=self.lr, weight_decay=self.weight_decay)
         return self
 
+    def _run(self, view):
+        check_is_fitted(self)
+        return transform(self.net_, layer_statistics(view))
+
     def embed(self, view):
-        return transform(self.net_, layer_statistics(view))[0]
+        return self._run(view)[0]
 
     def predict_scores(self, view):
-        return transform(self.net_, layer_statistics(view))[1]
+        return self._run(view)[1]

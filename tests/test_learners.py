@@ -8,7 +8,7 @@ import torch
 
 import modelset
 from metrics.evaluate import evaluate
-from metrics.lps import layer_tensors
+from metrics.lps import chain_input, layer_tensors
 from metrics.methods import BUILTIN, load_method
 from metrics.training import permute_hidden
 from metrics.views import ModelView, archive_view, probe_batch
@@ -73,7 +73,7 @@ def test_lps_features_are_the_models_own_outputs_on_its_learned_inputs(views, na
     method = load_method(name)(seed=0).fit(train)
     chain = method.net_.encoder
     with torch.no_grad():
-        feats = chain(layer_tensors(test))
+        feats = chain(chain_input(test))
         probes = chain.probes.detach()
         outs = [net(probes).T for net in test.modules()]  # (classes, r): each model's outputs on the inputs
         ref = torch.stack([torch.nn.functional.normalize(o.flatten(), dim=0) for o in outs])
@@ -99,3 +99,25 @@ def test_the_augmentation_permutes_hidden_units_and_keeps_every_function(views):
     with torch.no_grad():
         for a, b in zip(test.modules(), permuted.modules()):
             torch.testing.assert_close(a(x), b(x), rtol=1e-4, atol=1e-5)
+
+
+def _learners_benchmark():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "learners.py"
+    spec = importlib.util.spec_from_file_location("learners_benchmark", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_ablation_builds_its_variants_from_constructor_arguments(small_archive):
+    learners = _learners_benchmark()
+    for row, cls, options in learners.ABLATION:  # an unknown argument is a TypeError here
+        method = learners.variant(cls, options)(seed=2)
+        assert type(method) is cls and method.get_params() == {**cls(seed=2).get_params(), **options}, row
+    ms = modelset.load(small_archive)
+    quick = learners.variant(load_method("learned-probes"), {"rank": 2, "epochs": 5})
+    scores, seconds = learners.measure(ms, quick, [0])
+    assert np.isfinite(scores["retrieval.map"]).all() and seconds > 0
