@@ -77,22 +77,11 @@ def archive_metadata(path):
 
 
 def permute_hidden_units(view, rng):
-    """The same models (a ModelView of small_cnn) with every hidden layer's units in a new random
-    order (modelset.symmetry, the one permutation helper), as a new view."""
-    import numpy as np
-    import torch
+    """The same models with every hidden layer's units in a new random order, as a new view
+    (check_method's own transform, with a seed drawn from ``rng``)."""
+    from metrics.checks import permute_hidden_units as permute
 
-    from modelset.symmetry import chain, random_permutation
-
-    shapes = dict(zip(view.layout["name"], view.layout["shape"]))
-    pairs = chain(shapes)
-    weights = [torch.from_numpy(view.tensor(w)) for w, _ in pairs]
-    biases = [torch.from_numpy(view.tensor(b)) for _, b in pairs]
-    gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
-    weights, biases = random_permutation(weights, biases, gen)
-    tensors = {n: t for (w, b), wt, bt in zip(pairs, weights, biases) for n, t in ((w, wt), (b, bt))}
-    params = np.concatenate([tensors[n].flatten(1).numpy() for n in view.layout["name"]], axis=1)
-    return type(view)(**{**view.__dict__, "params": params})
+    return permute(view, seed=int(rng.integers(2**31)))
 
 
 # A submitted method file whose top-level code records which process imported it (in ``marks``).
