@@ -155,8 +155,10 @@ def _dask_client(jobs, scheduler, cluster):
         n = os.cpu_count() if jobs == -1 else jobs
         # One thread per worker (see _check_workers). The scheduler's HTTP server starts even
         # without a dashboard: a random loopback port, so that builds never collide on 8787.
+        # Workers log at CRITICAL only: at shutdown a heartbeat in flight logs a traceback at ERROR
+        # (benign), and a real failure reaches the build through its future anyway.
         with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
-                          dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR) as lc, Client(lc) as client:
+                          dashboard_address="127.0.0.1:0", silence_logs=logging.CRITICAL) as lc, Client(lc) as client:
             log.info("dask LocalCluster at %s with %d worker processes", lc.scheduler_address, n)
             yield client
         return
