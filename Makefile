@@ -5,12 +5,12 @@ STAMP := $(VENV)/.installed
 PRESET ?= digits500
 JOBS ?= -1
 
-.PHONY: modelset test venv clean clean-archives leaderboard bench
+.PHONY: modelset test lint venv clean clean-archives leaderboard bench
 
 # Set-up: a local virtual environment with the project and its test tools, torch pinned.
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[test,cluster]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[test,lint,cluster]"
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -30,6 +30,12 @@ leaderboard: modelset
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+# ruff (lint and format, configured in pyproject.toml) and mypy, leniently; CI runs it before the tests.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 # The environment and caches only: archives take up to hours to build (clean-archives removes them).
 clean:

@@ -14,6 +14,7 @@ AVX-512 core: ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 make bench.
 
     python benchmarks/bench_batched.py [--units 4] [--rounds 2] [--no-projection] [--no-build]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,8 +61,21 @@ def rate(fn, flops: float, seconds: float = 1.0) -> float:
     return best
 
 
-def _conv_backward_flop(grad_out_shape, x_shape, w_shape, bias, stride, padding, dilation, transposed,
-                        output_padding, groups, output_mask, out_shape, **kwargs) -> int:
+def _conv_backward_flop(
+    grad_out_shape,
+    x_shape,
+    w_shape,
+    bias,
+    stride,
+    padding,
+    dilation,
+    transposed,
+    output_padding,
+    groups,
+    output_mask,
+    out_shape,
+    **kwargs,
+) -> int:
     """torch's formula, but with the weight gradient of a grouped convolution divided by the
     groups: torch 2.14's counts it as if ungrouped (10x too much for a unit of 10 models)."""
     assert not transposed
@@ -96,7 +110,9 @@ def conv_kernels_rate(unit, batch: int, root=None) -> float:
 
 
 def count_flops(fn) -> int:
-    with FlopCounterMode(display=False, custom_mapping={torch.ops.aten.convolution_backward: _conv_backward_flop}) as fc:
+    with FlopCounterMode(
+        display=False, custom_mapping={torch.ops.aten.convolution_backward: _conv_backward_flop}
+    ) as fc:
         fn()
     return fc.get_total_flops()
 
@@ -146,11 +162,27 @@ def timed_command(cmd: list[str]) -> tuple[float, int, float]:
 def time_build(engine: str, jobs: int) -> tuple[float, int, float, str]:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "digits500.h5"
-        wall, rss, cpu = timed_command([sys.executable, "-m", "modelset.cli", "build", "--preset", "digits500",
-                                        "--out", str(out), "--jobs", str(jobs), "--force", "--no-progress",
-                                        "--engine", engine])
-        info = subprocess.run([sys.executable, "-m", "modelset.cli", "info", str(out)], capture_output=True,
-                              text=True).stdout
+        wall, rss, cpu = timed_command(
+            [
+                sys.executable,
+                "-m",
+                "modelset.cli",
+                "build",
+                "--preset",
+                "digits500",
+                "--out",
+                str(out),
+                "--jobs",
+                str(jobs),
+                "--force",
+                "--no-progress",
+                "--engine",
+                engine,
+            ]
+        )
+        info = subprocess.run(
+            [sys.executable, "-m", "modelset.cli", "info", str(out)], capture_output=True, text=True
+        ).stdout
         acc = next((line for line in info.splitlines() if line.startswith("test accuracy")), "")
     return wall, rss, cpu, acc
 
@@ -174,22 +206,26 @@ def profile_batched(unit, root=None, rows: int = 12) -> str:
 def compare(units, rounds: int, root=None) -> dict:
     """Best wall time of each engine on each unit, the engines interleaved unit by unit so that
     the machine's load falls on both alike; the sums per engine."""
-    engines = {"reference": lambda u: [train_reference(e, data_root=root) for e in u],
-               "batched": lambda u: train_batched(u, data_root=root)}
+    engines = {
+        "reference": lambda u: [train_reference(e, data_root=root) for e in u],
+        "batched": lambda u: train_batched(u, data_root=root),
+    }
     best = {name: [float("inf")] * len(units) for name in engines}
     for _ in range(rounds):
         for i, u in enumerate(units):
             for name, fn in engines.items():
-                best[name][i] = min(best[name][i], timed(lambda: fn(u)))
+                best[name][i] = min(best[name][i], timed(lambda fn=fn, u=u: fn(u)))
     return {name: sum(ts) for name, ts in best.items()}
 
 
 def report_engines(label, units, rounds, peak, root=None) -> None:
     n_models = sum(len(u) for u in units)
-    flops = sum(count_flops(lambda: train_reference(u[0], data_root=root)) * len(u) for u in units)
+    flops = sum(count_flops(lambda u=u: train_reference(u[0], data_root=root)) * len(u) for u in units)
     hp = units[0][0].hparams
-    print(f"\n{label}: {units[0][0].arch}, {n_models} models in {len(units)} work unit(s) of {len(units[0])}, "
-          f"{hp['epochs']} epoch(s), {flops / n_models / 1e9:.2f} GFLOP per model (torch.utils.flop_counter)")
+    print(
+        f"\n{label}: {units[0][0].arch}, {n_models} models in {len(units)} work unit(s) of {len(units[0])}, "
+        f"{hp['epochs']} epoch(s), {flops / n_models / 1e9:.2f} GFLOP per model (torch.utils.flop_counter)"
+    )
     total = compare(units, rounds, root)
     print(f"  {'engine':<12}{'models/s':>10}{'GFLOP/s':>10}{'of peak':>9}")
     for name, t in total.items():
@@ -197,9 +233,12 @@ def report_engines(label, units, rounds, peak, root=None) -> None:
         print(f"  {name:<12}{n_models / t:>10.2f}{g:>10.1f}{g / peak if peak else float('nan'):>9.0%}")
     print(f"  batched / reference: {total['reference'] / total['batched']:.2f}x   (target >= 3x)")
     conv = conv_kernels_rate(units[0], hp["batch_size"], root)
-    print(f"  the unit's grouped-convolution kernels alone: {conv:.0f} GFLOP/s"
-          + (f" ({conv / peak:.0%} of peak)" if peak else "") + "; the batched engine reaches "
-          f"{flops / total['batched'] / 1e9 / conv:.0%} of that")
+    print(
+        f"  the unit's grouped-convolution kernels alone: {conv:.0f} GFLOP/s"
+        + (f" ({conv / peak:.0%} of peak)" if peak else "")
+        + "; the batched engine reaches "
+        f"{flops / total['batched'] / 1e9 / conv:.0%} of that"
+    )
 
 
 def project_presets(jobs: int, peak, root) -> None:
@@ -213,20 +252,25 @@ def project_presets(jobs: int, peak, root) -> None:
             print(f"  {name:<22} not projected: {str(e).splitlines()[0][:110]}")
             continue
         units = work_units(plan)
-        wall = timed(lambda: train_unit(units[0], data_root=root))
-        flops = count_flops(lambda: train_reference(units[0][0], data_root=root)) * len(units[0])
+        wall = timed(lambda units=units: train_unit(units[0], data_root=root))
+        flops = count_flops(lambda units=units: train_reference(units[0][0], data_root=root)) * len(units[0])
         total = wall * len(units) / min(jobs, len(units))
-        print(f"  {name:<22} {len(plan.entries):>5} models, {len(units):>4} units of {len(units[0]):>2}: "
-              f"{wall:6.1f} s per unit -> {total / 60:6.1f} min; {flops / wall / 1e9:5.1f} GFLOP/s per core"
-              + (f" = {flops / wall / 1e9 / peak:.0%} of peak" if peak else ""))
+        print(
+            f"  {name:<22} {len(plan.entries):>5} models, {len(units):>4} units of {len(units[0]):>2}: "
+            f"{wall:6.1f} s per unit -> {total / 60:6.1f} min; {flops / wall / 1e9:5.1f} GFLOP/s per core"
+            + (f" = {flops / wall / 1e9 / peak:.0%} of peak" if peak else "")
+        )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--units", type=int, default=4, help="digits500 work units timed per engine (default 4)")
     ap.add_argument("--rounds", type=int, default=2, help="timings per unit and engine; the best counts")
-    ap.add_argument("--data-root", default=os.environ.get(DATA_ENV, DEBIAN_FASHION),
-                    help="where the Fashion-MNIST (and other) files are; default $MODELSET_DATA or " + DEBIAN_FASHION)
+    ap.add_argument(
+        "--data-root",
+        default=os.environ.get(DATA_ENV, DEBIAN_FASHION),
+        help="where the Fashion-MNIST (and other) files are; default $MODELSET_DATA or " + DEBIAN_FASHION,
+    )
     ap.add_argument("--no-projection", action="store_true", help="skip timing one unit of every built-in preset")
     ap.add_argument("--no-build", action="store_true", help="skip timing the full digits500 build")
     ap.add_argument("--reference-build", action="store_true", help="also time the full build with the reference")
@@ -237,8 +281,10 @@ def main() -> None:
     m = machine()
     peak = m["fma_peak_gflops"]
     print(describe(m))
-    print("every figure below: one torch thread, as every work unit of a build; "
-          "other vector widths: ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 make bench")
+    print(
+        "every figure below: one torch thread, as every work unit of a build; "
+        "other vector widths: ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 make bench"
+    )
 
     units = work_units(make_plan(load_preset("digits500")))
     report_engines("digits500", [units[i * len(units) // args.units] for i in range(args.units)], args.rounds, peak)
@@ -259,11 +305,15 @@ def main() -> None:
     builds = [] if args.no_build else ["batched"] + (["reference"] if args.reference_build else [])
     for engine in builds:
         wall, rss, cpu, acc = time_build(engine, args.jobs)
-        print(f"\nmodelset build --preset digits500 --force --jobs {args.jobs} --engine {engine}: "
-              f"{wall:.1f} s wall (target <= 90 s), peak RSS of the process tree {rss / 2**30:.2f} GiB")
-        print(f"  {cpu:.0f} CPU-seconds in its processes: >= {cpu / min(args.jobs, os.cpu_count()):.0f} s wall "
-              f"on {min(args.jobs, os.cpu_count())} otherwise idle cores; load average now "
-              f"{os.getloadavg()[0]:.1f}")
+        print(
+            f"\nmodelset build --preset digits500 --force --jobs {args.jobs} --engine {engine}: "
+            f"{wall:.1f} s wall (target <= 90 s), peak RSS of the process tree {rss / 2**30:.2f} GiB"
+        )
+        print(
+            f"  {cpu:.0f} CPU-seconds in its processes: >= {cpu / min(args.jobs, os.cpu_count()):.0f} s wall "
+            f"on {min(args.jobs, os.cpu_count())} otherwise idle cores; load average now "
+            f"{os.getloadavg()[0]:.1f}"
+        )
         print(f"  {acc}")
 
 

@@ -12,6 +12,7 @@ in the same run (benchmarks/fma_peak.c), so that absolute figures can be scaled 
     python benchmarks/checkpoints_cost.py [--preset digits-sweep] [--set tasks.count=1 ...]
                                           [--units 4] [--rounds 2] [--jobs 2] [--no-build]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,7 +22,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_batched import timed_command  # noqa: E402
@@ -37,8 +37,7 @@ NONE = "checkpoints=[]"
 
 def unit_ratio(preset: str, overrides: list[str], n_units: int, rounds: int) -> dict:
     """Best seconds per unit without and with checkpoints, interleaved, over the first units."""
-    plans = {k: make_plan(load_preset(preset, overrides + extra)) for k, extra in
-             (("without", [NONE]), ("with", []))}
+    plans = {k: make_plan(load_preset(preset, overrides + extra)) for k, extra in (("without", [NONE]), ("with", []))}
     units = {k: work_units(p)[:n_units] for k, p in plans.items()}
     best = {k: [float("inf")] * n_units for k in units}
     with pinned_threads(1):
@@ -60,18 +59,42 @@ def build_ratio(preset: str, overrides: list[str], jobs: int) -> dict:
         for k, extra in (("without", [NONE]), ("with", [])):
             path = Path(tmp) / f"{k}.h5"
             sets = [a for s in overrides + extra for a in ("--set", s)]
-            wall, rss, cpu = timed_command([sys.executable, "-m", "modelset.cli", "build", "--preset", preset,
-                                            "--out", str(path), "--jobs", str(jobs), "--force", "--no-progress",
-                                            *sets])
-            out[k] = {"wall_s": wall, "cpu_s": cpu, "peak_rss_gib": rss / 2**30, "archive_mib": path.stat().st_size / 2**20}
+            wall, rss, cpu = timed_command(
+                [
+                    sys.executable,
+                    "-m",
+                    "modelset.cli",
+                    "build",
+                    "--preset",
+                    preset,
+                    "--out",
+                    str(path),
+                    "--jobs",
+                    str(jobs),
+                    "--force",
+                    "--no-progress",
+                    *sets,
+                ]
+            )
+            out[k] = {
+                "wall_s": wall,
+                "cpu_s": cpu,
+                "peak_rss_gib": rss / 2**30,
+                "archive_mib": path.stat().st_size / 2**20,
+            }
     return out
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="digits-sweep", help="a preset with checkpoints")
-    ap.add_argument("--set", dest="overrides", action="append", default=None,
-                    help="override, as modelset build --set (default: tasks.count=1, a quarter of digits-sweep)")
+    ap.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=None,
+        help="override, as modelset build --set (default: tasks.count=1, a quarter of digits-sweep)",
+    )
     ap.add_argument("--units", type=int, default=4)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--jobs", type=int, default=os.cpu_count())
@@ -83,16 +106,22 @@ def main() -> int:
     report = {"machine": machine(), "preset": args.preset, "overrides": overrides}
     print(describe(report["machine"]), flush=True)
     u = report["units"] = unit_ratio(args.preset, overrides, args.units, args.rounds)
-    print(f"{args.units} work units ({u['models']} models, checkpoints {u['checkpoints']}), 1 thread, best of "
-          f"{args.rounds}: without {u['without']:.2f} s, with {u['with']:.2f} s: time ratio "
-          f"{u['with'] / u['without']:.3f}", flush=True)
+    print(
+        f"{args.units} work units ({u['models']} models, checkpoints {u['checkpoints']}), 1 thread, best of "
+        f"{args.rounds}: without {u['without']:.2f} s, with {u['with']:.2f} s: time ratio "
+        f"{u['with'] / u['without']:.3f}",
+        flush=True,
+    )
     if not args.no_build:
         b = report["builds"] = build_ratio(args.preset, overrides, args.jobs)
         w, c = b["without"], b["with"]
-        print(f"build --jobs {args.jobs}: without {w['wall_s']:.1f} s wall ({w['cpu_s']:.0f} s CPU, "
-              f"{w['archive_mib']:.1f} MiB), with {c['wall_s']:.1f} s wall ({c['cpu_s']:.0f} s CPU, "
-              f"{c['archive_mib']:.1f} MiB): time ratio {c['wall_s'] / w['wall_s']:.3f}, CPU ratio "
-              f"{c['cpu_s'] / w['cpu_s']:.3f}, archive size ratio {c['archive_mib'] / w['archive_mib']:.2f}", flush=True)
+        print(
+            f"build --jobs {args.jobs}: without {w['wall_s']:.1f} s wall ({w['cpu_s']:.0f} s CPU, "
+            f"{w['archive_mib']:.1f} MiB), with {c['wall_s']:.1f} s wall ({c['cpu_s']:.0f} s CPU, "
+            f"{c['archive_mib']:.1f} MiB): time ratio {c['wall_s'] / w['wall_s']:.3f}, CPU ratio "
+            f"{c['cpu_s'] / w['cpu_s']:.3f}, archive size ratio {c['archive_mib'] / w['archive_mib']:.2f}",
+            flush=True,
+        )
     print(json.dumps(report))
     return 0
 

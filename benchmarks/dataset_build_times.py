@@ -16,6 +16,7 @@ once (check, unpickle, standardise, fingerprint).
 
 Everything printed is an estimate for the real data: same shapes and code, random pixels.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,9 +53,16 @@ def synthetic(name: str) -> str:
     test = np.r_[np.zeros(k * n_train, bool), np.ones(k * n_test, bool)]
     images = rng.standard_normal((len(labels), c, h, w), dtype=np.float32)
     supers = tuple(i // 5 for i in range(k)) if name == "cifar100" else None
-    ds = Dataset(name=f"synthetic-{name}", images=images, labels=labels, test=test,
-                 class_names=tuple(map(str, range(k))), normalization="synthetic N(0, 1) pixels",
-                 superclasses=supers, superclass_names=tuple(map(str, range(20))) if supers else ())
+    ds = Dataset(
+        name=f"synthetic-{name}",
+        images=images,
+        labels=labels,
+        test=test,
+        class_names=tuple(map(str, range(k))),
+        normalization="synthetic N(0, 1) pixels",
+        superclasses=supers,
+        superclass_names=tuple(map(str, range(20))) if supers else (),
+    )
     register_dataset(ds.name)(lambda: ds)
     return ds.name
 
@@ -72,8 +80,12 @@ def time_models(preset_name: str, dataset: str, epochs: int, n_models: int) -> f
 def archive_bytes_per_model(preset_name: str, dataset: str) -> tuple[float, float]:
     with tempfile.TemporaryDirectory() as d:
         out = Path(d) / "a.h5"
-        build(load_preset(preset_name, [f"dataset={dataset}", "epochs=1", "seeds=4", "tasks.count=2",
-                                        "unit_size=4"]), out, jobs=1, progress=False)
+        build(
+            load_preset(preset_name, [f"dataset={dataset}", "epochs=1", "seeds=4", "tasks.count=2", "unit_size=4"]),
+            out,
+            jobs=1,
+            progress=False,
+        )
         with h5py.File(out) as f:
             arch = next(iter(f["architectures"]))
             p = f[f"architectures/{arch}/params"]
@@ -94,18 +106,28 @@ def time_cifar100_load() -> dict:
         for name, n in (("train", 50_000), ("test", 10_000)):
             fine = np.repeat(np.arange(100), n // 100)
             with open(folder / name, "wb") as fh:
-                pickle.dump({"fine_labels": fine.tolist(), "coarse_labels": (fine // 5).tolist(),
-                             "data": rng.integers(0, 256, (n, 3072), dtype=np.uint8)}, fh, protocol=2)
+                pickle.dump(
+                    {
+                        "fine_labels": fine.tolist(),
+                        "coarse_labels": (fine // 5).tolist(),
+                        "data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+                    },
+                    fh,
+                    protocol=2,
+                )
         with open(folder / "meta", "wb") as fh:
-            pickle.dump({"fine_label_names": list(map(str, range(100))),
-                         "coarse_label_names": list(map(str, range(20)))}, fh, protocol=2)
+            pickle.dump(
+                {"fine_label_names": list(map(str, range(100))), "coarse_label_names": list(map(str, range(20)))},
+                fh,
+                protocol=2,
+            )
         sums = {f: hashlib.md5((folder / f).read_bytes()).hexdigest() for f in ("train", "test", "meta")}
         tvs.published_md5 = lambda name: sums  # this process only: the files are ours, not the published ones
         t = time.perf_counter()
         ds = load_dataset("cifar100", root=d)
         t_load = time.perf_counter() - t
         t = time.perf_counter()
-        ds.fingerprint
+        _ = ds.fingerprint  # computed on first access
         t_fp = time.perf_counter() - t
         return {"seconds_load": t_load, "seconds_fingerprint": t_fp, "images_mib": ds.images.nbytes / 2**20}
 
@@ -117,8 +139,15 @@ def main() -> int:
     ap.add_argument("--out", help="write the figures as JSON here")
     ap.add_argument("--load", action="store_true", help="also time reading full-size CIFAR-100 files")
     args = ap.parse_args()
-    results = {"machine": {"cpus": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
-                           "load_average": os.getloadavg()}, "presets": {}}
+    results = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "load_average": os.getloadavg(),
+        },
+        "presets": {},
+    }
     for name in args.presets:
         dataset = synthetic(PRESETS[name])
         plan = make_plan(load_preset(name, [f"dataset={dataset}"]))
@@ -130,20 +159,36 @@ def main() -> int:
         fixed = max(m1 - e1 * per_epoch, 0.0)
         per_model = fixed + full * per_epoch
         stored, raw = archive_bytes_per_model(name, dataset)
-        r = {"models": n, "epochs": full, "engines": engines, f"seconds_{e1}_epochs": m1, f"seconds_{e2}_epochs": m2,
-             "seconds_per_epoch": per_epoch, "seconds_fixed": fixed, "seconds_per_model": per_model,
-             "cpu_hours_one_process": n * per_model / 3600, "hours_2_jobs_ideal": n * per_model / 2 / 3600,
-             "param_row_bytes_raw": raw, "param_row_bytes_stored": stored,
-             "archive_params_mib": n * stored / 2**20}
+        r = {
+            "models": n,
+            "epochs": full,
+            "engines": engines,
+            f"seconds_{e1}_epochs": m1,
+            f"seconds_{e2}_epochs": m2,
+            "seconds_per_epoch": per_epoch,
+            "seconds_fixed": fixed,
+            "seconds_per_model": per_model,
+            "cpu_hours_one_process": n * per_model / 3600,
+            "hours_2_jobs_ideal": n * per_model / 2 / 3600,
+            "param_row_bytes_raw": raw,
+            "param_row_bytes_stored": stored,
+            "archive_params_mib": n * stored / 2**20,
+        }
         results["presets"][name] = r
-        print(f"{name} ({'/'.join(engines)} engine): {per_epoch:.2f} s/epoch + {fixed:.2f} s -> {per_model:.0f} s per model at {full} epochs; "
-              f"{n} models = {r['cpu_hours_one_process']:.1f} h in one process, ~{r['hours_2_jobs_ideal']:.1f} h "
-              f"with --jobs 2 on 2 free cores; params {stored / 1024:.0f} KiB/model stored "
-              f"({raw / 1024:.0f} KiB raw) -> ~{r['archive_params_mib']:.0f} MiB", flush=True)
+        print(
+            f"{name} ({'/'.join(engines)} engine): {per_epoch:.2f} s/epoch + {fixed:.2f} s -> {per_model:.0f} s per model at {full} epochs; "
+            f"{n} models = {r['cpu_hours_one_process']:.1f} h in one process, ~{r['hours_2_jobs_ideal']:.1f} h "
+            f"with --jobs 2 on 2 free cores; params {stored / 1024:.0f} KiB/model stored "
+            f"({raw / 1024:.0f} KiB raw) -> ~{r['archive_params_mib']:.0f} MiB",
+            flush=True,
+        )
     if args.load:
         r = results["cifar100_load"] = time_cifar100_load()
-        print(f"cifar100 files: read and checked in {r['seconds_load']:.1f} s, fingerprint {r['seconds_fingerprint']:.1f} s, "
-              f"{r['images_mib']:.0f} MiB of float32 images per process", flush=True)
+        print(
+            f"cifar100 files: read and checked in {r['seconds_load']:.1f} s, fingerprint {r['seconds_fingerprint']:.1f} s, "
+            f"{r['images_mib']:.0f} MiB of float32 images per process",
+            flush=True,
+        )
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=2))
     return 0

@@ -12,6 +12,7 @@ uses, which is why a build pins every unit to one thread and runs one process pe
 
 DIR defaults to /usr/share/datasets/fashion-mnist (Debian's dataset-fashion-mnist package).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,7 +46,9 @@ def training_flops(plan, root) -> float:
     the reference loop, the same arithmetic as the batched engine, times epochs and models. Every
     task has 18,000 training images, so one model stands for all."""
     one = make_plan(load_preset(PRESET, ["epochs=1", "seeds=1", "tasks.count=1"]), data_root=root).entries[0]
-    return count_flops(lambda: train_reference(one, data_root=root)) * plan.preset["train"]["epochs"] * len(plan.entries)
+    return (
+        count_flops(lambda: train_reference(one, data_root=root)) * plan.preset["train"]["epochs"] * len(plan.entries)
+    )
 
 
 def time_threads(plan, root) -> dict:
@@ -69,9 +72,24 @@ def time_threads(plan, root) -> dict:
 
 
 def build(root: str, out: Path, jobs: int) -> dict:
-    wall, rss, cpu = timed_command([sys.executable, "-m", "modelset.cli", "build", "--preset", PRESET,
-                                    "--data-root", root, "--out", str(out.resolve()), "--force", "--no-progress",
-                                    "--jobs", str(jobs)])
+    wall, rss, cpu = timed_command(
+        [
+            sys.executable,
+            "-m",
+            "modelset.cli",
+            "build",
+            "--preset",
+            PRESET,
+            "--data-root",
+            root,
+            "--out",
+            str(out.resolve()),
+            "--force",
+            "--no-progress",
+            "--jobs",
+            str(jobs),
+        ]
+    )
     return {"wall_s": wall, "peak_rss_gib": rss / 2**30, "cpu_s": cpu}
 
 
@@ -83,9 +101,16 @@ def accuracy_table(path: Path) -> tuple[str, dict]:
     rows = ["| task | classes | test acc mean | min | max |", "|---|---|---|---|---|"]
     rows += [f"| {t} | {r['name']} | {r['mean']:.4f} | {r['min']:.4f} | {r['max']:.4f} |" for t, r in g.iterrows()]
     acc = m["test_acc"].to_numpy()
-    summary = {"mean": float(acc.mean()), "min": float(acc.min()), "p5": float(np.quantile(acc, 0.05)),
-               "median": float(np.median(acc)), "below_0.9": int((acc < 0.9).sum()), "below_0.7": int((acc < 0.7).sum()),
-               "train_acc_mean": float(m["train_acc"].mean()), "hardest": g["name"].head(5).tolist()}
+    summary = {
+        "mean": float(acc.mean()),
+        "min": float(acc.min()),
+        "p5": float(np.quantile(acc, 0.05)),
+        "median": float(np.median(acc)),
+        "below_0.9": int((acc < 0.9).sum()),
+        "below_0.7": int((acc < 0.7).sum()),
+        "train_acc_mean": float(m["train_acc"].mean()),
+        "hardest": g["name"].head(5).tolist(),
+    }
     return "\n".join(rows), summary
 
 
@@ -94,9 +119,26 @@ def leaderboard(path: Path, root: str, results: Path) -> tuple[str, dict]:
     times = {}
     for name in BUILTIN:
         t = time.perf_counter()
-        r = subprocess.run([sys.executable, "-m", "modelset.cli", "leaderboard", "submit", "--archive", str(path),
-                            "--method", name, "--results", str(results), "--data-root", root],  # the probe's data
-                           capture_output=True, text=True, env=env)
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "modelset.cli",
+                "leaderboard",
+                "submit",
+                "--archive",
+                str(path),
+                "--method",
+                name,
+                "--results",
+                str(results),
+                "--data-root",
+                root,
+            ],  # the probe's data
+            capture_output=True,
+            text=True,
+            env=env,
+        )
         times[name] = time.perf_counter() - t
         print(f"  {name}: {r.stdout.strip() or r.stderr.strip()} ({times[name]:.0f} s)", flush=True)
         if r.returncode:
@@ -122,23 +164,32 @@ def main() -> int:
     flops = training_flops(plan, args.data_root)
     if not args.no_threads:
         th = report["unit_seconds_by_threads"] = time_threads(plan, args.data_root)
-        print(f"one unit (10 models, 1 epoch): 1 thread {th[1]:.1f} s, 2 threads {th[2]:.1f} s "
-              f"(2 threads = {th[1] / th[2]:.2f}x one; 2 processes of 1 thread at best 2x)", flush=True)
+        print(
+            f"one unit (10 models, 1 epoch): 1 thread {th[1]:.1f} s, 2 threads {th[2]:.1f} s "
+            f"(2 threads = {th[1] / th[2]:.2f}x one; 2 processes of 1 thread at best 2x)",
+            flush=True,
+        )
     archive = out / f"{PRESET}.h5"
     b = report["build"] = build(args.data_root, archive, args.jobs)
     b["archive_mib"] = archive.stat().st_size / 2**20
     b["tflop"] = flops / 1e12
     b["gflops_per_core"] = flops / b["wall_s"] / min(args.jobs, os.cpu_count()) / 1e9
     share = f", {b['gflops_per_core'] / peak:.0%} of the FMA peak" if peak else ""
-    print(f"build --jobs {args.jobs}: {b['wall_s']:.0f} s wall ({b['wall_s'] / 60:.1f} min), {b['cpu_s']:.0f} s CPU, "
-          f"peak RSS {b['peak_rss_gib']:.2f} GiB, archive {b['archive_mib']:.1f} MiB; {b['tflop']:.1f} TFLOP = "
-          f"{b['gflops_per_core']:.0f} GFLOP/s per core{share}", flush=True)
+    print(
+        f"build --jobs {args.jobs}: {b['wall_s']:.0f} s wall ({b['wall_s'] / 60:.1f} min), {b['cpu_s']:.0f} s CPU, "
+        f"peak RSS {b['peak_rss_gib']:.2f} GiB, archive {b['archive_mib']:.1f} MiB; {b['tflop']:.1f} TFLOP = "
+        f"{b['gflops_per_core']:.0f} GFLOP/s per core{share}",
+        flush=True,
+    )
     table, summary = accuracy_table(archive)
     report["accuracy"] = summary
     (out / "accuracy.md").write_text(table + "\n")
-    print(f"test accuracy: mean {summary['mean']:.4f}, min {summary['min']:.4f}, p5 {summary['p5']:.4f}, "
-          f"{summary['below_0.9']} models below 0.9, {summary['below_0.7']} below 0.7; hardest tasks: "
-          f"{', '.join(summary['hardest'])}\n{table}", flush=True)
+    print(
+        f"test accuracy: mean {summary['mean']:.4f}, min {summary['min']:.4f}, p5 {summary['p5']:.4f}, "
+        f"{summary['below_0.9']} models below 0.9, {summary['below_0.7']} below 0.7; hardest tasks: "
+        f"{', '.join(summary['hardest'])}\n{table}",
+        flush=True,
+    )
     if not args.no_leaderboard:
         board, times = leaderboard(archive, args.data_root, out / "leaderboard")
         report["leaderboard_seconds"] = times

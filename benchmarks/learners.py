@@ -12,6 +12,7 @@ private key); times are per seed (one fit per protocol, then the embeddings).
 --leaderboard also times `modelset leaderboard submit` of every built-in on the first archive (what
 `make leaderboard` runs), against the 5-minute budget.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,8 +54,11 @@ ABLATION = [
     ("first-order (no alignment)", FirstOrderNet, {}),
     ("first-order, hidden units randomly permuted each epoch", FirstOrderNet, {"permutations": True}),
     ("nfn: default (1 HNP layer, dropout 0.5)", NFN, {}),
-    ("  dropout 0.1, weight decay 1e-2, 60 epochs", NFN, {"dropout": 0.1, "weight_decay": 1e-2, "epochs": 60,
-                                                          "lr": 2e-2}),
+    (
+        "  dropout 0.1, weight decay 1e-2, 60 epochs",
+        NFN,
+        {"dropout": 0.1, "weight_decay": 1e-2, "epochs": 60, "lr": 2e-2},
+    ),
 ]
 
 
@@ -96,8 +100,23 @@ def leaderboard_time(path) -> None:
     with tempfile.TemporaryDirectory() as out:
         for name in BUILTIN:
             t = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "modelset.cli", "leaderboard", "submit", "--archive", str(path),
-                            "--method", name, "--results", out], check=True, capture_output=True)
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "modelset.cli",
+                    "leaderboard",
+                    "submit",
+                    "--archive",
+                    str(path),
+                    "--method",
+                    name,
+                    "--results",
+                    out,
+                ],
+                check=True,
+                capture_output=True,
+            )
             dt = time.perf_counter() - t
             total += dt
             print(f"| {name} | {dt:.1f} |", flush=True)

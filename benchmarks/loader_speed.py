@@ -15,6 +15,7 @@ The archives (digits500's recipe at 1 epoch: 500 and 2,000 models) are built und
 
     .venv/bin/python benchmarks/loader_speed.py [--workdir DIR] [--jobs 2]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,7 +56,7 @@ def _run(way: str, path: str, queue) -> None:
         setup = time.perf_counter() - t
         base = _reset_peak()
         t0 = time.perf_counter()
-        for (weights, _), y in ds.loader(batch_size=BATCH, shuffle=True):
+        for _, y in ds.loader(batch_size=BATCH, shuffle=True):
             n += len(y)
     else:
         base = _reset_peak()
@@ -74,8 +75,16 @@ def _run(way: str, path: str, queue) -> None:
                     x = matrix[batch]
                     n += len(x)
     seconds = time.perf_counter() - t0
-    queue.put({"way": way, "models": n, "seconds": seconds, "load": load, "setup": setup,
-               "peak_mib": _status_mib("VmHWM:") - base})
+    queue.put(
+        {
+            "way": way,
+            "models": n,
+            "seconds": seconds,
+            "load": load,
+            "setup": setup,
+            "peak_mib": _status_mib("VmHWM:") - base,
+        }
+    )
 
 
 def measure(way: str, path: str) -> dict:
@@ -104,7 +113,7 @@ def main(argv=None) -> int:
         build(load_preset("digits500", [f"seeds={seeds}", "epochs=1"]), path, jobs=args.jobs, progress=False)
         print(f"{path}: {seeds * 50} models ({time.perf_counter() - t:.0f} s to build or check)", flush=True)
         sizes[seeds * 50] = path
-    print(f"\n| models | way | seconds | models/s | vs in-memory | peak memory above start |")
+    print("\n| models | way | seconds | models/s | vs in-memory | peak memory above start |")
     print("|---|---|---|---|---|---|")
     for n, path in sizes.items():
         results = {}
@@ -114,9 +123,14 @@ def main(argv=None) -> int:
         ref = results["in-memory"]["seconds"]
         for way, r in results.items():
             assert r["models"] == n, r
-            load = f" (load {r['load']:.2f} s)" if r["load"] else f" (+ {r['setup']:.2f} s to open)" if r["setup"] else ""
-            print(f"| {n} | {way} | {r['seconds']:.2f}{load} | {n / r['seconds']:,.0f} | "
-                  f"{r['seconds'] / ref:.2f}x | {r['peak_mib']:.1f} MiB |", flush=True)
+            load = (
+                f" (load {r['load']:.2f} s)" if r["load"] else f" (+ {r['setup']:.2f} s to open)" if r["setup"] else ""
+            )
+            print(
+                f"| {n} | {way} | {r['seconds']:.2f}{load} | {n / r['seconds']:,.0f} | "
+                f"{r['seconds'] / ref:.2f}x | {r['peak_mib']:.1f} MiB |",
+                flush=True,
+            )
     return 0
 
 

@@ -12,6 +12,7 @@ printed with them.
 
     .venv/bin/python benchmarks/preset_board.py --preset digits500    # the board's 5-minute budget
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,11 +44,19 @@ def spread(path: Path) -> tuple[str, dict]:
     rows = ["| models | n | mean | min | p10 | p25 | median | p75 | p90 | max | below 0.5 |", "|---" * 11 + "|"]
     for name, g in groups:
         v = g["test_acc"].to_numpy()
-        rows.append(f"| {name} | {len(v)} | {v.mean():.3f} | " + " | ".join(f"{x:.3f}" for x in np.quantile(v, q))
-                    + f" | {np.mean(v < 0.5):.0%} |")
+        rows.append(
+            f"| {name} | {len(v)} | {v.mean():.3f} | "
+            + " | ".join(f"{x:.3f}" for x in np.quantile(v, q))
+            + f" | {np.mean(v < 0.5):.0%} |"
+        )
     v = m["test_acc"].to_numpy()
-    return "\n".join(rows), {"mean": float(v.mean()), "std": float(v.std()), "min": float(v.min()),
-                             "median": float(np.median(v)), "below_0.5": float(np.mean(v < 0.5))}
+    return "\n".join(rows), {
+        "mean": float(v.mean()),
+        "std": float(v.std()),
+        "min": float(v.min()),
+        "median": float(np.median(v)),
+        "below_0.5": float(np.mean(v < 0.5)),
+    }
 
 
 def board(path: Path, results: Path, timeout: float, jobs: int) -> tuple[str, dict, float]:
@@ -56,8 +65,23 @@ def board(path: Path, results: Path, timeout: float, jobs: int) -> tuple[str, di
     os.environ["OMP_NUM_THREADS"] = "1"  # inherited by every submission and its sandboxed child
 
     def one(name):
-        t = timed_command([sys.executable, "-m", "modelset.cli", "leaderboard", "submit", "--archive", str(path),
-                           "--method", name, "--results", str(results), "--timeout", str(timeout)])[0]
+        t = timed_command(
+            [
+                sys.executable,
+                "-m",
+                "modelset.cli",
+                "leaderboard",
+                "submit",
+                "--archive",
+                str(path),
+                "--method",
+                name,
+                "--results",
+                str(results),
+                "--timeout",
+                str(timeout),
+            ]
+        )[0]
         print(f"  {name}: {t:.1f} s", flush=True)
         return name, t
 
@@ -86,18 +110,37 @@ def main() -> int:
     archive = out / f"{args.preset}.h5"
     if not args.no_build:
         archive.unlink(missing_ok=True)
-        wall, rss, cpu = timed_command([sys.executable, "-m", "modelset.cli", "build", "--preset", args.preset,
-                                        "--out", str(archive), "--jobs", str(args.jobs), "--no-progress"])
+        wall, rss, cpu = timed_command(
+            [
+                sys.executable,
+                "-m",
+                "modelset.cli",
+                "build",
+                "--preset",
+                args.preset,
+                "--out",
+                str(archive),
+                "--jobs",
+                str(args.jobs),
+                "--no-progress",
+            ]
+        )
         report["build"] = {"wall_s": wall, "cpu_s": cpu, "peak_rss_gib": rss / 2**30}
-        print(f"build --jobs {args.jobs}: {wall:.0f} s wall ({wall / 60:.1f} min) = {wall / args.build_budget:.2f} "
-              f"of the {args.build_budget:.0f} s budget; {cpu:.0f} s CPU, peak RSS {rss / 2**30:.2f} GiB, "
-              f"archive {archive.stat().st_size / 2**20:.0f} MiB", flush=True)
+        print(
+            f"build --jobs {args.jobs}: {wall:.0f} s wall ({wall / 60:.1f} min) = {wall / args.build_budget:.2f} "
+            f"of the {args.build_budget:.0f} s budget; {cpu:.0f} s CPU, peak RSS {rss / 2**30:.2f} GiB, "
+            f"archive {archive.stat().st_size / 2**20:.0f} MiB",
+            flush=True,
+        )
     table, report["accuracy"] = spread(archive)
     print(f"test accuracy:\n{table}", flush=True)
     text, times, total = board(archive, out / "leaderboard", args.timeout, args.board_jobs)
     report["board_seconds"], report["method_seconds"] = total, times
-    print(f"board: {total:.0f} s wall for {len(times)} methods, {args.board_jobs} at a time = "
-          f"{total / args.board_budget:.2f} of the {args.board_budget:.0f} s budget\n{text}", flush=True)
+    print(
+        f"board: {total:.0f} s wall for {len(times)} methods, {args.board_jobs} at a time = "
+        f"{total / args.board_budget:.2f} of the {args.board_budget:.0f} s budget\n{text}",
+        flush=True,
+    )
     (out / "report.json").write_text(json.dumps(report, indent=2))
     return 0
 

@@ -3,6 +3,7 @@ run so that the machine's load falls on both alike; prints each pair's times and
 
     python benchmarks/sandbox_cost.py [--archive data/digits500.h5] [--methods raw-cosine,gram,lps]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,9 +20,26 @@ from machine import describe  # noqa: E402
 
 def _submit(archive, method, sandbox, results) -> float:
     t0 = time.perf_counter()
-    r = subprocess.run([sys.executable, "-m", "modelset.cli", "leaderboard", "submit", "--archive", archive,
-                        "--method", method, "--sandbox", sandbox, "--results", results], capture_output=True,
-                       text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "modelset.cli",
+            "leaderboard",
+            "submit",
+            "--archive",
+            archive,
+            "--method",
+            method,
+            "--sandbox",
+            sandbox,
+            "--results",
+            results,
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     if r.returncode != 0:
         sys.exit(f"{method} --sandbox {sandbox}: {r.stderr.strip()}")
     return time.perf_counter() - t0

@@ -20,6 +20,7 @@ model's real samples, and a model with no batch left in an epoch is not stepped.
 matches the reference within float tolerance (convolutions grouped differently sum in a
 different order); ``tests/test_batched.py`` states and checks the tolerance.
 """
+
 from __future__ import annotations
 
 import math
@@ -29,10 +30,10 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, vmap
 
-from modelset.schema import CURVES
 from modelset.archs import SmallCNN
 from modelset.errors import ModelsetError
 from modelset.families import FAMILIES, effective_weights, mean_groups
+from modelset.schema import CURVES
 
 from .plan import PlanEntry
 from .train import CheckpointRecorder, ModelResult, init_model, result_of, task_tensors
@@ -48,7 +49,9 @@ def train_batched(unit: list[PlanEntry], device="cpu", data_root=None) -> list[M
     """Train ``unit`` and return one ModelResult per entry, in unit order."""
     passes: dict[tuple, list[int]] = {}
     for i, e in enumerate(unit):
-        passes.setdefault((e.arch, e.family, e.family_options, e.checkpoints, *(e.hparams[k] for k in _PASS_KEYS)), []).append(i)
+        passes.setdefault(
+            (e.arch, e.family, e.family_options, e.checkpoints, *(e.hparams[k] for k in _PASS_KEYS)), []
+        ).append(i)
     results: list[ModelResult | None] = [None] * len(unit)
     for idx in passes.values():
         for i, r in zip(idx, _train_pass([unit[i] for i in idx], torch.device(device), data_root)):
@@ -81,8 +84,9 @@ def _gather(x, y, idx):
     the flattened data: ~10x faster than advanced indexing with two index tensors."""
     M, n = y.shape
     flat = (idx + n * torch.arange(M, device=idx.device)[:, None]).view(-1)
-    return x.view(M * n, *x.shape[2:]).index_select(0, flat).view(*idx.shape, *x.shape[2:]), \
-        y.view(-1).index_select(0, flat).view(idx.shape)
+    return x.view(M * n, *x.shape[2:]).index_select(0, flat).view(*idx.shape, *x.shape[2:]), y.view(-1).index_select(
+        0, flat
+    ).view(idx.shape)
 
 
 class _Flat:
@@ -92,15 +96,18 @@ class _Flat:
     def __init__(self, models, device):
         named = [list(m.named_parameters()) for m in models]
         if [n for n, _ in models[0].state_dict().items()] != [n for n, _ in named[0]]:
-            raise ModelsetError(f"the batched engine trains models without buffers, and {type(models[0]).__name__} "
-                                "has some (BatchNorm statistics); set engine = \"reference\"")
+            raise ModelsetError(
+                f"the batched engine trains models without buffers, and {type(models[0]).__name__} "
+                'has some (BatchNorm statistics); set engine = "reference"'
+            )
         self.M = len(models)
         self.names = [n for n, _ in named[0]]
         self.shapes = [tuple(p.shape) for _, p in named[0]]
         sizes = [math.prod(s) for s in self.shapes]
         self.offsets = np.cumsum([0] + sizes)
-        self.data = torch.cat([torch.stack([dict(nm)[n].detach() for nm in named]).reshape(-1)
-                               for n in self.names]).to(device)
+        self.data = torch.cat([torch.stack([dict(nm)[n].detach() for nm in named]).reshape(-1) for n in self.names]).to(
+            device
+        )
         self.grad = torch.zeros_like(self.data)
         self.model_of = torch.cat([torch.arange(self.M).repeat_interleave(s) for s in sizes]).to(device)
 
@@ -336,8 +343,9 @@ def _train_pass(entries: list[PlanEntry], device, data_root=None) -> list[ModelR
     models = [init_model(e, data_root) for e in entries]
     flat = _Flat(models, device)
     if not isinstance(models[0], SmallCNN):  # the registry marks only SmallCNN architectures batched
-        raise ModelsetError(f"the batched engine trains SmallCNN architectures; {entries[0].arch} is not one: "
-                            "set engine = \"reference\"")
+        raise ModelsetError(
+            f'the batched engine trains SmallCNN architectures; {entries[0].arch} is not one: set engine = "reference"'
+        )
     net = _GroupedCNN(models, flat, FAMILIES[entries[0].family].own_params)
     opt = _Optimizer(flat, [e.hparams for e in entries])
     data = _Data(entries, device, data_root)
@@ -353,8 +361,16 @@ def _train_pass(entries: list[PlanEntry], device, data_root=None) -> list[ModelR
         train_loss, train_acc = train_metrics
         for m, (entry, model) in enumerate(zip(entries, models)):
             flat.load_into(m, model)
-            ckpts[m].record(model, entry.family, {"train_loss": float(train_loss[m]), "train_acc": float(train_acc[m]),
-                                                  "test_loss": float(test_loss[m]), "test_acc": float(test_acc[m])})
+            ckpts[m].record(
+                model,
+                entry.family,
+                {
+                    "train_loss": float(train_loss[m]),
+                    "train_acc": float(train_acc[m]),
+                    "test_loss": float(test_loss[m]),
+                    "test_acc": float(test_acc[m]),
+                },
+            )
 
     if ckpts[0].wants(0):
         record(*_evaluate(net, *data.test, data.n_test))
@@ -395,7 +411,11 @@ def _train_pass(entries: list[PlanEntry], device, data_root=None) -> list[ModelR
     results = []
     for m, (entry, model) in enumerate(zip(entries, models)):
         flat.load_into(m, model)
-        metrics = {"train_loss": float(train_loss[m]), "train_acc": float(train_acc[m]),
-                   "test_loss": float(curves["test_loss"][m, -1]), "test_acc": float(curves["test_acc"][m, -1])}
+        metrics = {
+            "train_loss": float(train_loss[m]),
+            "train_acc": float(train_acc[m]),
+            "test_loss": float(curves["test_loss"][m, -1]),
+            "test_acc": float(curves["test_acc"][m, -1]),
+        }
         results.append(result_of(model, entry.family, {k: curves[k][m] for k in CURVES}, metrics, ckpts[m].result()))
     return results

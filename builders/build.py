@@ -5,11 +5,12 @@ pinned to one intra-op thread (thread count changes reduction order), in this pr
 worker process or a dask worker alike; so weights depend only on the preset (and the device type), never
 on --jobs, the executor or interruptions.
 """
+
 from __future__ import annotations
 
 import logging
-import sys
 import shutil
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -19,13 +20,12 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from modelset.schema import (CHECKPOINT_EPOCHS, CURVES, FORMAT_VERSION, METRICS,
-                             model_columns, param_checksum)
 from modelset.datasets import download_dataset, load_dataset, resolve_root
 from modelset.errors import ModelsetError
 from modelset.families import FAMILIES
 from modelset.preset import Preset
 from modelset.protocols import make_splits
+from modelset.schema import CHECKPOINT_EPOCHS, CURVES, FORMAT_VERSION, METRICS, model_columns, param_checksum
 from modelset.writer import ArchiveWriter
 
 from .batched import train_batched
@@ -36,6 +36,7 @@ from .shards import load_shard, save_shard, shard_path
 from .train import model_layout, train_reference
 
 log = logging.getLogger("modelset.build")
+
 
 def _lock(fh) -> None:
     """An exclusive lock held as long as ``fh`` is open, or BlockingIOError / PermissionError."""
@@ -85,8 +86,9 @@ def check_device(device: str) -> str:
     kind, dev = device_type(device), torch.device(device)
     if kind == "cuda":
         if not torch.cuda.is_available():
-            raise ModelsetError(f"--device {device}: torch sees no GPU here (torch.cuda.is_available() "
-                                "is False); use --device cpu")
+            raise ModelsetError(
+                f"--device {device}: torch sees no GPU here (torch.cuda.is_available() is False); use --device cpu"
+            )
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise ModelsetError(f"--device {device}: torch sees only {torch.cuda.device_count()} GPU(s)")
     return kind
@@ -110,15 +112,28 @@ def is_up_to_date(out: Path, plan: Plan) -> bool:
     (its [splits] and the split defaults are not in the plan hash)."""
     try:
         with h5py.File(out, "r") as f:
-            return (f.attrs.get("plan_hash") == plan.hash and int(f.attrs.get("format_version", 0)) == FORMAT_VERSION
-                    and f.attrs.get("preset") == plan.preset.text)
+            return (
+                f.attrs.get("plan_hash") == plan.hash
+                and int(f.attrs.get("format_version", 0)) == FORMAT_VERSION
+                and f.attrs.get("preset") == plan.preset.text
+            )
     except OSError:
         return False
 
 
-def build(preset: Preset, out, jobs: int = 1, force: bool = False, keep_shards: bool = False,
-          progress: bool = True, device: str = "cpu", scheduler: str | None = None,
-          cluster: str | None = None, data_root=None, download: bool = False) -> dict:
+def build(
+    preset: Preset,
+    out,
+    jobs: int = 1,
+    force: bool = False,
+    keep_shards: bool = False,
+    progress: bool = True,
+    device: str = "cpu",
+    scheduler: str | None = None,
+    cluster: str | None = None,
+    data_root=None,
+    download: bool = False,
+) -> dict:
     """Build ``preset`` into the archive ``out``; resume from any shards already trained.
 
     Units train in ``jobs`` local processes (this one included; -1: one per core), or on dask: a
@@ -138,12 +153,22 @@ def build(preset: Preset, out, jobs: int = 1, force: bool = False, keep_shards: 
     if download:
         download_dataset(preset["dataset"], data_root)
     # On a remote cluster the GPU must be on the workers, checked once connected.
-    plan = make_plan(preset, device_type(device) if remote else check_device(device),
-                     data_root)  # validates tasks against the dataset before anything is written
+    plan = make_plan(
+        preset, device_type(device) if remote else check_device(device), data_root
+    )  # validates tasks against the dataset before anything is written
     if not force and out.exists() and is_up_to_date(out, plan):
         return {"status": "up to date", "out": str(out), "models": len(plan.entries), "trained": 0}
-    return _train_and_merge(plan, out, jobs=jobs, keep_shards=keep_shards, progress=progress, device=device,
-                            scheduler=scheduler, cluster=cluster, data_root=data_root)
+    return _train_and_merge(
+        plan,
+        out,
+        jobs=jobs,
+        keep_shards=keep_shards,
+        progress=progress,
+        device=device,
+        scheduler=scheduler,
+        cluster=cluster,
+        data_root=data_root,
+    )
 
 
 @contextmanager
@@ -173,10 +198,23 @@ def _train_and_merge(plan, out, *, jobs, keep_shards, progress, device, schedule
                 raise ModelsetError(f"on the dask workers: {sorted(problems)[0]}")
         # Nothing is written before the executor and its workers are known to work.
         with build_lock(out):
-            log.info("%s: %d models in %d work units; %d already trained, %d to train",
-                     preset.name, len(plan.entries), len(units), len(plan.entries) - n_todo, n_todo)
-            with tqdm(total=len(plan.entries), initial=len(plan.entries) - n_todo, unit="model", desc="train",
-                      disable=not progress, mininterval=1.0, dynamic_ncols=True) as bar:
+            log.info(
+                "%s: %d models in %d work units; %d already trained, %d to train",
+                preset.name,
+                len(plan.entries),
+                len(units),
+                len(plan.entries) - n_todo,
+                n_todo,
+            )
+            with tqdm(
+                total=len(plan.entries),
+                initial=len(plan.entries) - n_todo,
+                unit="model",
+                desc="train",
+                disable=not progress,
+                mininterval=1.0,
+                dynamic_ncols=True,
+            ) as bar:
                 for h, results in executor.map_unordered(train_unit, ((u, device, data_root) for u in todo)):
                     failpoint("train")  # a unit trained, its shard not yet written
                     save_shard(shard_path(shards, h), results)
@@ -197,9 +235,15 @@ def merge(plan: Plan, units, shards: Path, out: Path, data_root=None) -> None:
     max_epochs = max(e.hparams["epochs"] for e in entries)
     curves = {name: np.full((len(entries), max_epochs), np.nan, np.float32) for name in CURVES}
     records = []
-    attrs = {"name": preset.name, "preset": preset.text, "dataset": preset["dataset"], "seed": preset["seed"],
-             "dataset_fingerprint": dataset.fingerprint,
-             "plan_hash": plan.hash, "n_models": len(entries)}
+    attrs = {
+        "name": preset.name,
+        "preset": preset.text,
+        "dataset": preset["dataset"],
+        "seed": preset["seed"],
+        "dataset_fingerprint": dataset.fingerprint,
+        "plan_hash": plan.hash,
+        "n_models": len(entries),
+    }
     epochs_kept = preset.checkpoints
     if epochs_kept:  # only then: an archive without checkpoints is what it was before they existed
         attrs[CHECKPOINT_EPOCHS] = np.asarray(epochs_kept, dtype=np.int64)
@@ -216,8 +260,9 @@ def merge(plan: Plan, units, shards: Path, out: Path, data_root=None) -> None:
         for a, fam in sorted({(e.arch, e.family) for e in entries if FAMILIES[e.family].own_params}):
             first = next(e for e in entries if (e.arch, e.family) == (a, fam))
             layout_rows, _ = model_layout(first, fam, data_root)
-            w.create_family(a, fam, layout_rows, sum((e.arch, e.family) == (a, fam) for e in entries),
-                            dict(first.family_options), k)
+            w.create_family(
+                a, fam, layout_rows, sum((e.arch, e.family) == (a, fam) for e in entries), dict(first.family_options), k
+            )
             fam_rows[(a, fam)] = 0
         for unit in units:
             results = load_shard(shard_path(shards, plan.unit_hash(unit)))
@@ -229,8 +274,16 @@ def merge(plan: Plan, units, shards: Path, out: Path, data_root=None) -> None:
             for e, r in zip(unit, results):
                 for name in CURVES:
                     curves[name][e.id, : len(r.curves[name])] = r.curves[name]
-                family_row, stats = -1, {"sparsity": float(np.mean(r.params == 0)), "sparsity_layers": "",
-                                         "groups": "", "gates": "", "n_family_params": int(r.params.size)}
+                family_row, stats = (
+                    -1,
+                    {
+                        "sparsity": float(np.mean(r.params == 0)),
+                        "sparsity_layers": "",
+                        "groups": "",
+                        "gates": "",
+                        "n_family_params": int(r.params.size),
+                    },
+                )
                 if r.family_params is not None:
                     family_row, stats = fam_rows[(arch, e.family)], r.family_stats
                     w.write_family_params(arch, e.family, family_row, r.family_params)
@@ -239,13 +292,25 @@ def merge(plan: Plan, units, shards: Path, out: Path, data_root=None) -> None:
                     fam_rows[(arch, e.family)] += 1
                 if k:
                     checkpoint_rows += _checkpoint_rows(e.id, epochs_kept, r.checkpoints)
-                records.append({"id": e.id, "arch": e.arch, "family": e.family, "row": rows[arch],
-                                "family_row": family_row, "task": e.task, "seed": e.seed,
-                                "init_seed": e.init_seed, "data_seed": e.data_seed, **e.hparams,
-                                **{k: r.metrics[k] for k in METRICS},
-                                "n_params": int(r.params.size), **stats,
-                                "checksum": param_checksum(r.params),
-                                "family_checksum": "" if r.family_params is None else param_checksum(r.family_params)})
+                records.append(
+                    {
+                        "id": e.id,
+                        "arch": e.arch,
+                        "family": e.family,
+                        "row": rows[arch],
+                        "family_row": family_row,
+                        "task": e.task,
+                        "seed": e.seed,
+                        "init_seed": e.init_seed,
+                        "data_seed": e.data_seed,
+                        **e.hparams,
+                        **{k: r.metrics[k] for k in METRICS},
+                        "n_params": int(r.params.size),
+                        **stats,
+                        "checksum": param_checksum(r.params),
+                        "family_checksum": "" if r.family_params is None else param_checksum(r.family_params),
+                    }
+                )
                 rows[arch] += 1
         models = pd.DataFrame.from_records(records, columns=model_columns(entries[0].hparams))
         zoo = w.write_tables(models, curves, checkpoint_rows if k else [])
@@ -255,7 +320,13 @@ def merge(plan: Plan, units, shards: Path, out: Path, data_root=None) -> None:
 def _checkpoint_rows(model_id: int, epochs, ckpt) -> list[dict]:
     """One model's rows of /checkpoints, one per epoch kept."""
     own = ckpt.family_params
-    return [{"model": model_id, "epoch": epoch, **dict(zip(METRICS, ckpt.metrics[j].tolist())),
-             "checksum": param_checksum(ckpt.params[j]),
-             "family_checksum": "" if own is None else param_checksum(own[j])}
-            for j, epoch in enumerate(epochs)]
+    return [
+        {
+            "model": model_id,
+            "epoch": epoch,
+            **dict(zip(METRICS, ckpt.metrics[j].tolist())),
+            "checksum": param_checksum(ckpt.params[j]),
+            "family_checksum": "" if own is None else param_checksum(own[j]),
+        }
+        for j, epoch in enumerate(epochs)
+    ]

@@ -5,6 +5,7 @@ process that writes shards and the archive: workers need no shared filesystem, o
 installed. What a unit trains to depends only on the unit (see ``build.train_unit``), never on
 the executor.
 """
+
 from __future__ import annotations
 
 import logging
@@ -13,9 +14,9 @@ import os
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from contextlib import contextmanager
-from typing import Callable, Iterable, Iterator
 
 from modelset.errors import ModelsetError
 
@@ -46,7 +47,7 @@ class LocalExecutor:
     not forked (torch's OpenMP state does not survive a fork), and exit when this process dies."""
 
     def __init__(self, jobs: int):
-        self.jobs = os.cpu_count() if jobs == -1 else jobs
+        self.jobs = (os.cpu_count() or 1) if jobs == -1 else jobs
 
     def map_unordered(self, fn: Callable, items: Iterable[tuple]) -> Iterator:
         queue = deque(items)
@@ -55,8 +56,9 @@ class LocalExecutor:
                 yield fn(*args)
             return
         n = self.jobs - 1
-        pool = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_exit_with_parent, initargs=(os.getpid(),))
+        pool = ProcessPoolExecutor(
+            n, mp_context=multiprocessing.get_context("spawn"), initializer=_exit_with_parent, initargs=(os.getpid(),)
+        )
         running = set()
         try:
             while queue or running:
@@ -92,9 +94,11 @@ def _check_workers(client, scheduler: str) -> int:
     workers = client.scheduler_info().get("workers", {})
     multi = sorted(addr for addr, w in workers.items() if w.get("nthreads", 1) != 1)
     if multi:
-        raise ModelsetError(f"--scheduler {scheduler}: worker {multi[0]} runs {workers[multi[0]]['nthreads']} "
-                            "threads; start workers with one thread each (dask worker --nthreads 1) so that "
-                            "builds are reproducible")
+        raise ModelsetError(
+            f"--scheduler {scheduler}: worker {multi[0]} runs {workers[multi[0]]['nthreads']} "
+            "threads; start workers with one thread each (dask worker --nthreads 1) so that "
+            "builds are reproducible"
+        )
     return len(workers)
 
 
@@ -150,15 +154,26 @@ def _dask_client(jobs, scheduler, cluster):
 
     if cluster is not None:
         if cluster != "local":
-            raise ModelsetError(f"--cluster {cluster!r}: only 'local' (a dask LocalCluster) is built in; "
-                                "for another cluster give its scheduler address with --scheduler")
+            raise ModelsetError(
+                f"--cluster {cluster!r}: only 'local' (a dask LocalCluster) is built in; "
+                "for another cluster give its scheduler address with --scheduler"
+            )
         n = os.cpu_count() if jobs == -1 else jobs
         # One thread per worker (see _check_workers). The scheduler's HTTP server starts even
         # without a dashboard: a random loopback port, so that builds never collide on 8787.
         # Workers log at CRITICAL only: at shutdown a heartbeat in flight logs a traceback at ERROR
         # (benign), and a real failure reaches the build through its future anyway.
-        with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
-                          dashboard_address="127.0.0.1:0", silence_logs=logging.CRITICAL) as lc, Client(lc) as client:
+        with (
+            LocalCluster(
+                n_workers=n,
+                threads_per_worker=1,
+                processes=True,
+                host="127.0.0.1",
+                dashboard_address="127.0.0.1:0",
+                silence_logs=logging.CRITICAL,
+            ) as lc,
+            Client(lc) as client,
+        ):
             log.info("dask LocalCluster at %s with %d worker processes", lc.scheduler_address, n)
             yield client
         return

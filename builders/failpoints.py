@@ -1,5 +1,6 @@
 """Crash-test hooks: ``MODELSET_FAILPOINT=name[:n]`` kills the build with SIGKILL the n-th time it
 reaches ``failpoint(name)``, so tests can interrupt it exactly where they mean to."""
+
 from __future__ import annotations
 
 import collections

@@ -4,6 +4,7 @@ A model's init and data-order seeds derive from the build seed, its task's ident
 transform, not its position) and its seed value only, so models of one task differ only by seed,
 and a grid point's models share the init of their seed: grid factors are controlled comparisons.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -36,6 +37,7 @@ class PlanEntry:
     trains. ``key()`` (all but ``id`` and ``task``) enters the plan and shard hashes; two entries
     with equal keys train to the same weights. Built by ``make_plan``; trained by
     ``builders.build.train_unit``."""
+
     id: int
     task: int
     classes: tuple[int, ...]
@@ -92,9 +94,12 @@ def batched_supports(arch: str, recipe: dict) -> bool:
     reference loop, entry by entry. Activations it has no kernels for (sigmoid, selu) train there too."""
     from .batched import ACT_BACKWARD  # its activations: the engine's own table
 
-    return (arch_spec(arch).batched and recipe.get("augment", "none") == "none"
-            and recipe.get("activation", "relu") in ACT_BACKWARD
-            and not recipe.get("lr_step_size", 0))
+    return (
+        arch_spec(arch).batched
+        and recipe.get("augment", "none") == "none"
+        and recipe.get("activation", "relu") in ACT_BACKWARD
+        and not recipe.get("lr_step_size", 0)
+    )
 
 
 def make_plan(preset: Preset, device: str = "cpu", data_root=None) -> Plan:
@@ -115,17 +120,26 @@ def make_plan(preset: Preset, device: str = "cpu", data_root=None) -> Plan:
             train = tuple(sorted(recipe.items()))
             options = tuple(sorted((k, v) for k, v in fam.items() if k not in preset["train"]))
             for seed in preset.seed_values:
-                entries.append(PlanEntry(
-                    id=len(entries), task=task.id, classes=task.classes, transform=task.transform,
-                    seed=seed, arch=preset["arch"], family=family, dataset=preset["dataset"],
-                    data_version=dataset.fingerprint,
-                    train=train, family_options=options,
-                    # what the batched engine cannot reproduce trains on the reference loop
-                    engine=preset["engine"] if batched_supports(preset["arch"], recipe) else "reference",
-                    init_seed=derive_seed(preset["seed"], "init", identity, seed),
-                    data_seed=derive_seed(preset["seed"], "data", identity, seed),
-                    checkpoints=preset.checkpoints,
-                ))
+                entries.append(
+                    PlanEntry(
+                        id=len(entries),
+                        task=task.id,
+                        classes=task.classes,
+                        transform=task.transform,
+                        seed=seed,
+                        arch=preset["arch"],
+                        family=family,
+                        dataset=preset["dataset"],
+                        data_version=dataset.fingerprint,
+                        train=train,
+                        family_options=options,
+                        # what the batched engine cannot reproduce trains on the reference loop
+                        engine=preset["engine"] if batched_supports(preset["arch"], recipe) else "reference",
+                        init_seed=derive_seed(preset["seed"], "init", identity, seed),
+                        data_seed=derive_seed(preset["seed"], "data", identity, seed),
+                        checkpoints=preset.checkpoints,
+                    )
+                )
     return Plan(preset=preset, tasks=tasks, entries=entries, device=device)
 
 

@@ -3,6 +3,7 @@
 A shard is written atomically (``modelset.atomic``), so a shard that exists is complete;
 a changed plan entry changes the name, so a stale shard is never reused.
 """
+
 from __future__ import annotations
 
 import json
@@ -10,12 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
-from modelset.schema import CURVES, METRICS
 from modelset.atomic import atomic_file
+from modelset.schema import CURVES, METRICS
 
 from .failpoints import failpoint
 from .train import Checkpoints, ModelResult
-
 
 
 def shard_path(shard_dir: Path, unit_hash: str) -> Path:
@@ -29,11 +29,13 @@ def save_shard(path: Path, results: list[ModelResult]) -> None:
     checkpoints also ``checkpoint_params`` (n, K, P), ``checkpoint_metrics`` (n, K, 4) and
     ``checkpoint_family_params_<i>`` (K, Q); no pickles."""
     epochs = max(len(r.curves["train_loss"]) for r in results)
-    arrays = {"params": np.stack([r.params for r in results]).astype(np.float32),
-              "metrics": np.array([[r.metrics[k] for k in METRICS] for r in results], dtype=np.float64),
-              "epochs": np.array([len(r.curves["train_loss"]) for r in results], dtype=np.int64),
-              # family extras: stats as JSON text, own parameters one array per model
-              "family_stats": np.frombuffer(json.dumps([r.family_stats for r in results]).encode(), np.uint8)}
+    arrays = {
+        "params": np.stack([r.params for r in results]).astype(np.float32),
+        "metrics": np.array([[r.metrics[k] for k in METRICS] for r in results], dtype=np.float64),
+        "epochs": np.array([len(r.curves["train_loss"]) for r in results], dtype=np.int64),
+        # family extras: stats as JSON text, own parameters one array per model
+        "family_stats": np.frombuffer(json.dumps([r.family_stats for r in results]).encode(), np.uint8),
+    }
     for i, r in enumerate(results):
         if r.family_params is not None:
             arrays[f"family_params_{i}"] = r.family_params.astype(np.float32)
@@ -63,10 +65,24 @@ def load_shard(path: Path) -> list[ModelResult]:
         ckpts = [None] * len(params)
         if "checkpoint_params" in z.files:
             cp, cm = z["checkpoint_params"], z["checkpoint_metrics"]
-            ckpts = [Checkpoints(params=cp[i], metrics=cm[i], family_params=z[f"checkpoint_family_params_{i}"]
-                                 if f"checkpoint_family_params_{i}" in z.files else None) for i in range(len(params))]
-    return [ModelResult(params=params[i],
-                        curves={name: c[i, : epochs[i]] for name, c in curves.items()},
-                        metrics=dict(zip(METRICS, metrics[i].tolist())),
-                        family_params=own.get(i), family_stats=stats[i], checkpoints=ckpts[i])
-            for i in range(len(params))]
+            ckpts = [
+                Checkpoints(
+                    params=cp[i],
+                    metrics=cm[i],
+                    family_params=z[f"checkpoint_family_params_{i}"]
+                    if f"checkpoint_family_params_{i}" in z.files
+                    else None,
+                )
+                for i in range(len(params))
+            ]
+    return [
+        ModelResult(
+            params=params[i],
+            curves={name: c[i, : epochs[i]] for name, c in curves.items()},
+            metrics=dict(zip(METRICS, metrics[i].tolist())),
+            family_params=own.get(i),
+            family_stats=stats[i],
+            checkpoints=ckpts[i],
+        )
+        for i in range(len(params))
+    ]

@@ -5,6 +5,7 @@ forked so nothing leaks), the minibatch order from ``data_seed`` (a private gene
 data files are (``data_root``) is an argument, never part of the entry: the entry names the dataset
 by its content.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -14,11 +15,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from modelset.schema import CURVES, METRICS
 from modelset.archs import create_model, flatten, layout
-from modelset.families import FAMILIES, effective_state_dict, family_stats, mean_groups
 from modelset.augment import augment
 from modelset.datasets import load_dataset, resolve_root
+from modelset.families import FAMILIES, effective_state_dict, family_stats, mean_groups
+from modelset.schema import CURVES, METRICS
 from modelset.tasks import task_arrays
 
 from .plan import PlanEntry
@@ -27,6 +28,7 @@ from .plan import PlanEntry
 @dataclass
 class Checkpoints:
     """A model at its plan entry's checkpoint epochs, in increasing order."""
+
     params: np.ndarray  # (K, P) float32: effective weights, as ModelResult.params
     metrics: np.ndarray  # (K, 4) float64: schema.METRICS at each epoch (train on the full split, eval mode)
     family_params: np.ndarray | None = None  # (K, Q) float32: the family's own state_dict, flattened
@@ -61,9 +63,11 @@ class CheckpointRecorder:
         if not self.epochs:
             return None
         own = [f for _, f in self.states]
-        return Checkpoints(params=np.stack([p for p, _ in self.states]).astype(np.float32),
-                           metrics=np.array(self.metrics, dtype=np.float64),
-                           family_params=None if own[0] is None else np.stack(own).astype(np.float32))
+        return Checkpoints(
+            params=np.stack([p for p, _ in self.states]).astype(np.float32),
+            metrics=np.array(self.metrics, dtype=np.float64),
+            family_params=None if own[0] is None else np.stack(own).astype(np.float32),
+        )
 
 
 def task_tensors(dataset: str, classes: tuple, transform: str, data_root=None):
@@ -87,9 +91,15 @@ def init_model(entry: PlanEntry, data_root=None):
     hp = entry.hparams
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(entry.init_seed)
-        return create_model(entry.arch, in_channels=in_channels, n_classes=n_classes,
-                            activation=hp["activation"], init=hp["init"], family=entry.family,
-                            family_options=dict(entry.family_options))
+        return create_model(
+            entry.arch,
+            in_channels=in_channels,
+            n_classes=n_classes,
+            activation=hp["activation"],
+            init=hp["init"],
+            family=entry.family,
+            family_options=dict(entry.family_options),
+        )
 
 
 def make_optimizer(params, hp: dict):
@@ -122,8 +132,16 @@ def train_reference(entry: PlanEntry, device="cpu", data_root=None) -> ModelResu
     def record(test_loss, test_acc):
         train_metrics[:] = evaluate(model, xtr, ytr)
         train_loss, train_acc = train_metrics
-        ckpt.record(model, entry.family, {"train_loss": train_loss, "train_acc": train_acc,
-                                          "test_loss": float(test_loss), "test_acc": float(test_acc)})
+        ckpt.record(
+            model,
+            entry.family,
+            {
+                "train_loss": train_loss,
+                "train_acc": train_acc,
+                "test_loss": float(test_loss),
+                "test_acc": float(test_acc),
+            },
+        )
 
     if ckpt.wants(0):
         record(*evaluate(model, xte, yte))
@@ -149,8 +167,12 @@ def train_reference(entry: PlanEntry, device="cpu", data_root=None) -> ModelResu
             for group in opt.param_groups:
                 group["lr"] *= hp["lr_gamma"]
     train_loss, train_acc = train_metrics if ckpt.wants(hp["epochs"]) else evaluate(model, xtr, ytr)
-    metrics = {"train_loss": train_loss, "train_acc": train_acc,
-               "test_loss": float(curves["test_loss"][-1]), "test_acc": float(curves["test_acc"][-1])}
+    metrics = {
+        "train_loss": train_loss,
+        "train_acc": train_acc,
+        "test_loss": float(curves["test_loss"][-1]),
+        "test_acc": float(curves["test_acc"][-1]),
+    }
     return result_of(model, entry.family, curves, metrics, ckpt.result())
 
 
@@ -165,14 +187,25 @@ def model_state(model, family: str) -> tuple[np.ndarray, np.ndarray | None]:
 def result_of(model, family: str, curves, metrics, checkpoints: Checkpoints | None = None) -> ModelResult:
     """What the archive keeps of a trained model: effective weights, and the family's own state."""
     params, own = model_state(model, family)
-    return ModelResult(params=params, curves=curves, metrics=metrics, family_params=own,
-                       family_stats=None if own is None else family_stats(model), checkpoints=checkpoints)
+    return ModelResult(
+        params=params,
+        curves=curves,
+        metrics=metrics,
+        family_params=own,
+        family_stats=None if own is None else family_stats(model),
+        checkpoints=checkpoints,
+    )
 
 
 def model_layout(entry: PlanEntry, family: str = "dense", data_root=None):
     """Layout rows and architecture attributes for the archive, from an untrained model; for a
     non-dense family, the layout of the family's own parameters."""
     _, in_channels, n_classes = task_tensors(entry.dataset, entry.classes, entry.transform, data_root)
-    model = create_model(entry.arch, in_channels=in_channels, n_classes=n_classes, family=family,
-                         family_options=dict(entry.family_options) if family == entry.family else None)
+    model = create_model(
+        entry.arch,
+        in_channels=in_channels,
+        n_classes=n_classes,
+        family=family,
+        family_options=dict(entry.family_options) if family == entry.family else None,
+    )
     return layout(model), {"in_channels": in_channels, "n_classes": n_classes}

@@ -5,6 +5,7 @@ test view, and both read the same features of its models. ``per_view`` keeps a f
 result for as long as the view object lives, outside the method, so that the method itself stays
 unchanged. A view is read-only: a changed model is a new view.
 """
+
 from __future__ import annotations
 
 import functools

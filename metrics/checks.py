@@ -16,6 +16,7 @@ returns one line per broken promise of the contract (``metrics.methods``):
 
     python -m metrics.checks path/to/method.py:Class [--archive data/digits500.h5] [--functional]
 """
+
 from __future__ import annotations
 
 import copy
@@ -31,8 +32,15 @@ DEFAULT_ARCHIVE = "data/digits500.h5"  # what `make modelset` builds
 TOLERANCE = dict(rtol=1e-3, atol=1e-4)  # the same functions in float32, summed in another order
 
 
-def check_method(cls, archive=DEFAULT_ARCHIVE, functional: bool = False, seed: int = 0, n_train: int = 40,
-                 n_test: int = 12, data_root=None) -> list[str]:
+def check_method(
+    cls,
+    archive=DEFAULT_ARCHIVE,
+    functional: bool = False,
+    seed: int = 0,
+    n_train: int = 40,
+    n_test: int = 12,
+    data_root=None,
+) -> list[str]:
     """Problems of the method class ``cls`` under the contract, one line each; empty if it passes.
 
     ``archive`` is a path or an opened archive; the method sees ``n_train`` labelled training models
@@ -82,12 +90,15 @@ def _construction(method) -> list[str]:
 
     name = type(method).__name__
     if not callable(getattr(method, "get_params", None)) or not callable(getattr(method, "set_params", None)):
-        return [f"{name} has no get_params/set_params: inherit metrics.methods.SimilarityMethod "
-                f"(a sklearn BaseEstimator) and take hyper-parameters as __init__ arguments"]
+        return [
+            f"{name} has no get_params/set_params: inherit metrics.methods.SimilarityMethod "
+            f"(a sklearn BaseEstimator) and take hyper-parameters as __init__ arguments"
+        ]
     problems = []
     if _fitted_names(method):
-        problems.append(f"{name}.__init__ sets fitted state {sorted(_fitted_names(method))}: only fit sets "
-                        f"attributes ending in '_'")
+        problems.append(
+            f"{name}.__init__ sets fitted state {sorted(_fitted_names(method))}: only fit sets attributes ending in '_'"
+        )
     try:
         params = method.get_params()
         copied = clone(method)
@@ -140,19 +151,28 @@ def _unfitted(cls, seed, fitted, test) -> list[str]:
     except NotFittedError as e:
         return [] if "\n" not in str(e).strip() else ["the NotFittedError before fit is more than one line"]
     except Exception as e:
-        return [f"used before fit, it raised {_one_line(e)}: raise sklearn's NotFittedError "
-                f"(sklearn.utils.validation.check_is_fitted(self))"]
-    return [f"{what}(view) before fit returned a result, but fit sets {sorted(_fitted_names(fitted))}: "
-            f"raise sklearn's NotFittedError (check_is_fitted(self))"]
+        return [
+            f"used before fit, it raised {_one_line(e)}: raise sklearn's NotFittedError "
+            f"(sklearn.utils.validation.check_is_fitted(self))"
+        ]
+    return [
+        f"{what}(view) before fit returned a result, but fit sets {sorted(_fitted_names(fitted))}: "
+        f"raise sklearn's NotFittedError (check_is_fitted(self))"
+    ]
 
 
 def _calls(method, train, test):
     """(name, call) of every output the scorer asks a fitted method for."""
-    calls = [(f"{n}(view)", getattr(method, n)) for n in ("embed", "similarity", "predict_scores")
-             if callable(getattr(method, n, None))]
+    calls = [
+        (f"{n}(view)", getattr(method, n))
+        for n in ("embed", "similarity", "predict_scores")
+        if callable(getattr(method, n, None))
+    ]
     if callable(getattr(method, "predict_property", None)):
-        calls += [(f"predict_property(view, {t!r})", lambda v, t=t: method.predict_property(v, t))
-                  for t in train.targets or {}]
+        calls += [
+            (f"predict_property(view, {t!r})", lambda v, t=t: method.predict_property(v, t))
+            for t in train.targets or {}
+        ]
     return calls
 
 
@@ -174,14 +194,16 @@ def _shapes_and_state(method, train, test) -> list[str]:
         # both sides deep-copied: a copy may differ from its original (einops' layers come back in training mode)
         where = _diff(before, copy.deepcopy(method), type(method).__name__) if before is not None else None
         if where:
-            problems.append(f"{name} changed the fitted method: {where} "
-                            f"(embed and predictions must leave it as fit did)")
+            problems.append(
+                f"{name} changed the fitted method: {where} (embed and predictions must leave it as fit did)"
+            )
         classes = np.asarray(getattr(method, "classes_", ()))
         if name == "predict_scores(view)" and not len(classes):
             problems.append("predict_scores(view) needs classes_, the training task ids its columns score")
             continue
-        expected = {"embed(view)": None, "similarity(view)": (n, n),
-                    "predict_scores(view)": (n, len(classes))}.get(name, (n,))
+        expected = {"embed(view)": None, "similarity(view)": (n, n), "predict_scores(view)": (n, len(classes))}.get(
+            name, (n,)
+        )
         if expected is None and not (out.ndim == 2 and out.shape[0] == n and out.shape[1] >= 1):
             problems.append(f"embed(view) of {n} models must return shape ({n}, d), got {out.shape}")
         elif expected is not None and out.shape != expected:
@@ -204,16 +226,21 @@ def _determinism(cls, seed, fitted, train, test) -> list[str]:
             again = cls(seed=seed)
             if callable(getattr(again, "fit", None)):
                 again.fit(train)
-            pairs = [(name, np.asarray(call(test)), np.asarray(other(test)))
-                     for (name, call), (_, other) in zip(_calls(fitted, train, test), _calls(again, train, test))]
+            pairs = [
+                (name, np.asarray(call(test)), np.asarray(other(test)))
+                for (name, call), (_, other) in zip(_calls(fitted, train, test), _calls(again, train, test))
+            ]
     except Exception as e:
         return [f"a second fit under seed {seed} raised {_one_line(e)}"]
     finally:
         random.setstate(states[0])
         np.random.set_state(states[1])
-    return [f"{name} differs between two fits under seed {seed} (up to {_gap(a, b):.3g}): seed every random "
-            f"draw from self.seed" for name, a, b in pairs
-            if a.shape != b.shape or not np.allclose(a, b, rtol=1e-6, atol=1e-7, equal_nan=True)]
+    return [
+        f"{name} differs between two fits under seed {seed} (up to {_gap(a, b):.3g}): seed every random "
+        f"draw from self.seed"
+        for name, a, b in pairs
+        if a.shape != b.shape or not np.allclose(a, b, rtol=1e-6, atol=1e-7, equal_nan=True)
+    ]
 
 
 def _gap(a, b) -> float:
@@ -237,8 +264,10 @@ def _invariances(cls, method, test) -> list[str]:
     except Exception as e:
         return problems + [f"on permuted hidden units, it raised {_one_line(e)}"]
     if a.shape != b.shape or not np.allclose(a, b, **TOLERANCE):
-        problems.append(f"claims invariance to hidden-unit order ({HIDDEN_UNITS!r}), but {what}(view) changes by up "
-                        f"to {_gap(a, b):.3g} when every hidden layer's units are permuted")
+        problems.append(
+            f"claims invariance to hidden-unit order ({HIDDEN_UNITS!r}), but {what}(view) changes by up "
+            f"to {_gap(a, b):.3g} when every hidden layer's units are permuted"
+        )
     return problems
 
 

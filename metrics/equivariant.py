@@ -29,13 +29,13 @@ Every family works through the archive's effective weights (STR, DGConv and ACDC
 hold effective conv weights). An architecture whose layers are not a chain of conv/linear layers
 with biases (e.g. BatchNorm layers, which nfn does not represent) is refused with one line.
 """
+
 from __future__ import annotations
 
 import numpy as np
 import torch
-from torch import nn
-
 from sklearn.utils.validation import check_is_fitted
+from torch import nn
 
 from .cache import per_view
 from .lps import layer_tensors
@@ -50,9 +50,11 @@ def weight_space(view) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ..
     ModelsetError naming the architecture if nfn's layers cannot represent it."""
     weights, biases = layer_tensors(view, "nfn")
     n, k = len(view), int(np.prod(weights[0].shape[3:]))
-    pad = lambda t: torch.cat([t, t.new_zeros(n, k - t.shape[1], *t.shape[2:])], dim=1)  # noqa: E731
-    return (tuple(pad(w.flatten(3).permute(0, 3, 1, 2) if w.ndim == 5 else w[:, None]) for w in weights),
-            tuple(pad(b[:, None]) for b in biases))
+    pad = lambda t: torch.cat([t, t.new_zeros(n, k - t.shape[1], *t.shape[2:])], dim=1)
+    return (
+        tuple(pad(w.flatten(3).permute(0, 3, 1, 2) if w.ndim == 5 else w[:, None]) for w in weights),
+        tuple(pad(b[:, None]) for b in biases),
+    )
 
 
 class HNPEncoder(nn.Module):
@@ -74,8 +76,7 @@ class HNPEncoder(nn.Module):
         from nfn.common import WeightSpaceFeatures
 
         (weights, biases), (ws, bs) = x, self.scales
-        return self.body(WeightSpaceFeatures([w / s for w, s in zip(weights, ws)],
-                                             [b / s for b, s in zip(biases, bs)]))
+        return self.body(WeightSpaceFeatures([w / s for w, s in zip(weights, ws)], [b / s for b, s in zip(biases, bs)]))
 
 
 class NFN(SimilarityMethod):
@@ -83,8 +84,16 @@ class NFN(SimilarityMethod):
 
     invariances = (HIDDEN_UNITS,)
 
-    def __init__(self, seed: int = 0, channels: int = 8, layers: int = 1, epochs: int = 100, lr: float = 1e-2,
-                 dropout: float = 0.5, weight_decay: float = 0.1):
+    def __init__(
+        self,
+        seed: int = 0,
+        channels: int = 8,
+        layers: int = 1,
+        epochs: int = 100,
+        lr: float = 1e-2,
+        dropout: float = 0.5,
+        weight_decay: float = 0.1,
+    ):
         self.seed, self.channels, self.layers = seed, channels, layers
         self.epochs, self.lr, self.dropout, self.weight_decay = epochs, lr, dropout, weight_decay
 
@@ -94,10 +103,16 @@ class NFN(SimilarityMethod):
         x = weight_space(view)
         spec = network_spec_from_wsfeat(WeightSpaceFeatures(*x))
         scales = tuple(tuple(t.std().clamp_min(1e-8) for t in part) for part in x)
-        self.net_, self.classes_ = fit_task_embedding(lambda: HNPEncoder(spec, scales, x[0][0].shape[1], self.channels,
-                                                                                 self.layers),
-                                                      x, view.labels, self.seed, epochs=self.epochs, lr=self.lr,
-                                                      dropout=self.dropout, weight_decay=self.weight_decay)
+        self.net_, self.classes_ = fit_task_embedding(
+            lambda: HNPEncoder(spec, scales, x[0][0].shape[1], self.channels, self.layers),
+            x,
+            view.labels,
+            self.seed,
+            epochs=self.epochs,
+            lr=self.lr,
+            dropout=self.dropout,
+            weight_decay=self.weight_decay,
+        )
         return self
 
     def _run(self, view):

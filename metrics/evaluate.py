@@ -1,4 +1,5 @@
 """Running a method under the contract, checking what it returns, and scoring it with the key."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -41,9 +42,10 @@ def run_method(cls, seed: int, public: dict) -> dict:
             method.fit(train)
         rep = _represent(method, ModelView.concat(train, test) if split.sees == "all" else test)
         if callable(getattr(method, "predict_scores", None)) and any(
-                p.classifies for p in PROTOCOLS.values() if p.split is split):
+            p.classifies for p in PROTOCOLS.values() if p.split is split
+        ):
             rep["scores"] = np.asarray(method.predict_scores(test))
-            rep["classes"] = np.asarray(getattr(method, "classes_"))
+            rep["classes"] = np.asarray(method.classes_)
         if callable(getattr(method, "predict_property", None)):
             for target in train.targets or {}:
                 rep[f"predict.{target}"] = np.asarray(method.predict_property(test, target))
@@ -75,15 +77,17 @@ def check_outputs(outputs: dict, public: dict) -> dict:
         if "scores" in rep:
             sc, classes = np.asarray(rep["scores"]), np.asarray(rep["classes"])
             if sc.shape != (len(test), len(classes)):
-                raise MethodError(f"{name}: predict_scores() must return shape ({len(test)}, {len(classes)}), "
-                                  f"got {sc.shape}")
+                raise MethodError(
+                    f"{name}: predict_scores() must return shape ({len(test)}, {len(classes)}), got {sc.shape}"
+                )
             _finite(name, "predict_scores()", sc)
-        for field in rep:
-            if field.startswith("predict."):
-                p = np.asarray(rep[field])
+        for key in rep:
+            if key.startswith("predict."):
+                p = np.asarray(rep[key])
                 if p.shape != (len(test),):
-                    raise MethodError(f"{name}: predict_property(view, {field[8:]!r}) must return shape "
-                                      f"({len(test)},), got {p.shape}")
+                    raise MethodError(
+                        f"{name}: predict_property(view, {key[8:]!r}) must return shape ({len(test)},), got {p.shape}"
+                    )
                 _finite(name, "predict_property()", p)
     return sims
 
@@ -120,8 +124,8 @@ class Case:
         emb = self.outputs.get("embedding")
         if emb is not None:
             emb = np.asarray(emb, np.float64)
-            return embedding_probe(emb[: self.n_train], train_y, emb[self.n_train:], kind)
-        return similarity_probe(self.sim[self.n_train:, : self.n_train], train_y, kind)
+            return embedding_probe(emb[: self.n_train], train_y, emb[self.n_train :], kind)
+        return similarity_probe(self.sim[self.n_train :, : self.n_train], train_y, kind)
 
 
 def score(outputs: dict, public: dict, key: dict, ms, protocols=None) -> dict:
@@ -135,9 +139,18 @@ def score(outputs: dict, public: dict, key: dict, ms, protocols=None) -> dict:
         train, _ = public[p.split.name]
         ids = key[p.split.name]
         targets = split_targets(ms, p.split, ids, [p])
-        case = Case(outputs[p.split.name], sims[p.split.name], train,
-                    len(train) if p.split.sees == "all" else 0, ids, ms.split(p.split.name),
-                    ms.models.loc[row_models(ms, p.split.rows, ids), "task"].to_numpy(), ms.relations, tuple(targets), targets)
+        case = Case(
+            outputs[p.split.name],
+            sims[p.split.name],
+            train,
+            len(train) if p.split.sees == "all" else 0,
+            ids,
+            ms.split(p.split.name),
+            ms.models.loc[row_models(ms, p.split.rows, ids), "task"].to_numpy(),
+            ms.relations,
+            tuple(targets),
+            targets,
+        )
         evaluator = getattr(evaluators, p.evaluator)()
         result[p.name] = evaluator.eval(evaluator.inputs(case))
     return {f"{p}.{k}": v for p, scores_ in result.items() for k, v in scores_.items()}
@@ -148,8 +161,9 @@ def default_seeds(learned: bool) -> list[int]:
     return list(range(5)) if learned else [0]
 
 
-def evaluate(ms, method: str, seeds=None, functional: bool = False, learned: bool = False, data_root=None,
-             shuffle_seed: int = 0) -> dict:
+def evaluate(
+    ms, method: str, seeds=None, functional: bool = False, learned: bool = False, data_root=None, shuffle_seed: int = 0
+) -> dict:
     """Score a method in-process on an opened archive: {"seeds", "scores": {metric: [per seed]}}.
 
     ``method`` and the flags are as for the leaderboard (``methods.submission``), which runs the

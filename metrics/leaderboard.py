@@ -7,6 +7,7 @@ the probe inputs only if submitted as functional). The scoring process alone dec
 says: the name, the kind and the seeds; from the child it takes nothing but one array file per seed
 it asked for, checked, then scored here with the private key. A rejected method changes nothing.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -23,7 +24,7 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -115,12 +116,18 @@ def stage_code(spec: str, work: Path) -> tuple[str, list[str], dict]:
         data = Path(target).read_bytes()
         (work / "submitted_method.py").write_bytes(data)
         (work / "submitted_method.py").chmod(0o644)  # root runs the method as a uid of its own
-        return f"submitted_method.py:{name}", [], {"file": Path(target).name,
-                                                   "sha256": hashlib.sha256(data).hexdigest()}
+        return (
+            f"submitted_method.py:{name}",
+            [],
+            {"file": Path(target).name, "sha256": hashlib.sha256(data).hexdigest()},
+        )
     top = _top_location(target)
     source = _module_file(target, top) if top else None
-    return spec, [str(top)] if top else [], {"module": target, "version": _module_version(target),
-                                             "sha256": file_sha256(source) if source else None}
+    return (
+        spec,
+        [str(top)] if top else [],
+        {"module": target, "version": _module_version(target), "sha256": file_sha256(source) if source else None},
+    )
 
 
 class _Tail:
@@ -133,7 +140,7 @@ class _Tail:
 
     def _read(self, stream):
         for chunk in iter(lambda: stream.read(1 << 16), b""):
-            self.data = (self.data + chunk)[-self._keep:]
+            self.data = (self.data + chunk)[-self._keep :]
 
     def text(self) -> str:
         self._thread.join(5)
@@ -237,8 +244,15 @@ def _failure(watch: _Watch, returncode: int, lines: list[str], limits: Limits, t
     return f"method failed: {_printable(why)}"
 
 
-def run_isolated(sub: Submission, seeds: list[int], public: dict, timeout: float, sandbox: str = "auto",
-                 data_root=None, limits: Limits = Limits()) -> tuple[list[dict], dict, dict | None]:
+def run_isolated(
+    sub: Submission,
+    seeds: list[int],
+    public: dict,
+    timeout: float,
+    sandbox: str = "auto",
+    data_root=None,
+    limits: Limits = Limits(),
+) -> tuple[list[dict], dict, dict | None]:
     """Run ``sub`` in a child process on the public file for ``seeds``: (its outputs per seed, the
     record of its code, what held of the sandbox, None if it ran unconfined).
 
@@ -260,14 +274,35 @@ def run_isolated(sub: Submission, seeds: list[int], public: dict, timeout: float
         (work / "public.h5").chmod(0o644)
         spec, readable, code = stage_code(sub.spec, work)
         env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "PYTHONPATH")}
-        env.update(HOME=str(work), TMPDIR=str(work), MPLCONFIGDIR=str(work), PYTHONDONTWRITEBYTECODE="1",
-                   OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"))
-        cfg = {"spec": spec, "seeds": seeds, "sandbox": sandbox, "root": str(root), "readable": readable,
-               "hidden": [d for d in (data_root or os.environ.get(DATA_ENV),) if d], "limits": limits.record(),
-               "binds": {f.name: str(f) for f in work.iterdir()}, "status": status_w, "outputs": out_fd}
-        proc = subprocess.Popen([sys.executable, "-m", "metrics.runner", json.dumps(cfg)], cwd=work, env=env,
-                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                pass_fds=(status_w, out_fd), start_new_session=True)
+        env.update(
+            HOME=str(work),
+            TMPDIR=str(work),
+            MPLCONFIGDIR=str(work),
+            PYTHONDONTWRITEBYTECODE="1",
+            OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"),
+        )
+        cfg = {
+            "spec": spec,
+            "seeds": seeds,
+            "sandbox": sandbox,
+            "root": str(root),
+            "readable": readable,
+            "hidden": [d for d in (data_root or os.environ.get(DATA_ENV),) if d],
+            "limits": limits.record(),
+            "binds": {f.name: str(f) for f in work.iterdir()},
+            "status": status_w,
+            "outputs": out_fd,
+        }
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "metrics.runner", json.dumps(cfg)],
+            cwd=work,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            pass_fds=(status_w, out_fd),
+            start_new_session=True,
+        )
         os.close(status_w)
         os.close(out_fd)
         tail = _Tail(proc.stderr)
@@ -280,8 +315,9 @@ def run_isolated(sub: Submission, seeds: list[int], public: dict, timeout: float
         lines = [ln for ln in tail.text().strip().splitlines() if ln.strip()]
         unconfined = [ln for ln in lines if ln.startswith(UNCONFINED)]
         if watch.reason != "ended" or proc.returncode != 0:
-            raise MethodError(_failure(watch, proc.returncode, [ln for ln in lines if ln not in unconfined],
-                                       limits, timeout))
+            raise MethodError(
+                _failure(watch, proc.returncode, [ln for ln in lines if ln not in unconfined], limits, timeout)
+            )
         if unconfined:  # printed by the runner before the method's code loads
             print(f"modelset: {_printable(unconfined[0])}", file=sys.stderr)
         held = json.loads(status.splitlines()[0]) if status.strip() else None
@@ -321,8 +357,17 @@ def _embeddings_submission(embeddings: str, name, seeds, functional: bool, learn
     return Submission(f"embeddings:{path.name}", check_name(name if name is not None else path.stem), False, functional)
 
 
-def _result(ms, archive, sub: Submission, seeds, code: dict, held: dict | None, scores: list[dict],
-            runtime: float, now: datetime) -> dict:
+def _result(
+    ms,
+    archive,
+    sub: Submission,
+    seeds,
+    code: dict,
+    held: dict | None,
+    scores: list[dict],
+    runtime: float,
+    now: datetime,
+) -> dict:
     import modelset
 
     return {
@@ -335,8 +380,11 @@ def _result(ms, archive, sub: Submission, seeds, code: dict, held: dict | None, 
         "code": code,
         "confined": held is not None,
         "sandbox": held,
-        "scores": {k: {"mean": float(np.mean(v)), "std": float(np.std(v)), "values": v}
-                   for k in scores[0] for v in [[s[k] for s in scores]]},
+        "scores": {
+            k: {"mean": float(np.mean(v)), "std": float(np.std(v)), "values": v}
+            for k in scores[0]
+            for v in [[s[k] for s in scores]]
+        },
         "archive": Path(archive).name,
         "archive_sha256": file_sha256(archive),
         "preset": ms.attrs["name"],
@@ -347,9 +395,20 @@ def _result(ms, archive, sub: Submission, seeds, code: dict, held: dict | None, 
     }
 
 
-def submit(archive, method: str | None = None, embeddings: str | None = None, name: str | None = None,
-           seeds: list[int] | None = None, functional: bool = False, learned: bool = False, timeout: float = 900,
-           results_dir=None, sandbox: str = "auto", data_root=None, limits: Limits = Limits()) -> dict:
+def submit(
+    archive,
+    method: str | None = None,
+    embeddings: str | None = None,
+    name: str | None = None,
+    seeds: list[int] | None = None,
+    functional: bool = False,
+    learned: bool = False,
+    timeout: float = 900,
+    results_dir=None,
+    sandbox: str = "auto",
+    data_root=None,
+    limits: Limits = Limits(),
+) -> dict:
     """Score one method (or precomputed embeddings) and write its result file; returns the result.
 
     Name, kind and seeds come from the arguments and the built-in registry (``methods.submission``),
@@ -373,9 +432,13 @@ def submit(archive, method: str | None = None, embeddings: str | None = None, na
             per_seed, code, held = run_isolated(sub, seeds, public, timeout, sandbox, data_root, limits)
         else:
             path = Path(embeddings)
-            per_seed, code, held = [_read_embeddings(path, public)], {"file": path.name, "sha256": file_sha256(path)}, None
+            per_seed, code, held = (
+                [_read_embeddings(path, public)],
+                {"file": path.name, "sha256": file_sha256(path)},
+                None,
+            )
         scores = [score(o, public, key, ms) for o in per_seed]
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         result = _result(ms, archive, sub, seeds, code, held, scores, time.time() - t0, now)
     # sub.name matches methods.NAME (no separator, no leading dot): the file stays in results_dir
     write_text(results_dir / f"{sub.name}--{now.strftime('%Y%m%dT%H%M%S%fZ')}.json", json.dumps(result, indent=1))
@@ -383,8 +446,16 @@ def submit(archive, method: str | None = None, embeddings: str | None = None, na
     return result
 
 
-def plot(archive, method: str, out, functional: bool = False, timeout: float = 900, sandbox: str = "auto",
-         data_root=None, limits: Limits = Limits()) -> None:
+def plot(
+    archive,
+    method: str,
+    out,
+    functional: bool = False,
+    timeout: float = 900,
+    sandbox: str = "auto",
+    data_root=None,
+    limits: Limits = Limits(),
+) -> None:
     """A PNG of a method on the retrieval test models (unseen tasks), run as a submission is: in the
     sandboxed child, on the public file, seed 0."""
     import modelset
@@ -410,14 +481,27 @@ def is_result(r) -> bool:
     try:
         n = len(r["seeds"])
         datetime.fromisoformat(r["time"])
-        return bool(r["result_version"] == RESULT_VERSION and isinstance(r["method"], str)
-                    and NAME.fullmatch(r["method"]) and r["kind"] in KINDS and isinstance(r["seeds"], list)
-                    and n > 0 and all(type(s) is int for s in r["seeds"]) and isinstance(r["code"], dict)
-                    and isinstance(r["confined"], bool) and isinstance(r["scores"], dict)
-                    and all(k in r["scores"] for k in REQUIRED)
-                    and all(_number(v["mean"]) and _number(v["std"]) and isinstance(v["values"], list)
-                            and len(v["values"]) == n and all(map(_number, v["values"]))
-                            for v in r["scores"].values()))
+        return bool(
+            r["result_version"] == RESULT_VERSION
+            and isinstance(r["method"], str)
+            and NAME.fullmatch(r["method"])
+            and r["kind"] in KINDS
+            and isinstance(r["seeds"], list)
+            and n > 0
+            and all(type(s) is int for s in r["seeds"])
+            and isinstance(r["code"], dict)
+            and isinstance(r["confined"], bool)
+            and isinstance(r["scores"], dict)
+            and all(k in r["scores"] for k in REQUIRED)
+            and all(
+                _number(v["mean"])
+                and _number(v["std"])
+                and isinstance(v["values"], list)
+                and len(v["values"]) == n
+                and all(map(_number, v["values"]))
+                for v in r["scores"].values()
+            )
+        )
     except (KeyError, TypeError, ValueError, AttributeError):
         return False
 
@@ -432,15 +516,25 @@ def _load_result(f: Path):
 
 def _board_row(f: Path, r: dict) -> dict:
     sc = r["scores"]
-    return {"kind": r["kind"], "method": r["method"], "seeds": len(r["seeds"]), "confined": r["confined"],
-            "time": r["time"], "result": f.name, "code_sha256": r["code"].get("sha256"),
-            **{k: sc[k]["mean"] for k in HEADLINE if k in sc},
-            **{f"{k} std": sc[k]["std"] for k in HEADLINE if k in sc}}
+    return {
+        "kind": r["kind"],
+        "method": r["method"],
+        "seeds": len(r["seeds"]),
+        "confined": r["confined"],
+        "time": r["time"],
+        "result": f.name,
+        "code_sha256": r["code"].get("sha256"),
+        **{k: sc[k]["mean"] for k in HEADLINE if k in sc},
+        **{f"{k} std": sc[k]["std"] for k in HEADLINE if k in sc},
+    }
 
 
 def _table(part: pd.DataFrame, board: str) -> list[str]:
-    shown = [k for k in HEADLINE if PROTOCOLS[k.partition(".")[0]].board == board
-             and k in part.columns and part[k].notna().any()]
+    shown = [
+        k
+        for k in HEADLINE
+        if PROTOCOLS[k.partition(".")[0]].board == board and k in part.columns and part[k].notna().any()
+    ]
     lines = ["| rank | method | seeds | " + " | ".join(shown) + " |", "|---" * (3 + len(shown)) + "|"]
     for r in part.to_dict("records"):
         cells = [f"{r[k]:.3f} ± {r[k + ' std']:.3f}" if r["seeds"] > 1 else f"{r[k]:.3f}" for k in shown]
@@ -461,15 +555,21 @@ def render(results_dir) -> pd.DataFrame:
         else:
             rows.append(_board_row(f, r))
     if ignored:
-        print(f"modelset: warning: {len(ignored)} file(s) in {results_dir} are not results (result format "
-              f"v{RESULT_VERSION}), not shown: {', '.join(ignored)}", file=sys.stderr)
+        print(
+            f"modelset: warning: {len(ignored)} file(s) in {results_dir} are not results (result format "
+            f"v{RESULT_VERSION}), not shown: {', '.join(ignored)}",
+            file=sys.stderr,
+        )
     board = pd.DataFrame(columns=["kind", "rank", "method", "seeds", *REQUIRED])
     if rows:
         board = pd.DataFrame(rows).sort_values("time").groupby(["kind", "method"]).tail(1)
         board["kind"] = pd.Categorical(board["kind"], list(KINDS))
         board = board.sort_values(["kind", "retrieval.map"], ascending=[True, False]).reset_index(drop=True)
-        board.insert(1, "rank", board.groupby("kind", observed=True)["retrieval.map"]
-                     .rank(ascending=False, method="min").astype(int))
+        board.insert(
+            1,
+            "rank",
+            board.groupby("kind", observed=True)["retrieval.map"].rank(ascending=False, method="min").astype(int),
+        )
     write_text(results_dir / "leaderboard.csv", board.to_csv(index=False))
     lines = []
     for kind, title in KINDS.items():

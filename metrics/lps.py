@@ -39,6 +39,7 @@ inputs (4: 0.73; 16: 0.79 at 4x the time); the models run as the groups of group
 all at once. Neither method needs data: the inputs are parameters of the method, learned from the
 training models' weights and task labels alone.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -99,8 +100,15 @@ class LPSFixed(SimilarityMethod):
 
     def fit(self, view):
         x = torch.from_numpy(chained_gram(view, with_class_map=True))
-        self.net_, self.classes_ = fit_task_embedding(lambda: Identity(x.shape[1]), x, view.labels, self.seed,
-                                                      epochs=self.epochs, lr=self.lr, weight_decay=self.weight_decay)
+        self.net_, self.classes_ = fit_task_embedding(
+            lambda: Identity(x.shape[1]),
+            x,
+            view.labels,
+            self.seed,
+            epochs=self.epochs,
+            lr=self.lr,
+            weight_decay=self.weight_decay,
+        )
         return self
 
     def _run(self, view):
@@ -124,16 +132,25 @@ def layer_tensors(view, who: str = "lps"):
     chain = [n for w in layers for n in (w, w[: -len("weight")] + "bias")]
     other, missing = [n for n in names if n not in chain], [n for n in chain if n not in shapes]
     if other or missing:
-        raise ModelsetError(f"{who}: architecture {view.arch!r} is not convolutions with biases and a linear head, "
-                            f"the layers {who} represents: {', '.join((other + missing)[:3])} "
-                            f"{'is not a conv/linear weight or bias' if other else 'is missing'}")
+        raise ModelsetError(
+            f"{who}: architecture {view.arch!r} is not convolutions with biases and a linear head, "
+            f"the layers {who} represents: {', '.join((other + missing)[:3])} "
+            f"{'is not a conv/linear weight or bias' if other else 'is missing'}"
+        )
     kinds = [len(shapes[w]) for w in layers]
-    if kinds[-1] != 2 or any(k != 4 for k in kinds[:-1]) or any(
-            shapes[b][1] != shapes[a][0] for a, b in zip(layers, layers[1:])):
-        raise ModelsetError(f"{who}: architecture {view.arch!r} is not a chain of convolutions and one linear head "
-                            f"({', '.join(f'{w} {tuple(shapes[w])}' for w in layers)})")
-    return (tuple(torch.from_numpy(view.tensor(w)).float() for w in layers),
-            tuple(torch.from_numpy(view.tensor(w[: -len("weight")] + "bias")).float() for w in layers))
+    if (
+        kinds[-1] != 2
+        or any(k != 4 for k in kinds[:-1])
+        or any(shapes[b][1] != shapes[a][0] for a, b in zip(layers, layers[1:]))
+    ):
+        raise ModelsetError(
+            f"{who}: architecture {view.arch!r} is not a chain of convolutions and one linear head "
+            f"({', '.join(f'{w} {tuple(shapes[w])}' for w in layers)})"
+        )
+    return (
+        tuple(torch.from_numpy(view.tensor(w)).float() for w in layers),
+        tuple(torch.from_numpy(view.tensor(w[: -len("weight")] + "bias")).float() for w in layers),
+    )
 
 
 def conv_geometry(view) -> list[tuple[int, int]]:
@@ -193,8 +210,9 @@ class ProbeChain(nn.Module):
         h = self.probes.repeat(1, n, 1, 1)  # (r, n*C, s, s)
         feats = []
         for w, b, (stride, pad) in zip(weights[:-1], biases[:-1], self.geometry):
-            h = self._act(F.conv2d(h, w.flatten(0, 1), b.flatten(), stride=stride, padding=pad, groups=n), n,
-                          activations)
+            h = self._act(
+                F.conv2d(h, w.flatten(0, 1), b.flatten(), stride=stride, padding=pad, groups=n), n, activations
+            )
             if self.grams == "all":
                 feats.append(_normalised_gram(h.mean(dim=(2, 3)).reshape(-1, n, w.shape[1]).permute(1, 2, 0)))
         pooled = h.mean(dim=(2, 3)).reshape(-1, n, weights[-2].shape[1]).permute(1, 2, 0)  # (n, width, r)
@@ -211,18 +229,34 @@ class LPS(SimilarityMethod):
 
     invariances = (HIDDEN_UNITS,)
 
-    def __init__(self, seed: int = 0, rank: int = 8, size: int = 4, grams: str = "output", epochs: int = 100,
-                 lr: float = 1e-2, weight_decay: float = 1e-2):
+    def __init__(
+        self,
+        seed: int = 0,
+        rank: int = 8,
+        size: int = 4,
+        grams: str = "output",
+        epochs: int = 100,
+        lr: float = 1e-2,
+        weight_decay: float = 1e-2,
+    ):
         self.seed, self.rank, self.size, self.grams = seed, rank, size, grams
         self.epochs, self.lr, self.weight_decay = epochs, lr, weight_decay
 
     def fit(self, view):
         x = chain_input(view)
         geo = conv_geometry(view)
-        make = lambda: ProbeChain(view.in_channels, geo, len(x[0]), view.n_classes,  # noqa: E731
-                                  self.rank, self.size, self.grams)
-        self.net_, self.classes_ = fit_task_embedding(make, x, view.labels, self.seed, epochs=self.epochs, lr=self.lr,
-                                                      weight_decay=self.weight_decay)
+        make = lambda: ProbeChain(
+            view.in_channels,
+            geo,
+            len(x[0]),
+            view.n_classes,
+            self.rank,
+            self.size,
+            self.grams,
+        )
+        self.net_, self.classes_ = fit_task_embedding(
+            make, x, view.labels, self.seed, epochs=self.epochs, lr=self.lr, weight_decay=self.weight_decay
+        )
         return self
 
     def _run(self, view):
@@ -240,6 +274,14 @@ class LPS(SimilarityMethod):
 class LearnedProbes(LPS):
     """LPS's learned inputs and head without the second-order pooling: the class-by-input map alone."""
 
-    def __init__(self, seed: int = 0, rank: int = 8, size: int = 4, grams: str = "none", epochs: int = 100,
-                 lr: float = 1e-2, weight_decay: float = 1e-2):
+    def __init__(
+        self,
+        seed: int = 0,
+        rank: int = 8,
+        size: int = 4,
+        grams: str = "none",
+        epochs: int = 100,
+        lr: float = 1e-2,
+        weight_decay: float = 1e-2,
+    ):
         super().__init__(seed, rank, size, grams, epochs, lr, weight_decay)

@@ -26,6 +26,7 @@ What a method is, is said by whoever submits it, never by the class: a method th
 (``view.modules()`` on ``view.probe``) is submitted as functional, and only then do its views carry
 the probe inputs; a learned one is scored over 5 seeds by default. Built-ins are recorded in BUILTIN.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -102,8 +103,10 @@ class Submission:
 
 def check_name(name: str) -> str:
     if not NAME.fullmatch(name):
-        raise ModelsetError(f"leaderboard name {name!r} is not allowed: use 1-64 letters, digits, '_', '.', '+' "
-                            f"or '-', starting with a letter or digit (--name NAME)")
+        raise ModelsetError(
+            f"leaderboard name {name!r} is not allowed: use 1-64 letters, digits, '_', '.', '+' "
+            f"or '-', starting with a letter or digit (--name NAME)"
+        )
     return name
 
 
@@ -127,8 +130,9 @@ def check_spec(spec: str) -> tuple[str, str]:
     spec = BUILTIN[spec].spec if spec in BUILTIN else spec
     target, sep, name = spec.rpartition(":")
     if not sep or not target or not name:
-        raise ModelsetError(f"--method {spec!r}: expected a built-in name ({', '.join(BUILTIN)}), "
-                            f"module:Class or path/to/file.py:Class")
+        raise ModelsetError(
+            f"--method {spec!r}: expected a built-in name ({', '.join(BUILTIN)}), module:Class or path/to/file.py:Class"
+        )
     if target.endswith(".py") and not Path(target).is_file():
         raise ModelsetError(f"--method: file {target!r} not found")
     return target, name

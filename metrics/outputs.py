@@ -2,6 +2,7 @@
 header against what the protocol expects, and its size against that shape, before any array is
 loaded. A small compressed file cannot expand past what the protocol allows, and no pickle loads.
 """
+
 from __future__ import annotations
 
 import math
@@ -17,8 +18,7 @@ MAX_DIM = 16384  # columns of an embedding
 MAX_MEMBERS = 4096
 _HEADER = 65536  # bytes an .npy header may take (numpy's own cap is 10000)
 # seed-<s>/<split>.<field>, as metrics.runner writes them
-FUNCTION = {"embedding": "embed()", "similarity": "similarity()", "scores": "predict_scores()",
-            "classes": "classes_"}
+FUNCTION = {"embedding": "embed()", "similarity": "similarity()", "scores": "predict_scores()", "classes": "classes_"}
 RUN_KEY = re.compile(r"seed-(\d{1,9})/([A-Za-z_]+)\.(embedding|similarity|scores|classes|predict\.[A-Za-z0-9_]+)")
 
 
@@ -54,7 +54,8 @@ def expected_shape(public: dict, split: str, field: str) -> tuple:
 
 def _fits(shape: tuple, template: tuple) -> bool:
     return len(shape) == len(template) and all(
-        (1 <= s <= t[0]) if isinstance(t, list) else s == t for s, t in zip(shape, template))
+        (1 <= s <= t[0]) if isinstance(t, list) else s == t for s, t in zip(shape, template)
+    )
 
 
 def _shown(template: tuple) -> str:
@@ -82,12 +83,16 @@ def read_npz(path, expect, label=lambda name: name) -> dict:
                 template = expect(name)
                 name_ = label(name)
                 if info.file_size > _bytes(template) + _HEADER:
-                    raise OutputError(f"{name_}: {info.file_size} bytes, more than an array of shape "
-                                      f"{_shown(template)} takes")
+                    raise OutputError(
+                        f"{name_}: {info.file_size} bytes, more than an array of shape {_shown(template)} takes"
+                    )
                 with z.open(info) as fh:
                     version = np.lib.format.read_magic(fh)
-                    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
-                        np.lib.format.read_array_header_2_0
+                    read = (
+                        np.lib.format.read_array_header_1_0
+                        if version == (1, 0)
+                        else np.lib.format.read_array_header_2_0
+                    )
                     shape, _, dtype = read(fh, max_header_size=_HEADER)
                     header = fh.tell()
                 if dtype.kind not in "biuf" or dtype.itemsize > 8 or dtype.fields or dtype.subdtype:
@@ -150,5 +155,7 @@ def max_run_bytes(public: dict, seeds: list[int]) -> int:
 
 def read_embeddings(path, public: dict) -> dict:
     """A user's --embeddings file: one (n, d) array per split, checked as a run's outputs are."""
-    return {split: {"embedding": a}
-            for split, a in read_npz(path, lambda name: expected_shape(public, name, "embedding")).items()}
+    return {
+        split: {"embedding": a}
+        for split, a in read_npz(path, lambda name: expected_shape(public, name, "embedding")).items()
+    }

@@ -1,5 +1,6 @@
 """Plots of a method's view of the test models: its similarity matrix beside the known relations,
 and a 2-D map of the models coloured by task."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -28,8 +29,9 @@ def plot_embedding_map(similarity, labels, ax=None, seed=0, title="models by tas
     ax = ax if ax is not None else plt.subplots(figsize=(6, 5))[1]
     dist = similarity.max() - (similarity + similarity.T) / 2
     np.fill_diagonal(dist, 0)
-    xy = TSNE(metric="precomputed", init="random", random_state=seed,
-              perplexity=min(30, len(labels) - 1)).fit_transform(dist)
+    xy = TSNE(
+        metric="precomputed", init="random", random_state=seed, perplexity=min(30, len(labels) - 1)
+    ).fit_transform(dist)
     tasks = np.unique(labels)
     colours = plt.get_cmap("tab20")(np.linspace(0, 1, len(tasks)))
     for c, t in zip(colours, tasks):

@@ -8,6 +8,7 @@ by a probe fitted here, on the scoring side, on its training rows and their publ
 - a similarity only: the 10 most similar training rows, their mean or their majority.
 The probe is the same for every method, so the scores compare representations.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,7 +23,7 @@ ALPHAS = np.logspace(-2, 4, 13)  # ridge's penalty, chosen by efficient leave-on
 def embedding_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, kind: str) -> np.ndarray:
     if kind == "classification" and len(np.unique(train_y)) < 2:
         return np.full(len(test_x), train_y[0])
-    model = (RidgeCV(alphas=ALPHAS) if kind == "regression" else LogisticRegression(C=1.0, max_iter=2000))
+    model = RidgeCV(alphas=ALPHAS) if kind == "regression" else LogisticRegression(C=1.0, max_iter=2000)
     return make_pipeline(StandardScaler(), model).fit(train_x, train_y).predict(test_x)
 
 

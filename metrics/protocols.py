@@ -4,6 +4,7 @@
 ``inputs(case)`` builds that dict from a method's outputs on the protocol's public views and the
 private truth (``metrics.evaluate.Case``).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -44,7 +45,7 @@ class TaskIdEvaluator:
         else:  # nearest training model: a task scores as its most similar training model
             labels = case.train.labels
             classes = np.unique(labels)
-            block = case.sim[case.n_train:, : case.n_train]
+            block = case.sim[case.n_train :, : case.n_train]
             scores = np.stack([block[:, labels == c].max(1) for c in classes], axis=1)
         col = {c: i for i, c in enumerate(classes)}
         if any(t not in col for t in case.labels):
@@ -68,8 +69,11 @@ class RetrievalEvaluator:
 
     def inputs(self, case) -> dict:
         is_query = np.isin(case.test_ids, case.parts["query"])
-        return {"similarity": case.sim[is_query][:, ~is_query], "query_labels": case.labels[is_query],
-                "gallery_labels": case.labels[~is_query]}
+        return {
+            "similarity": case.sim[is_query][:, ~is_query],
+            "query_labels": case.labels[is_query],
+            "gallery_labels": case.labels[~is_query],
+        }
 
     def eval(self, input_dict) -> dict:
         sim = _array(input_dict, "similarity", 2)
@@ -161,8 +165,10 @@ class FactorsEvaluator:
     accuracy per factor, and their mean."""
 
     def inputs(self, case) -> dict:
-        return {"y_true": {t: case.truth[t] for t in case.targets},
-                "y_pred": {t: case.predict(t, "classification") for t in case.targets}}
+        return {
+            "y_true": {t: case.truth[t] for t in case.targets},
+            "y_pred": {t: case.predict(t, "classification") for t in case.targets},
+        }
 
     def eval(self, input_dict) -> dict:
         true, pred = input_dict.get("y_true"), input_dict.get("y_pred")

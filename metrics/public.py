@@ -7,6 +7,7 @@ key maps the shuffled rows back to their ids and never leaves the scoring proces
 functional submission's public file holds the probe batch; a weights-only one holds weights and
 layout alone.
 """
+
 from __future__ import annotations
 
 import h5py
@@ -30,9 +31,10 @@ def make_public(ms, rng: np.random.Generator, functional: bool = False, data_roo
         parts = ms.split(split.name)
         test_ids = rng.permutation(np.concatenate([parts[p] for p in split.test]))
         train_ids = parts[split.train]
-        public[split.name] = (archive_view(ms, train_ids, True, inputs, split.rows,
-                                           split_targets(ms, split, train_ids, protocols)),
-                              archive_view(ms, test_ids, False, inputs, split.rows))
+        public[split.name] = (
+            archive_view(ms, train_ids, True, inputs, split.rows, split_targets(ms, split, train_ids, protocols)),
+            archive_view(ms, test_ids, False, inputs, split.rows),
+        )
         key[split.name] = test_ids
     return public, key
 
@@ -60,8 +62,13 @@ def read_public(path) -> dict:
     """{split: (train_view, test_view)} from a public file."""
     with h5py.File(path, "r") as f:
         layout = read_layout(f["layout"])
-        common = dict(layout=layout, arch=str(f.attrs["arch"]), in_channels=int(f.attrs["in_channels"]),
-                      n_classes=int(f.attrs["n_classes"]), inputs=f["probe"][()] if "probe" in f else None)
+        common = dict(
+            layout=layout,
+            arch=str(f.attrs["arch"]),
+            in_channels=int(f.attrs["in_channels"]),
+            n_classes=int(f.attrs["n_classes"]),
+            inputs=f["probe"][()] if "probe" in f else None,
+        )
         out = {}
         for split in f:
             if isinstance(f[split], h5py.Group):
@@ -69,9 +76,14 @@ def read_public(path) -> dict:
                 for part in ("train", "test"):
                     g = f[f"{split}/{part}"]
                     targets = {k: v[()] for k, v in g["targets"].items()} if "targets" in g else None
-                    views.append(ModelView(params=g["params"][()], activation=g["activation"][()].astype(str),
-                                           labels=g["labels"][()] if "labels" in g else None, targets=targets,
-                                           **common))
+                    views.append(
+                        ModelView(
+                            params=g["params"][()],
+                            activation=g["activation"][()].astype(str),
+                            labels=g["labels"][()] if "labels" in g else None,
+                            targets=targets,
+                            **common,
+                        )
+                    )
                 out[split] = tuple(views)
     return out
-

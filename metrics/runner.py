@@ -13,6 +13,7 @@ per array, written when every seed has run).
 The submitted code is imported here only, never in the scoring process, and what it says of itself
 (its name, kind or seeds) goes nowhere. Exit 0, or exit 3 with one line on stderr.
 """
+
 from __future__ import annotations
 
 import errno
@@ -26,8 +27,13 @@ from .sandbox import Limits, describe
 
 UNCONFINED = "warning: method runs unconfined"
 # What each limit looks like from inside when it is reached.
-_ERRNO_LIMIT = {errno.ENOSPC: "disk", errno.EFBIG: "disk", errno.EDQUOT: "disk", errno.EMFILE: "files",
-                errno.ENFILE: "files"}
+_ERRNO_LIMIT = {
+    errno.ENOSPC: "disk",
+    errno.EFBIG: "disk",
+    errno.EDQUOT: "disk",
+    errno.EMFILE: "files",
+    errno.ENFILE: "files",
+}
 
 
 def _limit_reached(e: BaseException) -> str | None:
@@ -55,8 +61,11 @@ def _confine(cfg: dict, limits: Limits) -> dict | None:
         return sb.enter(cfg["root"], cfg["binds"], cfg["readable"], cfg["hidden"], limits)
     except OSError as e:
         if cfg["sandbox"] == "require":
-            print(f"SandboxError: cannot confine the method ({e}); enable unprivileged user namespaces "
-                  f"or pass --sandbox off for a method you trust", file=sys.stderr)
+            print(
+                f"SandboxError: cannot confine the method ({e}); enable unprivileged user namespaces "
+                f"or pass --sandbox off for a method you trust",
+                file=sys.stderr,
+            )
             sys.exit(3)
         print(f"{UNCONFINED} ({e})", file=sys.stderr)
         return None

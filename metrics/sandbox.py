@@ -19,6 +19,7 @@ and its ``--ro-bind-fd`` fails once dropped to another uid.
 Set up with plain syscalls before numpy or torch start threads (``unshare`` refuses a threaded
 process), so no tool beyond Python is needed; pyseccomp (libseccomp) compiles the filter.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -34,19 +35,64 @@ CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x0200000
 CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
 NAMESPACES = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWCGROUP
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = (
-    1, 2, 4, 8, 32, 4096, 16384, 1 << 18)
+    1,
+    2,
+    4,
+    8,
+    32,
+    4096,
+    16384,
+    1 << 18,
+)
 MNT_DETACH = 2
 PR_SET_PDEATHSIG, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 1, 24, 38
 SYSTEM_DIRS = ("/usr", "/lib", "/lib64", "/bin", "/etc/ld.so.cache", "/etc/localtime")
 DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom")
 WORK = "/method"  # the method's work directory inside its root
 # Refused with EPERM: what could reshape the sandbox or reach a process outside the method's own.
-DENIED = ("mount", "umount2", "pivot_root", "chroot", "unshare", "setns", "ptrace", "process_vm_readv",
-          "process_vm_writev", "kcmp", "keyctl", "add_key", "request_key", "bpf", "perf_event_open",
-          "userfaultfd", "open_by_handle_at", "name_to_handle_at", "fsopen", "fsconfig", "fsmount", "fspick",
-          "move_mount", "open_tree", "mount_setattr", "kexec_load", "kexec_file_load", "init_module",
-          "finit_module", "delete_module", "swapon", "swapoff", "reboot", "acct", "quotactl", "syslog",
-          "io_uring_setup", "io_uring_enter", "io_uring_register", "sethostname", "setdomainname")
+DENIED = (
+    "mount",
+    "umount2",
+    "pivot_root",
+    "chroot",
+    "unshare",
+    "setns",
+    "ptrace",
+    "process_vm_readv",
+    "process_vm_writev",
+    "kcmp",
+    "keyctl",
+    "add_key",
+    "request_key",
+    "bpf",
+    "perf_event_open",
+    "userfaultfd",
+    "open_by_handle_at",
+    "name_to_handle_at",
+    "fsopen",
+    "fsconfig",
+    "fsmount",
+    "fspick",
+    "move_mount",
+    "open_tree",
+    "mount_setattr",
+    "kexec_load",
+    "kexec_file_load",
+    "init_module",
+    "finit_module",
+    "delete_module",
+    "swapon",
+    "swapoff",
+    "reboot",
+    "acct",
+    "quotactl",
+    "syslog",
+    "io_uring_setup",
+    "io_uring_enter",
+    "io_uring_register",
+    "sethostname",
+    "setdomainname",
+)
 
 
 @dataclass(frozen=True)
@@ -63,8 +109,13 @@ class Limits:
         return asdict(self)
 
 
-OPTIONS = {"memory": "--memory", "disk": "--disk", "processes": "--processes", "files": "--open-files",
-           "cpu": "--cpu-time"}
+OPTIONS = {
+    "memory": "--memory",
+    "disk": "--disk",
+    "processes": "--processes",
+    "files": "--open-files",
+    "cpu": "--cpu-time",
+}
 UNITS = {"memory": "bytes", "disk": "bytes", "processes": "", "files": "", "cpu": "s"}
 
 
@@ -83,8 +134,10 @@ def probe() -> str | None:
     import tempfile
 
     with tempfile.TemporaryDirectory() as d:
-        code = (f"import sys; from metrics.sandbox import enter; enter({d!r}); import os; "
-                f"sys.exit(0 if os.getpid() == 1 else 1)")
+        code = (
+            f"import sys; from metrics.sandbox import enter; enter({d!r}); import os; "
+            f"sys.exit(0 if os.getpid() == 1 else 1)"
+        )
         r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     return None if r.returncode == 0 else (r.stderr.strip().splitlines() or [f"exit {r.returncode}"])[-1]
 
@@ -113,8 +166,17 @@ def code_dirs(extra=()) -> list[str]:
 
     packages = [next(iter(find_spec(p).submodule_search_locations)) for p in ("modelset", "metrics")]
     paths = sysconfig.get_paths()
-    dirs = {sys.prefix, sys.base_prefix, paths["stdlib"], paths["platstdlib"], paths["purelib"], paths["platlib"],
-            os.path.dirname(os.path.realpath(sys.executable)), *packages, *extra}
+    dirs = {
+        sys.prefix,
+        sys.base_prefix,
+        paths["stdlib"],
+        paths["platstdlib"],
+        paths["purelib"],
+        paths["platlib"],
+        os.path.dirname(os.path.realpath(sys.executable)),
+        *packages,
+        *extra,
+    }
     return sorted(d for d in dirs if d and os.path.exists(d))
 
 
@@ -139,8 +201,9 @@ def _within(path, top) -> bool:
 
 
 def _mount(libc, src, dst, fstype, flags, data, what):
-    _check(libc.mount(src and src.encode(), dst.encode(), fstype and fstype.encode(), flags,
-                      data and data.encode()), what)
+    _check(
+        libc.mount(src and src.encode(), dst.encode(), fstype and fstype.encode(), flags, data and data.encode()), what
+    )
 
 
 def _readonly(libc, dst, what):
@@ -170,8 +233,11 @@ def _hide_datasets(libc, root, datasets, bound) -> None:
             continue
         covered = [b for b in bound if _within(b, path) and b != path]
         if covered:
-            raise SandboxError(errno.EINVAL, f"cannot hide the data directory {path}: it holds {covered[0]}, which "
-                                             f"the method needs; keep datasets in a directory of their own")
+            raise SandboxError(
+                errno.EINVAL,
+                f"cannot hide the data directory {path}: it holds {covered[0]}, which "
+                f"the method needs; keep datasets in a directory of their own",
+            )
         _mount(libc, "tmpfs", root + path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV, "size=4k", f"hide {path}")
         hidden.append(path)
 
@@ -216,8 +282,9 @@ def seccomp_filter():
     return f
 
 
-def enter(root: str, binds: dict | None = None, readable=(), hidden=(), limits: Limits = Limits(),
-          userns: bool | None = None) -> dict:
+def enter(
+    root: str, binds: dict | None = None, readable=(), hidden=(), limits: Limits = Limits(), userns: bool | None = None
+) -> dict:
     """Confine this process (see the module's docstring); returns what holds, for the result.
 
     ``root``: an empty directory that becomes the new ``/``. ``binds``: files to show read-only in
@@ -259,8 +326,15 @@ def enter(root: str, binds: dict | None = None, readable=(), hidden=(), limits: 
         if os.path.exists(dev):
             _bind(libc, dev, root, readonly=False)
     os.makedirs(root + WORK)
-    _mount(libc, "tmpfs", root + WORK, "tmpfs", MS_NOSUID | MS_NODEV,
-           f"size={limits.disk},mode=0700,uid={owner},gid={owner}", "the work directory")
+    _mount(
+        libc,
+        "tmpfs",
+        root + WORK,
+        "tmpfs",
+        MS_NOSUID | MS_NODEV,
+        f"size={limits.disk},mode=0700,uid={owner},gid={owner}",
+        "the work directory",
+    )
     for name, src in (binds or {}).items():
         _bind(libc, src, root, readonly=True, dst=f"{WORK}/{name}")
     if not os.path.lexists(root + "/tmp"):  # (code bound from under /tmp made it a directory)
@@ -279,8 +353,13 @@ def enter(root: str, binds: dict | None = None, readable=(), hidden=(), limits: 
     set_limits(limits)
     os.chdir(WORK)
     os.environ.update(HOME=WORK, TMPDIR=WORK, MPLCONFIGDIR=WORK)
-    return {"engine": "namespaces", "uid": "own unused uid" if as_root else "user namespace", "proc": proc,
-            "seccomp": seccomp is not None, "limits": limits.record()}
+    return {
+        "engine": "namespaces",
+        "uid": "own unused uid" if as_root else "user namespace",
+        "proc": proc,
+        "seccomp": seccomp is not None,
+        "limits": limits.record(),
+    }
 
 
 def _x86_64() -> bool:
@@ -303,7 +382,11 @@ def _wait_and_exit(pid: int) -> None:
 
 def set_limits(limits: Limits) -> None:
     """The kernel's limits, soft = hard so the method cannot raise them; memory is the scorer's watch."""
-    for res, value in ((resource.RLIMIT_NPROC, limits.processes), (resource.RLIMIT_NOFILE, limits.files),
-                       (resource.RLIMIT_FSIZE, limits.disk), (resource.RLIMIT_CORE, 0)):
+    for res, value in (
+        (resource.RLIMIT_NPROC, limits.processes),
+        (resource.RLIMIT_NOFILE, limits.files),
+        (resource.RLIMIT_FSIZE, limits.disk),
+        (resource.RLIMIT_CORE, 0),
+    ):
         resource.setrlimit(res, (value, value))
     resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu, limits.cpu + 5))  # soft: SIGXCPU; hard: SIGKILL

@@ -6,6 +6,7 @@ tasks. Everything is trained together with cross-entropy, full batch (a few hund
 one step), with Adam. Training and test both compare directions, so the embedding is what retrieval
 compares by cosine. Seeded: the same seed gives the same weights (``torch.random.fork_rng``).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -32,8 +33,15 @@ class Standardize(nn.Module):
 class TaskEmbedding(nn.Module):
     """encoder -> standardise -> dropout -> linear embedding; scaled cosine to learned task vectors."""
 
-    def __init__(self, encoder: nn.Module, n_features: int, n_classes: int, dim: int = 64, dropout: float = 0.1,
-                 scale: float = 16.0):
+    def __init__(
+        self,
+        encoder: nn.Module,
+        n_features: int,
+        n_classes: int,
+        dim: int = 64,
+        dropout: float = 0.1,
+        scale: float = 16.0,
+    ):
         super().__init__()
         self.encoder = encoder
         self.embed = nn.Sequential(Standardize(n_features), nn.Dropout(dropout), nn.Linear(n_features, dim))
@@ -45,8 +53,18 @@ class TaskEmbedding(nn.Module):
         return z, self.scale * z @ F.normalize(self.classes, dim=1).T
 
 
-def fit_task_embedding(make_encoder, x, labels: np.ndarray, seed: int, dim: int = 64, epochs: int = 300,
-                       lr: float = 1e-3, weight_decay: float = 1e-2, dropout: float = 0.1, augment=None):
+def fit_task_embedding(
+    make_encoder,
+    x,
+    labels: np.ndarray,
+    seed: int,
+    dim: int = 64,
+    epochs: int = 300,
+    lr: float = 1e-3,
+    weight_decay: float = 1e-2,
+    dropout: float = 0.1,
+    augment=None,
+):
     """(trained TaskEmbedding in eval mode, the sorted training task ids).
 
     ``make_encoder()`` builds the encoder (called under the seed, so its init is seeded too) and

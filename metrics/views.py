@@ -5,6 +5,7 @@ runnable modules). Only a functional submission's views carry the probe batch, r
 the models on; a weights-only method can rebuild the modules but has nothing real to feed them.
 Only views of training models carry ``labels`` (task ids); everything else about a model stays hidden.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ class ModelView:
     views only; ``probe`` (m, C, H, W) inputs on a functional submission's views only. Rows are in
     the public file's order: shuffled, for test models.
     """
+
     params: np.ndarray  # (n, P) float32
     layout: pd.DataFrame  # name, shape, offset, size, trainable
     arch: str
@@ -44,8 +46,10 @@ class ModelView:
     def probe(self) -> np.ndarray:
         """The probe batch shared by every model; absent (AttributeError) from a weights-only view."""
         if self.inputs is None:
-            raise AttributeError("this view holds weights only, no probe inputs: a method that runs the models "
-                                 "is submitted as functional (--functional)")
+            raise AttributeError(
+                "this view holds weights only, no probe inputs: a method that runs the models "
+                "is submitted as functional (--functional)"
+            )
         return self.inputs
 
     def tensor(self, name: str) -> np.ndarray:
@@ -55,8 +59,11 @@ class ModelView:
 
     def weight_names(self) -> list[str]:
         """Trainable weight tensors (not biases) in layer order: the layers a method walks."""
-        return [n for n, t, s in zip(self.layout["name"], self.layout["trainable"], self.layout["shape"])
-                if t and n.endswith("weight") and len(s) >= 2]  # not BatchNorm's per-channel scales
+        return [
+            n
+            for n, t, s in zip(self.layout["name"], self.layout["trainable"], self.layout["shape"])
+            if t and n.endswith("weight") and len(s) >= 2
+        ]  # not BatchNorm's per-channel scales
 
     def state_dicts(self):
         from modelset.archs import unflatten
@@ -75,17 +82,33 @@ class ModelView:
             nets.append(net.eval())
         return nets
 
-    def subset(self, idx) -> "ModelView":
+    def subset(self, idx) -> ModelView:
         idx = np.asarray(idx)
-        return ModelView(self.params[idx], self.layout, self.arch, self.in_channels, self.n_classes,
-                         self.activation[idx], None if self.labels is None else self.labels[idx], self.inputs,
-                         None if self.targets is None else {k: v[idx] for k, v in self.targets.items()})
+        return ModelView(
+            self.params[idx],
+            self.layout,
+            self.arch,
+            self.in_channels,
+            self.n_classes,
+            self.activation[idx],
+            None if self.labels is None else self.labels[idx],
+            self.inputs,
+            None if self.targets is None else {k: v[idx] for k, v in self.targets.items()},
+        )
 
     @staticmethod
-    def concat(a: "ModelView", b: "ModelView") -> "ModelView":
+    def concat(a: ModelView, b: ModelView) -> ModelView:
         """Both views' models, unlabelled (used where training and test models are compared)."""
-        return ModelView(np.concatenate([a.params, b.params]), a.layout, a.arch, a.in_channels, a.n_classes,
-                         np.concatenate([a.activation, b.activation]), None, a.inputs)
+        return ModelView(
+            np.concatenate([a.params, b.params]),
+            a.layout,
+            a.arch,
+            a.in_channels,
+            a.n_classes,
+            np.concatenate([a.activation, b.activation]),
+            None,
+            a.inputs,
+        )
 
 
 def probe_batch(ms, data_root=None, size: int = 256, seed: int = 0) -> np.ndarray:
@@ -117,8 +140,9 @@ def row_models(ms, rows: str, ids) -> np.ndarray:
     return ms.checkpoints["model"].to_numpy()[ids] if rows == "checkpoints" else ids
 
 
-def archive_view(ms, ids, with_labels: bool, inputs: np.ndarray | None = None, rows: str = "models",
-                 targets: dict | None = None) -> ModelView:
+def archive_view(
+    ms, ids, with_labels: bool, inputs: np.ndarray | None = None, rows: str = "models", targets: dict | None = None
+) -> ModelView:
     """A view of the given rows of an opened archive: model ids, or with ``rows="checkpoints"`` rows
     of its checkpoint table (with probe ``inputs`` for a functional method)."""
     ids = np.asarray(ids, dtype=np.int64)

@@ -1,5 +1,6 @@
 """modelset: model zoos in one self-describing HDF5 archive, and a benchmark for
 parameter-similarity methods."""
+
 from importlib import import_module
 
 from .archive import Archive, load

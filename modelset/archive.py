@@ -1,16 +1,17 @@
 """Reading a modelset archive (format v2; data/README.md is the public spec).
 
-    ms = modelset.load("data/digits500.h5")
-    ms.models, ms.tasks            # pandas DataFrames
-    ms.relations                   # T x T known task relation
-    ms.params(ids)                 # numpy rows, read lazily from disk
-    ms.state_dict(i), ms.model(i)  # torch
-    ms.checkpoint_epochs           # epochs kept besides the final state (0: the init); [] if none
-    ms.checkpoints                 # one row per model and checkpoint: accuracies and losses
-    ms.params(ids, epoch=e)        # the same at checkpoint e; also state_dict(i, epoch=e), model(i, epoch=e)
-    ms.split("task_id")            # {"train": ids, "test": ids}
-    ms.h5                          # the read-only h5py.File itself: plain datasets and attributes
+ms = modelset.load("data/digits500.h5")
+ms.models, ms.tasks            # pandas DataFrames
+ms.relations                   # T x T known task relation
+ms.params(ids)                 # numpy rows, read lazily from disk
+ms.state_dict(i), ms.model(i)  # torch
+ms.checkpoint_epochs           # epochs kept besides the final state (0: the init); [] if none
+ms.checkpoints                 # one row per model and checkpoint: accuracies and losses
+ms.params(ids, epoch=e)        # the same at checkpoint e; also state_dict(i, epoch=e), model(i, epoch=e)
+ms.split("task_id")            # {"train": ids, "test": ids}
+ms.h5                          # the read-only h5py.File itself: plain datasets and attributes
 """
+
 from __future__ import annotations
 
 import os
@@ -20,9 +21,14 @@ import numpy as np
 import pandas as pd
 
 from .errors import ModelsetError
-
-from .schema import (CHECKPOINT_COLUMNS, CHECKPOINT_EPOCHS, CURVES, FORMAT, FORMAT_VERSION,  # noqa: F401
-                     decode_shape, param_checksum)  # (param_checksum re-exported)
+from .schema import (
+    CHECKPOINT_COLUMNS,
+    CHECKPOINT_EPOCHS,
+    CURVES,
+    FORMAT,
+    FORMAT_VERSION,  # noqa: F401
+    decode_shape,
+)  # (param_checksum re-exported)
 
 
 def table_to_struct(df: pd.DataFrame) -> np.ndarray:
@@ -78,16 +84,19 @@ def open_h5(path) -> h5py.File:
     version = int(f.attrs.get("format_version", -1))
     if version > FORMAT_VERSION:
         f.close()
-        raise ModelsetError(f"{path}: archive format v{version} is newer than this modelset reads "
-                            f"(v{FORMAT_VERSION}); upgrade modelset")
+        raise ModelsetError(
+            f"{path}: archive format v{version} is newer than this modelset reads (v{FORMAT_VERSION}); upgrade modelset"
+        )
     if version < 1:
         f.close()
         raise ModelsetError(f"{path}: archive has no valid format_version")
     if version < FORMAT_VERSION:
         name = f.attrs.get("name", "NAME")
         f.close()
-        raise ModelsetError(f"{path}: archive format v{version} is older than this modelset reads "
-                            f"(v{FORMAT_VERSION}); rebuild it: modelset build --preset {name} --out {path}")
+        raise ModelsetError(
+            f"{path}: archive format v{version} is older than this modelset reads "
+            f"(v{FORMAT_VERSION}); rebuild it: modelset build --preset {name} --out {path}"
+        )
     return f
 
 
@@ -102,8 +111,10 @@ class Archive:
     # -- tables -------------------------------------------------------------------------------
     @property
     def attrs(self) -> dict:
-        return {k: (v.item() if isinstance(v, np.generic) else v.tolist() if isinstance(v, np.ndarray) else v)
-                for k, v in self.h5.attrs.items()}  # arrays (checkpoint_epochs) as lists
+        return {
+            k: (v.item() if isinstance(v, np.generic) else v.tolist() if isinstance(v, np.ndarray) else v)
+            for k, v in self.h5.attrs.items()
+        }  # arrays (checkpoint_epochs) as lists
 
     @property
     def models(self) -> pd.DataFrame:
@@ -156,8 +167,9 @@ class Archive:
             if "checkpoints" in self.h5:
                 df = struct_to_table(self.h5["checkpoints"][()])[list(CHECKPOINT_COLUMNS)]
             else:
-                df = pd.DataFrame({c: pd.Series(dtype="int64" if c in ("model", "epoch") else "float64")
-                                   for c in CHECKPOINT_COLUMNS})
+                df = pd.DataFrame(
+                    {c: pd.Series(dtype="int64" if c in ("model", "epoch") else "float64") for c in CHECKPOINT_COLUMNS}
+                )
             self._cache["checkpoints"] = df
         return self._cache["checkpoints"]
 
@@ -231,8 +243,14 @@ class Archive:
         row = self.models.loc[model_id]
         g = self.h5[f"architectures/{row.arch}"]
         options = json.loads(g[f"families/{row.family}"].attrs["options"]) if FAMILIES[row.family].own_params else None
-        net = create_model(row.arch, in_channels=int(g.attrs["in_channels"]), n_classes=int(g.attrs["n_classes"]),
-                           activation=row.activation, family=row.family, family_options=options)
+        net = create_model(
+            row.arch,
+            in_channels=int(g.attrs["in_channels"]),
+            n_classes=int(g.attrs["n_classes"]),
+            activation=row.activation,
+            family=row.family,
+            family_options=options,
+        )
         net.load_state_dict(self.family_state_dict(model_id, epoch))
         return net.eval()
 
@@ -249,9 +267,11 @@ class Archive:
         ds = load_dataset(self.attrs["dataset"], root=root)
         expected = self.attrs.get("dataset_fingerprint")
         if expected and ds.fingerprint != expected:
-            raise ModelsetError(f"dataset {ds.name!r} here (fingerprint {ds.fingerprint}) is not the data this "
-                                f"archive's models saw (fingerprint {expected}); point root (--data-root) or $MODELSET_DATA at "
-                                f"the files the archive was built from")
+            raise ModelsetError(
+                f"dataset {ds.name!r} here (fingerprint {ds.fingerprint}) is not the data this "
+                f"archive's models saw (fingerprint {expected}); point root (--data-root) or $MODELSET_DATA at "
+                f"the files the archive was built from"
+            )
         return ds
 
     def task_data(self, task_id: int, split: str = "test", root=None):
@@ -270,27 +290,37 @@ class Archive:
         of a mixed zoo, split sizes and storage, one fact per line."""
         m, a = self.models, self.attrs
         acc = m["test_acc"].to_numpy()
-        lines = [f"{self.path}: preset {a['name']!r}, format v{a['format_version']}, dataset {a['dataset']}, "
-                 f"built {a['created']} with modelset {a['modelset_version']}, torch {a['torch_version']}",
-                 f"models {len(m)}  tasks {len(self.tasks)}  seeds {m['seed'].nunique()}  "
-                 f"families {', '.join(sorted(m['family'].unique()))}"]
+        lines = [
+            f"{self.path}: preset {a['name']!r}, format v{a['format_version']}, dataset {a['dataset']}, "
+            f"built {a['created']} with modelset {a['modelset_version']}, torch {a['torch_version']}",
+            f"models {len(m)}  tasks {len(self.tasks)}  seeds {m['seed'].nunique()}  "
+            f"families {', '.join(sorted(m['family'].unique()))}",
+        ]
         for arch in self.architectures:
             d = self.h5[f"architectures/{arch}/params"]
-            lines.append(f"architecture {arch}: {d.shape[0]} models x {d.shape[1]} params "
-                         f"({d.id.get_storage_size() / 2**20:.2f} MiB stored, {d.size * 4 / 2**20:.2f} MiB raw)")
+            lines.append(
+                f"architecture {arch}: {d.shape[0]} models x {d.shape[1]} params "
+                f"({d.id.get_storage_size() / 2**20:.2f} MiB stored, {d.size * 4 / 2**20:.2f} MiB raw)"
+            )
         q = np.quantile(acc, [0, 0.05, 0.5, 0.95, 1])
-        lines.append(f"test accuracy: mean {acc.mean():.4f}  min {q[0]:.4f}  p5 {q[1]:.4f}  median {q[2]:.4f}  "
-                     f"p95 {q[3]:.4f}  max {q[4]:.4f}")
+        lines.append(
+            f"test accuracy: mean {acc.mean():.4f}  min {q[0]:.4f}  p5 {q[1]:.4f}  median {q[2]:.4f}  "
+            f"p95 {q[3]:.4f}  max {q[4]:.4f}"
+        )
         lines.append(f"train accuracy: mean {m['train_acc'].mean():.4f}  min {m['train_acc'].min():.4f}")
         if m["family"].nunique() > 1:  # a mixed zoo: how each parameterization fared
             for fam, g in m.groupby("family"):
-                lines.append(f"family {fam}: {len(g)} models, test accuracy mean {g['test_acc'].mean():.4f} "
-                             f"min {g['test_acc'].min():.4f}, sparsity {g['sparsity'].mean():.3f}, "
-                             f"{int(g['n_family_params'].median())} own params")
+                lines.append(
+                    f"family {fam}: {len(g)} models, test accuracy mean {g['test_acc'].mean():.4f} "
+                    f"min {g['test_acc'].min():.4f}, sparsity {g['sparsity'].mean():.3f}, "
+                    f"{int(g['n_family_params'].median())} own params"
+                )
         if self.checkpoint_epochs:
             stored = sum(self.h5[f"architectures/{a}/checkpoints"].id.get_storage_size() for a in self.architectures)
-            lines.append(f"checkpoints: epochs {', '.join(map(str, self.checkpoint_epochs))} of every model "
-                         f"({stored / 2**20:.2f} MiB stored)")
+            lines.append(
+                f"checkpoints: epochs {', '.join(map(str, self.checkpoint_epochs))} of every model "
+                f"({stored / 2**20:.2f} MiB stored)"
+            )
         for name in self.h5["splits"]:
             lines.append(f"split {name}: " + "  ".join(f"{k} {len(v)}" for k, v in self.split(name).items()))
         lines.append(f"file size {os.path.getsize(self.path) / 2**20:.2f} MiB")
@@ -308,8 +338,10 @@ class Archive:
 
     def __repr__(self):
         a = self.h5.attrs
-        return (f"<modelset archive {os.path.basename(self.path)!r}: {len(self.models)} models, "
-                f"{len(self.tasks)} tasks, preset {a.get('name')!r}, format v{a.get('format_version')}>")
+        return (
+            f"<modelset archive {os.path.basename(self.path)!r}: {len(self.models)} models, "
+            f"{len(self.tasks)} tasks, preset {a.get('name')!r}, format v{a.get('format_version')}>"
+        )
 
 
 def load(path) -> Archive:

@@ -3,11 +3,12 @@
 Parameter layout = the module's ``state_dict`` order; the archive stores every model of one
 architecture as one flat float32 row in that layout (see ``flatten`` / ``unflatten``).
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
@@ -15,11 +16,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import ModelsetError
-from .families import FAMILIES, family as family_spec, make_conv, make_linear
+from .families import FAMILIES, make_conv, make_linear
+from .families import family as family_spec
 
 # sigmoid and selu: activations of the Small CNN Zoo, for its imported models.
-ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "tanh": torch.tanh, "silu": F.silu, "sigmoid": torch.sigmoid,
-               "selu": F.selu}
+ACTIVATIONS = {
+    "relu": F.relu,
+    "gelu": F.gelu,
+    "tanh": torch.tanh,
+    "silu": F.silu,
+    "sigmoid": torch.sigmoid,
+    "selu": F.selu,
+}
 
 # Weight initialisations; biases keep torch's default. "default" is torch's own
 # (kaiming-uniform with a=sqrt(5)).
@@ -36,6 +44,7 @@ INITS = {
 @dataclass(frozen=True)
 class ArchSpec:
     """A registered architecture and what it supports, so that no other module compares names."""
+
     name: str
     builder: Callable[..., nn.Module]
     batched: bool  # the batched engine's grouped convolutions train it (builders.batched)
@@ -48,6 +57,7 @@ _ARCHS: dict[str, ArchSpec] = {}
 def register_arch(*, batched: bool = False, families: tuple[str, ...] = ("dense",)):
     """Register a builder ``fn(in_channels, n_classes, activation[, family, family_options])``
     under its function name; ``families`` beyond dense are passed to it as ``family``."""
+
     def deco(fn):
         _ARCHS[fn.__name__] = ArchSpec(fn.__name__, fn, batched, tuple(families))
         return fn
@@ -65,8 +75,9 @@ def arch_spec(name: str) -> ArchSpec:
     return _ARCHS[name]
 
 
-def create_model(name, *, in_channels, n_classes, activation="relu", init="default", family="dense",
-                 family_options=None):
+def create_model(
+    name, *, in_channels, n_classes, activation="relu", init="default", family="dense", family_options=None
+):
     """A fresh model; ``family`` picks the parameterization of its layers (modelset.families)."""
     spec = arch_spec(name)
     if activation not in ACTIVATIONS:
@@ -76,8 +87,10 @@ def create_model(name, *, in_channels, n_classes, activation="relu", init="defau
     fam = family_spec(family)
     if family not in spec.families:
         able = [a.name for a in _ARCHS.values() if family in a.families]
-        raise ModelsetError(f"architecture {name!r} supports the families {', '.join(spec.families)}, not "
-                            f"{family!r}; architectures with {family}: {', '.join(able)}")
+        raise ModelsetError(
+            f"architecture {name!r} supports the families {', '.join(spec.families)}, not "
+            f"{family!r}; architectures with {family}: {', '.join(able)}"
+        )
     kw = {}
     if len(spec.families) > 1:  # the builder takes the family (dense included)
         kw = {"family": family, "family_options": {**fam.options, **(family_options or {})}}
@@ -93,8 +106,18 @@ class SmallCNN(nn.Module):
     """3x3 convs padded by 1, with biases and all of one stride, an activation after each, global
     average pooling, linear head."""
 
-    def __init__(self, in_channels, n_classes, width=16, depth=3, activation="relu", family="dense",
-                 family_options=None, stride=1, padding=1):
+    def __init__(
+        self,
+        in_channels,
+        n_classes,
+        width=16,
+        depth=3,
+        activation="relu",
+        family="dense",
+        family_options=None,
+        stride=1,
+        padding=1,
+    ):
         super().__init__()
         opts = family_options or {}
         chans = [in_channels] + [width] * depth
@@ -103,10 +126,14 @@ class SmallCNN(nn.Module):
         fam = family_spec(family)
         # Layers the family cannot take (DGConv's 1 -> 16 input conv) stay plain convolutions.
         if padding == 1:
-            self.convs = nn.ModuleList(make_conv(family if fam.takes(a, b) else "dense", a, b, opts, self.banks, stride)
-                                       for a, b in zip(chans, chans[1:]))
+            self.convs = nn.ModuleList(
+                make_conv(family if fam.takes(a, b) else "dense", a, b, opts, self.banks, stride)
+                for a, b in zip(chans, chans[1:])
+            )
         else:  # dense only (the registry says so): TensorFlow's "valid" convolutions
-            self.convs = nn.ModuleList(nn.Conv2d(a, b, 3, stride=stride, padding=padding) for a, b in zip(chans, chans[1:]))
+            self.convs = nn.ModuleList(
+                nn.Conv2d(a, b, 3, stride=stride, padding=padding) for a, b in zip(chans, chans[1:])
+            )
         self.head = make_linear(family, width, n_classes, opts)
         self.activation = activation
 
@@ -121,8 +148,9 @@ class SmallCNN(nn.Module):
 def small_cnn(in_channels, n_classes, activation="relu", family="dense", family_options=None):
     """The Small CNN Zoo's layers at stride 1: 3 conv layers of 16 channels, GAP, linear head
     (4,851 params at 1->3). Every layer sees the full resolution: right for 8x8 digits."""
-    return SmallCNN(in_channels, n_classes, width=16, depth=3, activation=activation, family=family,
-                    family_options=family_options)
+    return SmallCNN(
+        in_channels, n_classes, width=16, depth=3, activation=activation, family=family, family_options=family_options
+    )
 
 
 @register_arch(batched=True, families=FAMILIES)
@@ -130,8 +158,16 @@ def small_cnn_zoo(in_channels, n_classes, activation="relu", family="dense", fam
     """The Small CNN Zoo's CNN (Unterthiner et al. 2020): three 3x3 convs of 16 channels with
     stride 2, ReLU, GAP, linear head; 4,970 parameters for 1 channel and 10 classes. On 28x28
     inputs the maps are 14, 7 and 4 pixels wide: ~6x fewer FLOPs than small_cnn."""
-    return SmallCNN(in_channels, n_classes, width=16, depth=3, activation=activation, family=family,
-                    family_options=family_options, stride=2)
+    return SmallCNN(
+        in_channels,
+        n_classes,
+        width=16,
+        depth=3,
+        activation=activation,
+        family=family,
+        family_options=family_options,
+        stride=2,
+    )
 
 
 @register_arch()
@@ -195,7 +231,7 @@ def flatten(model: nn.Module) -> np.ndarray:
     return torch.cat([t.detach().reshape(-1).float().cpu() for t in model.state_dict().values()]).numpy()
 
 
-def unflatten(row: np.ndarray, layout_rows) -> "OrderedDict[str, torch.Tensor]":
+def unflatten(row: np.ndarray, layout_rows) -> OrderedDict[str, torch.Tensor]:
     row = np.asarray(row, dtype=np.float32)
     return OrderedDict(
         (name, torch.from_numpy(row[off : off + size].reshape(shape).copy()))

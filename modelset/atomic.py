@@ -8,6 +8,7 @@ The content goes to a temporary file beside the target, is fsynced, then renamed
 leaves the target as it was, so a reader sees the old file or the whole new one, never a part.
 Temporary names are ``.<target name>.<random>.tmp``, which a build sweeps up after a crash.
 """
+
 from __future__ import annotations
 
 import os
@@ -48,8 +49,10 @@ def atomic_file(path, before_replace=None):
         try:
             os.replace(tmp, path)
         except PermissionError:  # Windows refuses to replace a file another process has open
-            raise ModelsetError(f"cannot replace {path}: another program has it open (Windows does not "
-                                f"allow replacing open files); close it and run again") from None
+            raise ModelsetError(
+                f"cannot replace {path}: another program has it open (Windows does not "
+                f"allow replacing open files); close it and run again"
+            ) from None
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)

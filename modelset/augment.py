@@ -10,6 +10,7 @@ recipe without augmentation consumes the generator exactly as before augmentatio
 - ``flip``: mirror left-right with probability 1/2 (``RandomHorizontalFlip``).
 - ``crop_flip``: both, the crop first (the usual CIFAR recipe).
 """
+
 from __future__ import annotations
 
 import torch

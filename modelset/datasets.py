@@ -6,6 +6,7 @@ torchvision datasets (MNIST, Fashion-MNIST, KMNIST, CIFAR-10, CIFAR-100, SVHN; s
 ``torchvision_sources``) are read from files in a data directory: ``load_dataset(name, root)``,
 else the directory named by the ``MODELSET_DATA`` environment variable.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -88,11 +89,14 @@ def resolve_root(name: str, root=None) -> str | None:
         raise ModelsetError(
             f"dataset {name!r} is read from files and no data directory is set: give --data-root DIR "
             f"(or set {DATA_ENV}=DIR), with {src.accepted}; on a connected machine, --download "
-            f"(or torchvision.datasets.{src.torchvision_class}(DIR, download=True)) fetches them")
+            f"(or torchvision.datasets.{src.torchvision_class}(DIR, download=True)) fetches them"
+        )
     root = os.path.abspath(os.fspath(root))
     if os.path.exists(root) and not os.path.isdir(root):
-        raise ModelsetError(f"data directory {root!r} of dataset {name!r} is a file; give the directory that holds "
-                            f"{_FILE_SOURCES[name].accepted}")
+        raise ModelsetError(
+            f"data directory {root!r} of dataset {name!r} is a file; give the directory that holds "
+            f"{_FILE_SOURCES[name].accepted}"
+        )
     return root
 
 

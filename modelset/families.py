@@ -14,12 +14,13 @@ gives a model's weights in the dense architecture's layout, so all families are 
   k x k atoms D per layer and coefficients α shared by the layers of a sharing group (layers of the
   same (out, in) shape, i.e. per stage).
 """
+
 from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -63,8 +64,10 @@ def binary_gates(real):
 
 def kron_mask(gates):
     """U = ⊗_k (g_k * ones(2, 2) + (1 - g_k) * I_2): a C x C block mask, C = 2^K."""
-    eye, ones = torch.eye(2, dtype=gates.dtype, device=gates.device), torch.ones(2, 2, dtype=gates.dtype,
-                                                                                   device=gates.device)
+    eye, ones = (
+        torch.eye(2, dtype=gates.dtype, device=gates.device),
+        torch.ones(2, 2, dtype=gates.dtype, device=gates.device),
+    )
     u = torch.ones(1, 1, dtype=gates.dtype, device=gates.device)
     for g in gates:
         u = torch.kron(u, g * ones + (1 - g) * eye)
@@ -79,8 +82,9 @@ class DGConv2d(nn.Conv2d):
     def __init__(self, in_channels, out_channels, *args, gate_init=1.0, **kw):
         super().__init__(in_channels, out_channels, *args, **kw)
         if in_channels != out_channels or in_channels & (in_channels - 1):
-            raise ModelsetError(f"DGConv needs equal input and output channels, a power of two; got "
-                                f"{in_channels} -> {out_channels}")
+            raise ModelsetError(
+                f"DGConv needs equal input and output channels, a power of two; got {in_channels} -> {out_channels}"
+            )
         k = int(math.log2(in_channels))
         # Real gates never exactly 0: sign(0) would make a gate neither open nor closed.
         self.gate = nn.Parameter(torch.full((k,), float(gate_init)))
@@ -131,8 +135,9 @@ class ACDCConv2d(nn.Module):
         """The same layer evaluated as atoms first, then a 1x1 conv with the coefficients."""
         n, c, h, w = x.shape
         m = self.atoms.shape[0]
-        y = F.conv2d(x.reshape(n * c, 1, h, w), self.atoms[:, None], stride=self.stride,
-                     padding=self.padding)  # (n*c, m, h', w')
+        y = F.conv2d(
+            x.reshape(n * c, 1, h, w), self.atoms[:, None], stride=self.stride, padding=self.padding
+        )  # (n*c, m, h', w')
         y = y.reshape(n, c * m, *y.shape[-2:])
         mix = self.coefficients.reshape(self.out_channels, self.in_channels * m, 1, 1)
         return F.conv2d(y, mix, self.bias)
@@ -155,6 +160,7 @@ class Family:
     stores them under ``families/<name>``, and the batched engine computes the effective weights from
     them every step (a small vmapped graph); a family without them trains on its weights directly.
     """
+
     name: str
     options: dict = field(default_factory=dict)  # option -> default
     checks: dict = field(default_factory=dict)  # option -> (predicate, what it must be)
@@ -193,20 +199,34 @@ def _acdc(in_ch, out_ch, opts, stride, shared):
     return ACDCConv2d(in_ch, out_ch, 3, lambda: shared[key], n_atoms=m, stride=stride, padding=1)
 
 
-FAMILIES: dict[str, Family] = {f.name: f for f in (
-    Family("dense", own_params=False),
-    Family("str", options={"s_init": -5.0},
-           conv=lambda i, o, opts, stride, shared: STRConv2d(i, o, 3, stride=stride, padding=1, s_init=opts["s_init"]),
-           linear=lambda i, o, opts: STRLinear(i, o, s_init=opts["s_init"])),
-    # C -> C convolutions with C a power of two > 1 (the mask is a Kronecker product of 2x2 blocks)
-    Family("dgconv", options={"gate_mean": 0.0, "gate_std": 1.0},
-           checks={"gate_std": (lambda v: _is_num(v) and v >= 0, "a number >= 0")},
-           conv=_dgconv, takes=lambda i, o: i == o and i > 1 and i & (i - 1) == 0),
-    Family("acdc", options={"atoms": 6},
-           checks={"atoms": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
-                             "a whole number >= 1")},
-           conv=_acdc),
-)}
+FAMILIES: dict[str, Family] = {
+    f.name: f
+    for f in (
+        Family("dense", own_params=False),
+        Family(
+            "str",
+            options={"s_init": -5.0},
+            conv=lambda i, o, opts, stride, shared: STRConv2d(i, o, 3, stride=stride, padding=1, s_init=opts["s_init"]),
+            linear=lambda i, o, opts: STRLinear(i, o, s_init=opts["s_init"]),
+        ),
+        # C -> C convolutions with C a power of two > 1 (the mask is a Kronecker product of 2x2 blocks)
+        Family(
+            "dgconv",
+            options={"gate_mean": 0.0, "gate_std": 1.0},
+            checks={"gate_std": (lambda v: _is_num(v) and v >= 0, "a number >= 0")},
+            conv=_dgconv,
+            takes=lambda i, o: i == o and i > 1 and i & (i - 1) == 0,
+        ),
+        Family(
+            "acdc",
+            options={"atoms": 6},
+            checks={
+                "atoms": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "a whole number >= 1")
+            },
+            conv=_acdc,
+        ),
+    )
+}
 
 
 def family(name: str) -> Family:
@@ -219,8 +239,10 @@ def make_conv(name: str, in_ch: int, out_ch: int, opts: dict, shared: nn.Paramet
     """One 3x3 conv of family ``name``, padded by 1 ('same' at stride 1)."""
     fam = family(name)
     if not fam.takes(in_ch, out_ch):
-        raise ModelsetError(f"family {name!r} cannot make a {in_ch} -> {out_ch} convolution; "
-                            "ask Family.takes first and build that layer plain")
+        raise ModelsetError(
+            f"family {name!r} cannot make a {in_ch} -> {out_ch} convolution; "
+            "ask Family.takes first and build that layer plain"
+        )
     if fam.conv is None:
         return nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1)
     return fam.conv(in_ch, out_ch, opts, stride, shared)
@@ -231,7 +253,7 @@ def make_linear(name: str, in_f: int, out_f: int, opts: dict) -> nn.Module:
     return nn.Linear(in_f, out_f) if fam.linear is None else fam.linear(in_f, out_f, opts)
 
 
-def effective_weights(model: nn.Module) -> "OrderedDict[str, torch.Tensor]":
+def effective_weights(model: nn.Module) -> OrderedDict[str, torch.Tensor]:
     """Weights and biases in the dense architecture's names, shapes and order, differentiable in
     the family's own parameters."""
     out = OrderedDict()
@@ -243,7 +265,7 @@ def effective_weights(model: nn.Module) -> "OrderedDict[str, torch.Tensor]":
     return out
 
 
-def effective_state_dict(model: nn.Module) -> "OrderedDict[str, torch.Tensor]":
+def effective_state_dict(model: nn.Module) -> OrderedDict[str, torch.Tensor]:
     """``effective_weights``, detached: what the archive stores for every family."""
     return OrderedDict((k, v.detach()) for k, v in effective_weights(model).items())
 

@@ -5,6 +5,7 @@ each dimension as a 32-bit integer) followed by the values. Only type 0x08 (unsi
 used by these datasets. Whether the bytes sit in a gzip container, and what that container's
 header says (file name, time stamp), does not change what is read.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -31,24 +32,31 @@ def read_bytes(path: Path) -> bytes:
     try:
         return gzip.decompress(data)
     except (OSError, EOFError, zlib.error) as e:  # BadGzipFile is an OSError
-        raise ModelsetError(f"{path}: corrupt gzip stream ({' '.join(str(e).split()) or type(e).__name__}); "
-                            "re-download or re-copy it") from None
+        raise ModelsetError(
+            f"{path}: corrupt gzip stream ({' '.join(str(e).split()) or type(e).__name__}); re-download or re-copy it"
+        ) from None
 
 
 def read_idx(path: Path, ndim: int) -> np.ndarray:
     """The uint8 array of an IDX file with ``ndim`` dimensions; one line naming the file otherwise."""
     data = read_bytes(path)
     if len(data) < 4 or data[:2] != b"\0\0":
-        raise ModelsetError(f"{path}: not an IDX file (wrong magic number {data[:4].hex() or 'empty'}); "
-                            "expected the MNIST-format files *-idx3-ubyte / *-idx1-ubyte")
+        raise ModelsetError(
+            f"{path}: not an IDX file (wrong magic number {data[:4].hex() or 'empty'}); "
+            "expected the MNIST-format files *-idx3-ubyte / *-idx1-ubyte"
+        )
     if data[2] != UBYTE or data[3] != ndim:
-        raise ModelsetError(f"{path}: IDX type 0x{data[2]:02x} with {data[3]} dimensions; expected unsigned "
-                            f"bytes (0x08) with {ndim} ({'images' if ndim == 3 else 'labels'})")
+        raise ModelsetError(
+            f"{path}: IDX type 0x{data[2]:02x} with {data[3]} dimensions; expected unsigned "
+            f"bytes (0x08) with {ndim} ({'images' if ndim == 3 else 'labels'})"
+        )
     header = 4 + 4 * ndim
     if len(data) < header:
         raise ModelsetError(f"{path}: IDX header cut short ({len(data)} bytes)")
     dims = struct.unpack(f">{ndim}I", data[4:header])
     if len(data) - header != math.prod(dims):
-        raise ModelsetError(f"{path}: the header says {' x '.join(map(str, dims))} = {math.prod(dims)} values but "
-                            f"the file holds {len(data) - header} (truncated or padded); re-download it")
+        raise ModelsetError(
+            f"{path}: the header says {' x '.join(map(str, dims))} = {math.prod(dims)} values but "
+            f"the file holds {len(data) - header} (truncated or padded); re-download it"
+        )
     return np.frombuffer(data, np.uint8, offset=header).reshape(dims)

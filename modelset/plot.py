@@ -1,4 +1,5 @@
 """Plots for looking rather than reading: the task relation matrix and accuracy spread."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -15,7 +16,9 @@ def plot_relations(ms, ax=None):
     ticks = np.arange(0, len(names), step)
     ax.set_xticks(ticks, [names[i] for i in ticks], rotation=90, fontsize=6)
     ax.set_yticks(ticks, [names[i] for i in ticks], fontsize=6)
-    ax.set_title(f"task relations ({ms.relations.shape[0]} tasks): {ms.h5['relations'].attrs['definition'].split(':')[0]}")
+    ax.set_title(
+        f"task relations ({ms.relations.shape[0]} tasks): {ms.h5['relations'].attrs['definition'].split(':')[0]}"
+    )
     ax.figure.colorbar(im, ax=ax, fraction=0.046)
     return ax
 

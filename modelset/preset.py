@@ -3,6 +3,7 @@
 A preset names a dataset, tasks, an architecture, seeds and a training recipe; [grid] sweeps
 any [train] key over a list of values. ``Preset.text`` is the resolved TOML stored in archives.
 """
+
 from __future__ import annotations
 
 import copy
@@ -16,8 +17,8 @@ import tomli_w
 from .archs import ACTIVATIONS, INITS, list_archs
 from .augment import AUGMENTATIONS
 from .datasets import list_datasets
-from .families import FAMILIES
 from .errors import ModelsetError
+from .families import FAMILIES
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 ENGINES = ("batched", "reference")  # builders.batched / builders.train
@@ -36,8 +37,14 @@ DEFAULTS = {
     # Epochs whose weights and metrics are kept besides the final ones (0: the initial weights).
     # Empty (the default) keeps none and leaves plans, hashes and archives as they were before.
     "checkpoints": [],
-    "tasks": {"classes_per_task": 3, "count": 50, "classes": [], "transform": "none", "select": "balanced",
-              "relation": "jaccard"},
+    "tasks": {
+        "classes_per_task": 3,
+        "count": 50,
+        "classes": [],
+        "transform": "none",
+        "select": "balanced",
+        "relation": "jaccard",
+    },
     "train": {
         "epochs": 30,
         "batch_size": 32,
@@ -105,14 +112,16 @@ def load_preset(name_or_file: str, overrides: list[str] = ()) -> Preset:
     path = Path(name_or_file)
     if name_or_file.endswith(".toml") or path.exists():
         if not path.is_file():
-            raise ModelsetError(f"preset file {name_or_file!r} not found; give a TOML file or one of: "
-                                f"{', '.join(list_presets())}")
+            raise ModelsetError(
+                f"preset file {name_or_file!r} not found; give a TOML file or one of: {', '.join(list_presets())}"
+            )
         text, origin = path.read_text(), str(path)
     else:
         builtin = resources.files("modelset.presets").joinpath(f"{name_or_file}.toml")
         if not builtin.is_file():
-            raise ModelsetError(f"unknown preset {name_or_file!r}; `modelset presets` lists them: "
-                                f"{', '.join(list_presets())}")
+            raise ModelsetError(
+                f"unknown preset {name_or_file!r}; `modelset presets` lists them: {', '.join(list_presets())}"
+            )
         text, origin = builtin.read_text(), name_or_file
     try:
         raw = tomllib.loads(text)
@@ -128,8 +137,9 @@ def load_preset(name_or_file: str, overrides: list[str] = ()) -> Preset:
 def _merge(base: dict, raw: dict, origin: str, prefix="") -> dict:
     for key, value in raw.items():
         if key not in base:
-            raise ModelsetError(f"preset {origin}: unknown key {prefix + key!r}; valid keys: "
-                                f"{', '.join(_flat_keys(DEFAULTS))}")
+            raise ModelsetError(
+                f"preset {origin}: unknown key {prefix + key!r}; valid keys: {', '.join(_flat_keys(DEFAULTS))}"
+            )
         if isinstance(base[key], dict) and key != "grid":
             if not isinstance(value, dict):
                 raise ModelsetError(f"preset {origin}: {prefix + key!r} must be a table")
@@ -165,9 +175,14 @@ def _apply_override(data: dict, item: str) -> None:
     keys = _flat_keys(DEFAULTS)
     if key.startswith("grid."):
         if key[5:] not in [*DEFAULTS["train"], "family"]:
-            raise ModelsetError(f"--set {key}: grid factors are [train] keys or family: {', '.join(DEFAULTS['train'])}"
-                            + ("; checkpoints are one list for the whole zoo: --set checkpoints=[0,5]"
-                               if key == "grid.checkpoints" else ""))
+            raise ModelsetError(
+                f"--set {key}: grid factors are [train] keys or family: {', '.join(DEFAULTS['train'])}"
+                + (
+                    "; checkpoints are one list for the whole zoo: --set checkpoints=[0,5]"
+                    if key == "grid.checkpoints"
+                    else ""
+                )
+            )
         data["grid"][key[5:]] = value
         return
     if key.startswith("families.") and key.count(".") == 2:
@@ -219,39 +234,52 @@ _TRAIN_CHECKS = {
 def _check_checkpoints(d: dict) -> None:
     """Distinct whole epochs within 0..epochs of every model (grid and family overrides included)."""
     c = d["checkpoints"]
-    _check(isinstance(c, list) and all(_is_int(e) for e in c),
-           f"checkpoints must be a list of whole epochs, e.g. [0, 1, 5, 10], got {c!r}")
+    _check(
+        isinstance(c, list) and all(_is_int(e) for e in c),
+        f"checkpoints must be a list of whole epochs, e.g. [0, 1, 5, 10], got {c!r}",
+    )
     _check(len(set(c)) == len(c), f"checkpoints must list each epoch once, got {c!r}")
     _check(all(e >= 0 for e in c), f"checkpoints must be epochs >= 0 (0: the initial weights), got {c!r}")
     if not c:
         return
-    epochs = [d["train"]["epochs"], *d["grid"].get("epochs", []),
-              *(f["epochs"] for f in d["families"].values() if isinstance(f, dict) and "epochs" in f)]
+    epochs = [
+        d["train"]["epochs"],
+        *d["grid"].get("epochs", []),
+        *(f["epochs"] for f in d["families"].values() if isinstance(f, dict) and "epochs" in f),
+    ]
     fewest = min((e for e in epochs if _is_int(e)), default=None)
-    _check(fewest is None or max(c) <= fewest,
-           f"checkpoints: epoch {max(c)} is past the {fewest} epochs some models train; "
-           f"keep checkpoints within 0..{fewest} or train longer")
+    _check(
+        fewest is None or max(c) <= fewest,
+        f"checkpoints: epoch {max(c)} is past the {fewest} epochs some models train; "
+        f"keep checkpoints within 0..{fewest} or train longer",
+    )
 
 
 def _validate(d: dict) -> None:
     _check(isinstance(d["name"], str) and d["name"], "name must be a non-empty string")
-    _check(d["dataset"] in list_datasets(), f"dataset {d['dataset']!r} is unknown; available: {', '.join(list_datasets())}")
+    _check(
+        d["dataset"] in list_datasets(), f"dataset {d['dataset']!r} is unknown; available: {', '.join(list_datasets())}"
+    )
     _check(d["arch"] in list_archs(), f"arch {d['arch']!r} is unknown; available: {', '.join(list_archs())}")
     _check(d["family"] in FAMILIES, f"family {d['family']!r} is unknown; available: {', '.join(FAMILIES)}")
     _check(_is_int(d["seed"]) and d["seed"] >= 0, "seed must be a whole number >= 0")
     s = d["seeds"]
-    _check((_is_int(s) and s >= 1) or (isinstance(s, list) and s and all(_is_int(v) and v >= 0 for v in s)
-                                         and len(set(s)) == len(s)),
-           f"seeds must be a count >= 1 or a list of distinct seeds >= 0, got {s!r}")
+    _check(
+        (_is_int(s) and s >= 1)
+        or (isinstance(s, list) and s and all(_is_int(v) and v >= 0 for v in s) and len(set(s)) == len(s)),
+        f"seeds must be a count >= 1 or a list of distinct seeds >= 0, got {s!r}",
+    )
     _check(_is_int(d["unit_size"]) and d["unit_size"] >= 1, "unit_size must be a whole number >= 1")
     _check(d["engine"] in ENGINES, f"engine must be one of {', '.join(ENGINES)}, got {d['engine']!r}")
     _check_checkpoints(d)
     t = d["tasks"]
     _check(_is_int(t["classes_per_task"]) and t["classes_per_task"] >= 2, "tasks.classes_per_task must be >= 2")
     _check(_is_int(t["count"]) and t["count"] >= 1, "tasks.count must be a whole number >= 1")
-    _check(isinstance(t["classes"], list) and all(isinstance(c, list) and all(_is_int(x) for x in c)
-                                                   for c in t["classes"]),
-           "tasks.classes must be a list of class lists, e.g. [[0, 1, 2], [3, 4, 5]]")
+    _check(
+        isinstance(t["classes"], list)
+        and all(isinstance(c, list) and all(_is_int(x) for x in c) for c in t["classes"]),
+        "tasks.classes must be a list of class lists, e.g. [[0, 1, 2], [3, 4, 5]]",
+    )
     if t["classes"]:
         _check(len({len(c) for c in t["classes"]}) == 1, "all tasks in tasks.classes need the same number of classes")
     from .tasks import RELATIONS, SELECTIONS, TRANSFORMS
@@ -263,8 +291,11 @@ def _validate(d: dict) -> None:
         _check(ok(d["train"][key]), f"train.{key} must be {what}, got {d['train'][key]!r}")
     checks = {**_TRAIN_CHECKS, "family": (lambda v: v in FAMILIES, "one of " + ", ".join(FAMILIES))}
     for key, values in d["grid"].items():
-        _check(key != "checkpoints", "grid.checkpoints: checkpoints are one list for the whole zoo, not a grid "
-               "factor; set the top-level key, e.g. checkpoints = [0, 1, 5]")
+        _check(
+            key != "checkpoints",
+            "grid.checkpoints: checkpoints are one list for the whole zoo, not a grid "
+            "factor; set the top-level key, e.g. checkpoints = [0, 1, 5]",
+        )
         _check(key in checks, f"grid.{key}: grid factors are [train] keys or family: {', '.join(checks)}")
         _check(isinstance(values, list) and values, f"grid.{key} must be a non-empty list")
         ok, what = checks[key]
@@ -281,7 +312,9 @@ def _validate(d: dict) -> None:
         _check(problem is None, problem)
     for key, v in d["splits"].items():
         if key == "epoch_max_rows":
-            _check(isinstance(v, int) and not isinstance(v, bool) and v >= 2,
-                   f"splits.{key} must be an integer >= 2, got {v!r}")
+            _check(
+                isinstance(v, int) and not isinstance(v, bool) and v >= 2,
+                f"splits.{key} must be an integer >= 2, got {v!r}",
+            )
         else:
             _check(_is_num(v) and 0 < v < 1, f"splits.{key} must be a fraction in (0, 1), got {v!r}")

@@ -9,11 +9,12 @@ its evaluator.
 What the public file holds for a split: the training rows' weights with their task labels and the
 ``targets`` of every protocol on it that applies, and the test rows' weights, shuffled, unlabelled.
 """
+
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -32,18 +33,49 @@ class Split:
     sees: str = "test"  # what a method represents: the test rows, or "all" (training rows first)
 
 
-TASK_ID = Split("task_id", "train", ("test",), splits.task_id, sees="all", description=(
-    "held-out models: per task, train seeds vs held-out seeds (test); task identification, and the "
-    "property protocols (accuracy, generalisation gap, hyper-parameters, family) of the held-out models"))
-RETRIEVAL = Split("retrieval", "train", ("query", "gallery"), splits.retrieval, description=(
-    "retrieval on unseen tasks: train tasks vs unseen tasks, whose models are split into query and gallery; "
-    "score mAP and CMC@1/5/10 of queries against the gallery, relation fidelity and clustering"))
-CROSS_FAMILY = Split("cross_family", "train", ("query", "gallery"), splits.cross_family, description=(
-    "cross-family retrieval on unseen tasks: queries are the retrieval queries of the first family, the "
-    "gallery the retrieval gallery models of every other family"))
-EPOCH = Split("epoch", "train", ("test",), splits.epoch, rows="checkpoints", sees="all", description=(
-    "checkpoints (rows of /checkpoints) of the task_id training models vs of its held-out models, "
-    "each side capped at [splits] epoch_max_rows; predict each checkpoint's epoch"))
+TASK_ID = Split(
+    "task_id",
+    "train",
+    ("test",),
+    splits.task_id,
+    sees="all",
+    description=(
+        "held-out models: per task, train seeds vs held-out seeds (test); task identification, and the "
+        "property protocols (accuracy, generalisation gap, hyper-parameters, family) of the held-out models"
+    ),
+)
+RETRIEVAL = Split(
+    "retrieval",
+    "train",
+    ("query", "gallery"),
+    splits.retrieval,
+    description=(
+        "retrieval on unseen tasks: train tasks vs unseen tasks, whose models are split into query and gallery; "
+        "score mAP and CMC@1/5/10 of queries against the gallery, relation fidelity and clustering"
+    ),
+)
+CROSS_FAMILY = Split(
+    "cross_family",
+    "train",
+    ("query", "gallery"),
+    splits.cross_family,
+    description=(
+        "cross-family retrieval on unseen tasks: queries are the retrieval queries of the first family, the "
+        "gallery the retrieval gallery models of every other family"
+    ),
+)
+EPOCH = Split(
+    "epoch",
+    "train",
+    ("test",),
+    splits.epoch,
+    rows="checkpoints",
+    sees="all",
+    description=(
+        "checkpoints (rows of /checkpoints) of the task_id training models vs of its held-out models, "
+        "each side capped at [splits] epoch_max_rows; predict each checkpoint's epoch"
+    ),
+)
 SPLITS = {s.name: s for s in (TASK_ID, RETRIEVAL, CROSS_FAMILY, EPOCH)}  # in drawing order
 
 
@@ -93,22 +125,39 @@ class Protocol:
     classifies: bool = False  # scored by the method's own task classifier (predict_scores) when it has one
 
 
-PROTOCOLS = {p.name: p for p in (
-    Protocol("task_id", TASK_ID, "TaskIdEvaluator", ("top1", "top5"), "relations", required=True,
-             classifies=True),
-    Protocol("retrieval", RETRIEVAL, "RetrievalEvaluator", ("map", "cmc1", "cmc5", "cmc10"), "relations",
-             required=True),
-    Protocol("relation", RETRIEVAL, "RelationEvaluator", ("spearman", "ndcg10"), "relations", required=True),
-    Protocol("clustering", RETRIEVAL, "ClusteringEvaluator", ("nmi",), "relations", required=True),
-    Protocol("cross_family", CROSS_FAMILY, "RetrievalEvaluator", ("map", "cmc1"), "relations"),
-    Protocol("accuracy", TASK_ID, "RegressionEvaluator", ("kendall", "r2"), "properties", _accuracy, required=True),
-    Protocol("gap", TASK_ID, "RegressionEvaluator", ("kendall",), "properties", _gap, required=True),
-    Protocol("hparams", TASK_ID, "FactorsEvaluator", ("mean",), "properties", _hparams,
-             applies=lambda ms: bool(grid_factors(ms))),
-    Protocol("epoch", EPOCH, "RegressionEvaluator", ("kendall", "r2"), "properties", _epoch),
-    Protocol("family", TASK_ID, "FactorsEvaluator", ("mean",), "properties", _family,
-             applies=lambda ms: ms.models["family"].nunique() > 1),
-)}
+PROTOCOLS = {
+    p.name: p
+    for p in (
+        Protocol("task_id", TASK_ID, "TaskIdEvaluator", ("top1", "top5"), "relations", required=True, classifies=True),
+        Protocol(
+            "retrieval", RETRIEVAL, "RetrievalEvaluator", ("map", "cmc1", "cmc5", "cmc10"), "relations", required=True
+        ),
+        Protocol("relation", RETRIEVAL, "RelationEvaluator", ("spearman", "ndcg10"), "relations", required=True),
+        Protocol("clustering", RETRIEVAL, "ClusteringEvaluator", ("nmi",), "relations", required=True),
+        Protocol("cross_family", CROSS_FAMILY, "RetrievalEvaluator", ("map", "cmc1"), "relations"),
+        Protocol("accuracy", TASK_ID, "RegressionEvaluator", ("kendall", "r2"), "properties", _accuracy, required=True),
+        Protocol("gap", TASK_ID, "RegressionEvaluator", ("kendall",), "properties", _gap, required=True),
+        Protocol(
+            "hparams",
+            TASK_ID,
+            "FactorsEvaluator",
+            ("mean",),
+            "properties",
+            _hparams,
+            applies=lambda ms: bool(grid_factors(ms)),
+        ),
+        Protocol("epoch", EPOCH, "RegressionEvaluator", ("kendall", "r2"), "properties", _epoch),
+        Protocol(
+            "family",
+            TASK_ID,
+            "FactorsEvaluator",
+            ("mean",),
+            "properties",
+            _family,
+            applies=lambda ms: ms.models["family"].nunique() > 1,
+        ),
+    )
+}
 
 HEADLINE = [f"{p.name}.{m}" for p in PROTOCOLS.values() for m in p.headline]
 REQUIRED = [f"{p.name}.{m}" for p in PROTOCOLS.values() if p.required for m in p.headline]
@@ -129,8 +178,11 @@ def applicable(ms, splits_only=None) -> list[Protocol]:
     """The protocols an opened archive supports (its split is stored and it applies), optionally only
     those on the splits named in ``splits_only``."""
     stored = set(ms.h5["splits"]) if "splits" in ms.h5 else set()
-    return [p for p in PROTOCOLS.values() if p.split.name in stored and p.applies(ms)
-            and (splits_only is None or p.split.name in splits_only)]
+    return [
+        p
+        for p in PROTOCOLS.values()
+        if p.split.name in stored and p.applies(ms) and (splits_only is None or p.split.name in splits_only)
+    ]
 
 
 def split_targets(ms, split: Split, ids, protocols=None) -> dict:

@@ -8,6 +8,7 @@ Checkpoints are an addition within v2, present only in archives of presets that 
 root attribute ``checkpoint_epochs``, ``/checkpoints`` and ``checkpoints`` beside every ``params``
 matrix. An archive without them is exactly what v2 was before they existed.
 """
+
 from __future__ import annotations
 
 import hashlib

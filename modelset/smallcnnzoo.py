@@ -20,6 +20,7 @@ Our export adds ``modelset.*`` columns (model id, architecture, task, its classe
 seed, dataset fingerprint), which the field's loaders ignore and our import reads back, so a round
 trip rebuilds the same models, tasks and checkpoints. What does not travel is in README.md.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -36,8 +37,14 @@ from .errors import ModelsetError
 # modelset recipe key -> (the zoo's config flag, value to the zoo, value back). Keras's l2reg adds
 # l2reg * ||w||^2 to the loss (a gradient of 2 * l2reg * w, on kernels only); torch's weight_decay adds
 # weight_decay * w to every parameter's gradient: l2reg = weight_decay / 2 for the kernels.
-_INITS = {"default": "torch_default", "kaiming_normal": "he_normal", "kaiming_uniform": "he_uniform",
-          "xavier_normal": "glorot_normal", "xavier_uniform": "glorot_uniform", "orthogonal": "orthogonal"}
+_INITS = {
+    "default": "torch_default",
+    "kaiming_normal": "he_normal",
+    "kaiming_uniform": "he_uniform",
+    "xavier_normal": "glorot_normal",
+    "xavier_uniform": "glorot_uniform",
+    "orthogonal": "orthogonal",
+}
 _BACK = {v: k for k, v in _INITS.items()}
 CONFIG = {
     "lr": ("learning_rate", float, float),
@@ -49,8 +56,12 @@ CONFIG = {
     "activation": ("activation", str, str),
 }
 _FROM_ZOO = {flag: (key, back) for key, (flag, _, back) in CONFIG.items()}
-METRIC_COLUMNS = {"test_accuracy": "test_acc", "test_loss": "test_loss", "train_accuracy": "train_acc",
-                  "train_loss": "train_loss"}
+METRIC_COLUMNS = {
+    "test_accuracy": "test_acc",
+    "test_loss": "test_loss",
+    "train_accuracy": "train_acc",
+    "train_loss": "train_loss",
+}
 DEFAULT_ARCH = "small_cnn_zoo_tf"  # the zoo's own CNN, as TensorFlow runs it
 _VARNAMES = ("conv2d", "dense")
 # Flags our export writes as the zoo describes its runs, which are not recipe keys of ours (a round
@@ -74,6 +85,7 @@ def _sha256(path) -> str:
 
 # -- export ------------------------------------------------------------------------------------
 
+
 def export(ms, out_dir) -> dict:
     """Write archive ``ms`` (an open Archive) in the zoo's format into the new directory ``out_dir``
     (written beside it, renamed into place once complete). Returns {rows, models, files}."""
@@ -81,8 +93,10 @@ def export(ms, out_dir) -> dict:
 
     out_dir = os.path.abspath(os.fspath(out_dir))
     if os.path.exists(out_dir):
-        raise ModelsetError(f"{out_dir} exists; give a new directory (the export writes weights.npy, "
-                            f"metrics.csv(.gz), layout.csv and a split CSV there)")
+        raise ModelsetError(
+            f"{out_dir} exists; give a new directory (the export writes weights.npy, "
+            f"metrics.csv(.gz), layout.csv and a split CSV there)"
+        )
     if len(ms.architectures) != 1:
         raise ModelsetError(f"the Small CNN Zoo's format holds one architecture; this archive has {ms.architectures}")
     arch = ms.architectures[0]
@@ -97,7 +111,7 @@ def export(ms, out_dir) -> dict:
     k = len(epochs) or 1  # rows per model; without checkpoints, the final state at its own epoch count
     # TensorFlow's variables, in the order Keras lists them: kernel, bias, layer by layer.
     varnames, tf_shapes = [], []
-    for j, (w, b) in enumerate(pairs):
+    for j, (w, _) in enumerate(pairs):
         kind = _VARNAMES[0] if len(shapes[w]) == 4 else _VARNAMES[1]
         n_same = sum(len(shapes[x]) == len(shapes[w]) for x, _ in pairs[:j])
         base = f"sequential/{kind}{'' if n_same == 0 else f'_{n_same}'}"
@@ -106,8 +120,15 @@ def export(ms, out_dir) -> dict:
         tf_shapes += [(*hw, i, o), (o,)]
     sizes = [int(np.prod(s)) for s in tf_shapes]
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(int)
-    layout_csv = pd.DataFrame({"varname": varnames, "start_idx": starts, "end_idx": starts + sizes, "size": sizes,
-                               "shape": [str(tuple(int(d) for d in s)) for s in tf_shapes]})
+    layout_csv = pd.DataFrame(
+        {
+            "varname": varnames,
+            "start_idx": starts,
+            "end_idx": starts + sizes,
+            "size": sizes,
+            "shape": [str(tuple(int(d) for d in s)) for s in tf_shapes],
+        }
+    )
 
     parent = os.path.dirname(out_dir)
     os.makedirs(parent, exist_ok=True)
@@ -116,19 +137,20 @@ def export(ms, out_dir) -> dict:
         mask = os.umask(0)
         os.umask(mask)
         os.chmod(tmp, 0o777 & ~mask)  # mkdtemp makes 0700; the result is a normal directory
-        weights = np.lib.format.open_memmap(os.path.join(tmp, "weights.npy"), mode="w+", dtype="<f4",
-                                            shape=(len(m) * k, int(sum(sizes))))
+        weights = np.lib.format.open_memmap(
+            os.path.join(tmp, "weights.npy"), mode="w+", dtype="<f4", shape=(len(m) * k, int(sum(sizes)))
+        )
         block = 256  # models per read: memory stays bounded on any archive
         for start in range(0, len(m), block):
-            ids = m["id"].to_numpy()[start:start + block]
+            ids = m["id"].to_numpy()[start : start + block]
             stack = np.stack([ms.params(ids, epoch=e) for e in epochs], axis=1) if epochs else ms.params(ids)[:, None]
             flat = stack.reshape(len(ids) * k, -1)
             parts = []
             for w, b in pairs:
                 r = by.loc[w]
-                t = flat[:, r["offset"]:r["offset"] + r["size"]].reshape(len(flat), *r["shape"])
-                parts += [_tf_order(t).reshape(len(flat), -1), flat[:, by.loc[b, "offset"]:][:, :by.loc[b, "size"]]]
-            weights[start * k:(start + len(ids)) * k] = np.concatenate(parts, axis=1)
+                t = flat[:, r["offset"] : r["offset"] + r["size"]].reshape(len(flat), *r["shape"])
+                parts += [_tf_order(t).reshape(len(flat), -1), flat[:, by.loc[b, "offset"] :][:, : by.loc[b, "size"]]]
+            weights[start * k : (start + len(ids)) * k] = np.concatenate(parts, axis=1)
         weights.flush()
         del weights
         table = _metrics_table(ms, k, arch, len(pairs) - 1, int(shapes[pairs[0][0]][0]))
@@ -136,8 +158,9 @@ def export(ms, out_dir) -> dict:
         table.to_csv(os.path.join(tmp, "metrics.csv.gz"), index=False, compression={"method": "gzip", "mtime": 0})
         layout_csv.to_csv(os.path.join(tmp, "layout.csv"), index=False)
         split = ms.split("task_id")  # nfn's form: the training models' rows first, then the held-out ones
-        order = np.concatenate([np.flatnonzero(np.isin(np.repeat(m["id"].to_numpy(), k), split[p]))
-                                for p in ("train", "test")])
+        order = np.concatenate(
+            [np.flatnonzero(np.isin(np.repeat(m["id"].to_numpy(), k), split[p])) for p in ("train", "test")]
+        )
         split_name = f"{ms.attrs['dataset']}_split.csv"
         pd.Series(order).to_csv(os.path.join(tmp, split_name), index=False, header=False)
         os.rename(tmp, out_dir)
@@ -153,9 +176,16 @@ def _metrics_table(ms, k: int, arch, depth, width) -> pd.DataFrame:
     m, tasks = ms.models, ms.tasks
     recipe = [c for c in m.columns if c not in REQUIRED_MODEL_COLUMNS]  # the training recipe's keys
     rep = m.loc[m.index.repeat(k)].reset_index(drop=True)
-    out = {"config.dataset": ms.attrs["dataset"], "config.dnn_architecture": "cnn", "config.num_layers": depth,
-           "config.num_units": width, "config.dropout": 0.0, "config.train_fraction": 1.0,
-           "config.b_init": "torch_default", "config.random_seed": rep["init_seed"].to_numpy()}
+    out = {
+        "config.dataset": ms.attrs["dataset"],
+        "config.dnn_architecture": "cnn",
+        "config.num_layers": depth,
+        "config.num_units": width,
+        "config.dropout": 0.0,
+        "config.train_fraction": 1.0,
+        "config.b_init": "torch_default",
+        "config.random_seed": rep["init_seed"].to_numpy(),
+    }
     for key in recipe:
         flag, to_zoo, _ = CONFIG.get(key, (key, lambda v: v, None))
         out[f"config.{flag}"] = [to_zoo(v) for v in rep[key]]
@@ -169,16 +199,24 @@ def _metrics_table(ms, k: int, arch, depth, width) -> pd.DataFrame:
         for col, ours in METRIC_COLUMNS.items():
             out[col] = rep[ours].to_numpy()
     classes = tasks.loc[rep["task"], "classes"]
-    out.update({"modelset.model": rep["id"].to_numpy(), "modelset.arch": arch, "modelset.task": rep["task"].to_numpy(),
-                "modelset.classes": [";".join(map(str, c)) for c in classes],
-                "modelset.transform": tasks.loc[rep["task"], "transform"].to_numpy(),
-                "modelset.task_name": tasks.loc[rep["task"], "name"].to_numpy(),
-                "modelset.seed": rep["seed"].to_numpy(), "modelset.data_seed": rep["data_seed"].to_numpy(),
-                "modelset.dataset_fingerprint": ms.attrs.get("dataset_fingerprint", "")})
+    out.update(
+        {
+            "modelset.model": rep["id"].to_numpy(),
+            "modelset.arch": arch,
+            "modelset.task": rep["task"].to_numpy(),
+            "modelset.classes": [";".join(map(str, c)) for c in classes],
+            "modelset.transform": tasks.loc[rep["task"], "transform"].to_numpy(),
+            "modelset.task_name": tasks.loc[rep["task"], "name"].to_numpy(),
+            "modelset.seed": rep["seed"].to_numpy(),
+            "modelset.data_seed": rep["data_seed"].to_numpy(),
+            "modelset.dataset_fingerprint": ms.attrs.get("dataset_fingerprint", ""),
+        }
+    )
     return pd.DataFrame({c: (v if np.ndim(v) else [v] * len(rep)) for c, v in out.items()})
 
 
 # -- import ------------------------------------------------------------------------------------
+
 
 def _read_dir(src: str):
     """(weights memmap, metrics, layout, split order or None, {file: sha256}) of a zoo directory,
@@ -188,8 +226,11 @@ def _read_dir(src: str):
         raise ModelsetError(f"{src}: no such directory; {hint}")
     names = os.listdir(src)
     metrics_name = next((n for n in ("metrics.csv.gz", "metrics.csv") if n in names), None)
-    for need, present in (("weights.npy", "weights.npy" in names), ("metrics.csv.gz", metrics_name),
-                          ("layout.csv", "layout.csv" in names)):
+    for need, present in (
+        ("weights.npy", "weights.npy" in names),
+        ("metrics.csv.gz", metrics_name),
+        ("layout.csv", "layout.csv" in names),
+    ):
         if not present:
             raise ModelsetError(f"{src}: no {need}; {hint}")
     splits = sorted(n for n in names if n.endswith("_split.csv"))
@@ -202,27 +243,38 @@ def _read_dir(src: str):
     except (ValueError, OSError) as e:
         raise ModelsetError(f"{src}/weights.npy: not a numpy array file ({e}); re-download or re-export it") from None
     if weights.ndim != 2 or weights.dtype.kind != "f":
-        raise ModelsetError(f"{src}/weights.npy: expected a 2-D float matrix (rows x parameters), "
-                            f"got {weights.dtype} of shape {weights.shape}")
+        raise ModelsetError(
+            f"{src}/weights.npy: expected a 2-D float matrix (rows x parameters), "
+            f"got {weights.dtype} of shape {weights.shape}"
+        )
     try:
         metrics = pd.read_csv(os.path.join(src, metrics_name))
         layout = pd.read_csv(os.path.join(src, "layout.csv"))
         order = pd.read_csv(os.path.join(src, splits[0]), header=None)[0].to_numpy() if splits else None
     except (ValueError, OSError, pd.errors.ParserError, EOFError) as e:
-        raise ModelsetError(f"{src}: cannot read a CSV file ({str(e).splitlines()[0]}); re-download or re-export it") \
-            from None
-    for name, table, cols in (("metrics", metrics, ("modeldir", "step", "test_accuracy", "train_accuracy")),
-                              ("layout.csv", layout, ("varname", "start_idx", "end_idx", "shape"))):
+        raise ModelsetError(
+            f"{src}: cannot read a CSV file ({str(e).splitlines()[0]}); re-download or re-export it"
+        ) from None
+    for name, table, cols in (
+        ("metrics", metrics, ("modeldir", "step", "test_accuracy", "train_accuracy")),
+        ("layout.csv", layout, ("varname", "start_idx", "end_idx", "shape")),
+    ):
         missing = [c for c in cols if c not in table.columns]
         if missing:
-            raise ModelsetError(f"{src}/{metrics_name if name == 'metrics' else name}: no column "
-                                f"{missing[0]!r} (has {', '.join(map(str, table.columns[:8]))}); {hint}")
+            raise ModelsetError(
+                f"{src}/{metrics_name if name == 'metrics' else name}: no column "
+                f"{missing[0]!r} (has {', '.join(map(str, table.columns[:8]))}); {hint}"
+            )
     if len(metrics) != len(weights):
-        raise ModelsetError(f"{src}: {metrics_name} has {len(metrics)} rows but weights.npy {len(weights)}; "
-                            f"they describe the same rows, one each")
+        raise ModelsetError(
+            f"{src}: {metrics_name} has {len(metrics)} rows but weights.npy {len(weights)}; "
+            f"they describe the same rows, one each"
+        )
     if order is not None and (order.dtype.kind not in "iu" or sorted(order) != list(range(len(weights)))):
-        raise ModelsetError(f"{src}/{splits[0]}: not a permutation of the {len(weights)} weights rows "
-                            f"(nfn's form: one row index a line, no header)")
+        raise ModelsetError(
+            f"{src}/{splits[0]}: not a permutation of the {len(weights)} weights rows "
+            f"(nfn's form: one row index a line, no header)"
+        )
     return weights, metrics, layout, order, sums
 
 
@@ -235,29 +287,41 @@ def _tensors(src, layout: pd.DataFrame, width: int):
         except ValueError:
             raise ModelsetError(f"{src}/layout.csv: shape {r.shape!r} of {r.varname} is not a tuple of sizes") from None
         if int(r.end_idx) - int(r.start_idx) != int(np.prod(shape)):
-            raise ModelsetError(f"{src}/layout.csv: {r.varname} spans {r.end_idx - r.start_idx} values, "
-                                f"its shape {shape} holds {int(np.prod(shape))}")
-        kind = "kernel" if str(r.varname).endswith("kernel:0") else "bias" if str(r.varname).endswith("bias:0") else None
+            raise ModelsetError(
+                f"{src}/layout.csv: {r.varname} spans {r.end_idx - r.start_idx} values, "
+                f"its shape {shape} holds {int(np.prod(shape))}"
+            )
+        kind = (
+            "kernel" if str(r.varname).endswith("kernel:0") else "bias" if str(r.varname).endswith("bias:0") else None
+        )
         if kind is None:
-            raise ModelsetError(f"{src}/layout.csv: variable {r.varname!r} is neither a kernel nor a bias; "
-                                f"the zoo's CNN has only those")
+            raise ModelsetError(
+                f"{src}/layout.csv: variable {r.varname!r} is neither a kernel nor a bias; the zoo's CNN has only those"
+            )
         rows.append((kind, int(r.start_idx), int(r.end_idx), shape))
     kernels, biases = [r for r in rows if r[0] == "kernel"], [r for r in rows if r[0] == "bias"]
     spans = sorted((s, e) for _, s, e, _ in rows)
-    if len(kernels) != len(biases) or spans[0][0] != 0 or spans[-1][1] != width or any(
-            a[1] != b[0] for a, b in zip(spans, spans[1:])):
-        raise ModelsetError(f"{src}/layout.csv: its variables do not tile the {width} columns of weights.npy, "
-                            f"one kernel and one bias per layer")
+    if (
+        len(kernels) != len(biases)
+        or spans[0][0] != 0
+        or spans[-1][1] != width
+        or any(a[1] != b[0] for a, b in zip(spans, spans[1:]))
+    ):
+        raise ModelsetError(
+            f"{src}/layout.csv: its variables do not tile the {width} columns of weights.npy, "
+            f"one kernel and one bias per layer"
+        )
     return list(zip(kernels, biases))
 
 
 def import_zoo(src, out, data_root=None) -> dict:
     """Read the zoo directory ``src`` into a new archive ``out`` (written atomically). Returns a
     report: models, skipped runs and why, whether ``ms.model(i)`` reproduces the stored accuracy."""
-    from .archs import ACTIVATIONS, create_model, layout as torch_layout, list_archs
+    from .archs import ACTIVATIONS, create_model, list_archs
+    from .archs import layout as torch_layout
     from .datasets import load_dataset
-    from .protocols import make_splits
     from .preset import DEFAULTS
+    from .protocols import make_splits
     from .schema import CHECKPOINT_EPOCHS, CURVES, model_columns, param_checksum
     from .splits import epoch as epoch_split
     from .tasks import Task, relation_matrix
@@ -287,8 +351,9 @@ def import_zoo(src, out, data_root=None) -> dict:
     ours = "modelset.arch" in metrics.columns
     arch = str(metrics["modelset.arch"].iloc[0]) if ours else DEFAULT_ARCH
     if arch not in list_archs():
-        raise ModelsetError(f"{src}: architecture {arch!r} (modelset.arch) is not registered here; "
-                            f"available: {', '.join(list_archs())}")
+        raise ModelsetError(
+            f"{src}: architecture {arch!r} (modelset.arch) is not registered here; available: {', '.join(list_archs())}"
+        )
     (k0, _), *_ = layers
     in_channels, n_classes = k0[3][-2], layers[-1][1][3][0]
     activation = metrics.get("config.activation", pd.Series(["relu"] * len(metrics)))
@@ -300,8 +365,10 @@ def import_zoo(src, out, data_root=None) -> dict:
     want = [tuple(s) for _, s, *_ in layout_rows]
     have = [s for (_, _, _, ks), (_, _, _, bs) in layers for s in (_torch_shape(ks), bs)]
     if want != have:
-        raise ModelsetError(f"{src}/layout.csv: tensors {have} are not those of {arch} ({want}); the import knows "
-                            f"the Small CNN Zoo's CNN (3 stride-2 convolutions of 16, GAP, a dense head)")
+        raise ModelsetError(
+            f"{src}/layout.csv: tensors {have} are not those of {arch} ({want}); the import knows "
+            f"the Small CNN Zoo's CNN (3 stride-2 convolutions of 16, GAP, a dense head)"
+        )
 
     # one model per kept run: its final checkpoint, recipe and identity
     final = np.array([r[-1] for _, r in kept])
@@ -309,17 +376,17 @@ def import_zoo(src, out, data_root=None) -> dict:
     n, k = len(kept), len(steps) or 1  # k: rows per run
     recipe = {}
     skip = {"dataset", "random_seed", *(_EXPORT_CONSTANTS if ours else ())}
-    for col in [c for c in metrics.columns if c.startswith("config.") and c[len("config."):] not in skip]:
-        key, back = _FROM_ZOO.get(col[len("config."):], (col[len("config."):], lambda v: v))
+    for col in [c for c in metrics.columns if c.startswith("config.") and c[len("config.") :] not in skip]:
+        key, back = _FROM_ZOO.get(col[len("config.") :], (col[len("config.") :], lambda v: v))
         recipe[key] = [back(v) for v in fm[col]]
     recipe.setdefault("activation", ["relu"] * n)
     dataset_name = str(metrics["config.dataset"].iloc[0]) if "config.dataset" in metrics.columns else "unknown"
     if ours:
         task_of = fm["modelset.task"].to_numpy(np.int64)
-        tasks = {}
+        by_id = {}
         for t, c, tr, name in zip(task_of, fm["modelset.classes"], fm["modelset.transform"], fm["modelset.task_name"]):
-            tasks[int(t)] = Task(int(t), tuple(int(x) for x in str(c).split(";")), str(tr), str(name))
-        tasks = [tasks[t] for t in sorted(tasks)]
+            by_id[int(t)] = Task(int(t), tuple(int(x) for x in str(c).split(";")), str(tr), str(name))
+        tasks = [by_id[t] for t in sorted(by_id)]
         seeds, data_seeds = fm["modelset.seed"].to_numpy(np.int64), fm["modelset.data_seed"].to_numpy(np.int64)
     else:  # the zoo's one 10-class task; each run its own "seed", so splits by seed divide runs
         task_of = np.zeros(n, np.int64)
@@ -336,9 +403,11 @@ def import_zoo(src, out, data_root=None) -> dict:
         if dataset is not None and dataset.fingerprint != str(fm["modelset.dataset_fingerprint"].iloc[0]):
             dataset, why_not = None, f"the {dataset_name!r} here is not the data these models saw (fingerprint differs)"
     else:
-        why_not = (f"the zoo's inputs are TFDS {dataset_name} images averaged to grayscale and scaled to [-1, 1]; "
-                   f"modelset's datasets are standardised otherwise, so ms.task_data does not give what these models "
-                   f"saw: evaluate ms.model(i) on inputs prepared as the zoo's train_network.py prepares them")
+        why_not = (
+            f"the zoo's inputs are TFDS {dataset_name} images averaged to grayscale and scaled to [-1, 1]; "
+            f"modelset's datasets are standardised otherwise, so ms.task_data does not give what these models "
+            f"saw: evaluate ms.model(i) on inputs prepared as the zoo's train_network.py prepares them"
+        )
 
     # An archive names a dataset ms.dataset() can load; data that is not modelset's gets a name no
     # loader has, so ms.task_data refuses rather than hand over differently prepared images.
@@ -346,14 +415,31 @@ def import_zoo(src, out, data_root=None) -> dict:
     source = json.dumps(sums, sort_keys=True)
     fractions = dict(DEFAULTS["splits"])
     grid = {key: sorted(set(v), key=str) for key, v in recipe.items() if len(set(v)) > 1}
-    preset_text = _toml({"name": os.path.basename(src.rstrip("/")) or "small-cnn-zoo",
-                         "description": f"imported from the Small CNN Zoo format ({src})", "dataset": archive_dataset,
-                         "arch": arch, "family": "dense", "seed": 0, "checkpoints": steps,
-                         "train": {key: v[0] for key, v in recipe.items()}, "grid": grid, "splits": fractions})
-    attrs = {"name": os.path.basename(src.rstrip("/")) or "small-cnn-zoo", "preset": preset_text,
-             "dataset": archive_dataset, "seed": 0, "n_models": n,
-             "plan_hash": hashlib.sha256(source.encode()).hexdigest()[:16], "source_format": "small-cnn-zoo",
-             "source_sha256": source, "import_note": why_not or "ms.model(i) reproduces the stored accuracy"}
+    preset_text = _toml(
+        {
+            "name": os.path.basename(src.rstrip("/")) or "small-cnn-zoo",
+            "description": f"imported from the Small CNN Zoo format ({src})",
+            "dataset": archive_dataset,
+            "arch": arch,
+            "family": "dense",
+            "seed": 0,
+            "checkpoints": steps,
+            "train": {key: v[0] for key, v in recipe.items()},
+            "grid": grid,
+            "splits": fractions,
+        }
+    )
+    attrs = {
+        "name": os.path.basename(src.rstrip("/")) or "small-cnn-zoo",
+        "preset": preset_text,
+        "dataset": archive_dataset,
+        "seed": 0,
+        "n_models": n,
+        "plan_hash": hashlib.sha256(source.encode()).hexdigest()[:16],
+        "source_format": "small-cnn-zoo",
+        "source_sha256": source,
+        "import_note": why_not or "ms.model(i) reproduces the stored accuracy",
+    }
     if dataset is not None:
         attrs["dataset_fingerprint"] = dataset.fingerprint
     if steps:
@@ -363,13 +449,15 @@ def import_zoo(src, out, data_root=None) -> dict:
     curves = {c: np.full((n, max(last, 1)), np.nan, np.float32) for c in CURVES}
     with ArchiveWriter(out, attrs) as w:
         _write_dataset(w, dataset, dataset_name, n_classes, in_channels)
-        w.write_tasks(tasks, max(max(t.classes) for t in tasks) + 1 if dataset is None else dataset.n_classes,
-                      relation_matrix(tasks, "jaccard"))
-        w.create_architecture(arch, layout_rows, n, {"in_channels": in_channels, "n_classes": n_classes},
-                              len(steps))
+        w.write_tasks(
+            tasks,
+            max(max(t.classes) for t in tasks) + 1 if dataset is None else dataset.n_classes,
+            relation_matrix(tasks, "jaccard"),
+        )
+        w.create_architecture(arch, layout_rows, n, {"in_channels": in_channels, "n_classes": n_classes}, len(steps))
         block = 256
         for start in range(0, n, block):
-            idx = np.concatenate([r for _, r in kept[start:start + block]])
+            idx = np.concatenate([r for _, r in kept[start : start + block]])
             rows = _torch_rows(np.asarray(weights[np.sort(idx)])[np.argsort(np.argsort(idx))], layers)
             rows = rows.reshape(-1, k, rows.shape[1])
             if steps:
@@ -385,22 +473,48 @@ def import_zoo(src, out, data_root=None) -> dict:
                     mrow = sub.iloc[j * k + e]
                     step = int(mrow["step"])
                     if steps:
-                        ckpt_rows.append({"model": i, "epoch": step, "train_acc": float(mrow["train_accuracy"]),
-                                          "train_loss": float(mrow["train_loss"]),
-                                          "test_acc": float(mrow["test_accuracy"]), "test_loss": float(mrow["test_loss"]),
-                                          "checksum": param_checksum(rows[j, e]), "family_checksum": ""})
+                        ckpt_rows.append(
+                            {
+                                "model": i,
+                                "epoch": step,
+                                "train_acc": float(mrow["train_accuracy"]),
+                                "train_loss": float(mrow["train_loss"]),
+                                "test_acc": float(mrow["test_accuracy"]),
+                                "test_loss": float(mrow["test_loss"]),
+                                "checksum": param_checksum(rows[j, e]),
+                                "family_checksum": "",
+                            }
+                        )
                     if step >= 1:  # the spec: a checkpoint's test metrics are the curves' at that epoch
                         curves["test_acc"][i, step - 1] = mrow["test_accuracy"]
                         curves["test_loss"][i, step - 1] = mrow["test_loss"]
                 p = rows[j, -1]
-                records.append({"id": i, "arch": arch, "family": "dense", "row": i, "family_row": -1,
-                                "task": int(task_of[i]), "seed": int(seeds[i]), "init_seed": int(init_seeds[i]),
-                                "data_seed": int(data_seeds[i]), **{key: v[i] for key, v in recipe.items()},
-                                **{ours_: float(fm.loc[i, col]) if col in fm else np.nan
-                                   for col, ours_ in METRIC_COLUMNS.items()},
-                                "n_params": int(p.size), "sparsity": float(np.mean(p == 0)), "sparsity_layers": "",
-                                "groups": "", "gates": "", "n_family_params": int(p.size),
-                                "checksum": param_checksum(p), "family_checksum": ""})
+                records.append(
+                    {
+                        "id": i,
+                        "arch": arch,
+                        "family": "dense",
+                        "row": i,
+                        "family_row": -1,
+                        "task": int(task_of[i]),
+                        "seed": int(seeds[i]),
+                        "init_seed": int(init_seeds[i]),
+                        "data_seed": int(data_seeds[i]),
+                        **{key: v[i] for key, v in recipe.items()},
+                        **{
+                            ours_: float(fm.loc[i, col]) if col in fm else np.nan
+                            for col, ours_ in METRIC_COLUMNS.items()
+                        },
+                        "n_params": int(p.size),
+                        "sparsity": float(np.mean(p == 0)),
+                        "sparsity_layers": "",
+                        "groups": "",
+                        "gates": "",
+                        "n_family_params": int(p.size),
+                        "checksum": param_checksum(p),
+                        "family_checksum": "",
+                    }
+                )
         models = pd.DataFrame.from_records(records, columns=model_columns(list(recipe)))
         zoo = w.write_tables(models, curves, ckpt_rows if steps else [])
         drawn = make_splits(zoo, fractions, 0)
@@ -412,8 +526,14 @@ def import_zoo(src, out, data_root=None) -> dict:
             if "epoch" in drawn:
                 drawn["epoch"] = epoch_split(zoo, fractions, np.random.default_rng([0, 0x5EED]), drawn)
         w.write_splits(drawn)
-    return {"models": n, "checkpoints": steps, "arch": arch, "skipped": {why: len(v) for why, v in skipped.items()},
-            "reproduces": why_not is None, "why_not": why_not}
+    return {
+        "models": n,
+        "checkpoints": steps,
+        "arch": arch,
+        "skipped": {why: len(v) for why, v in skipped.items()},
+        "reproduces": why_not is None,
+        "why_not": why_not,
+    }
 
 
 def _torch_shape(tf_shape):
@@ -436,15 +556,23 @@ def _write_dataset(w, dataset, name: str, n_classes: int, in_channels: int) -> N
     import h5py
 
     g = w.f.create_group("dataset")  # what is known of data that is not here: its name and shape
-    g.attrs.update({"name": name, "n_samples": 0, "n_classes": n_classes, "input_shape": np.asarray([in_channels, 0, 0]),
-                    "normalization": "the Small CNN Zoo's: TFDS images averaged to grayscale, pixel / 255 scaled "
-                                     "to [-1, 1] (not stored: the import holds weights and metrics only)",
-                    "class_names": np.array([str(c) for c in range(n_classes)], dtype=h5py.string_dtype())})
+    g.attrs.update(
+        {
+            "name": name,
+            "n_samples": 0,
+            "n_classes": n_classes,
+            "input_shape": np.asarray([in_channels, 0, 0]),
+            "normalization": "the Small CNN Zoo's: TFDS images averaged to grayscale, pixel / 255 scaled "
+            "to [-1, 1] (not stored: the import holds weights and metrics only)",
+            "class_names": np.array([str(c) for c in range(n_classes)], dtype=h5py.string_dtype()),
+        }
+    )
     g.create_dataset("test", data=np.zeros(0, bool))
 
 
 def _toml(d: dict, prefix: str = "") -> str:
     """A small TOML writer for the preset text an import records (strings, numbers, lists, tables)."""
+
     def value(v):
         if isinstance(v, (bool, np.bool_)):
             return "true" if v else "false"
@@ -455,6 +583,7 @@ def _toml(d: dict, prefix: str = "") -> str:
         if isinstance(v, (list, tuple)):
             return "[" + ", ".join(value(x) for x in v) + "]"
         return json.dumps(str(v))
+
     lines = [f"{k} = {value(v)}" for k, v in d.items() if not isinstance(v, dict)]
     for k, v in d.items():
         if isinstance(v, dict):

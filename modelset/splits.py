@@ -7,6 +7,7 @@ lists them in the order they draw, so one generator gives the same splits on eve
 
 Splits are by seed, not by model: every grid point of a held-out seed is held out together.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -83,9 +84,11 @@ def cross_family(zoo: Zoo, fractions: dict, rng: np.random.Generator, drawn: dic
         return None
     fam = models.set_index("id")["family"]
     r = drawn["retrieval"]
-    return {"train": r["train"],
-            "query": r["query"][(fam.loc[r["query"]] == families[0]).to_numpy()],
-            "gallery": r["gallery"][(fam.loc[r["gallery"]] != families[0]).to_numpy()]}
+    return {
+        "train": r["train"],
+        "query": r["query"][(fam.loc[r["query"]] == families[0]).to_numpy()],
+        "gallery": r["gallery"][(fam.loc[r["gallery"]] != families[0]).to_numpy()],
+    }
 
 
 def epoch(zoo: Zoo, fractions: dict, rng: np.random.Generator, drawn: dict) -> dict | None:

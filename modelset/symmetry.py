@@ -16,6 +16,7 @@ Tensors are batched, n models at once: weights (n, out, in[, k, k]), biases (n, 
 order (``layer_tensors``). ``state_dict`` helpers wrap one model. The input and output units keep
 their order: the input's channels and the classes mean something.
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -34,12 +35,22 @@ def chain(shapes: dict) -> list[tuple[str, str]]:
     covered = {n for p in pairs for n in p}
     stray = [n for n in names if n not in covered] + [b for _, b in pairs if b not in shapes]
     kinds = [len(shapes[w]) for w in weights]
-    if stray or not weights or kinds[-1] != 2 or any(k != 4 for k in kinds[:-1]) or any(
-            shapes[b][1] != shapes[a][0] for a, b in zip(weights, weights[1:])):
-        what = f"{stray[0]!r} is not a conv/linear weight or bias" if stray else \
-            ", ".join(f"{w} {tuple(shapes[w])}" for w in weights) or "no weights"
-        raise ModelsetError(f"not a chain of convolutions with biases and one linear head ({what}); "
-                            f"weight-space symmetries and layouts apply to small_cnn-like architectures")
+    if (
+        stray
+        or not weights
+        or kinds[-1] != 2
+        or any(k != 4 for k in kinds[:-1])
+        or any(shapes[b][1] != shapes[a][0] for a, b in zip(weights, weights[1:]))
+    ):
+        what = (
+            f"{stray[0]!r} is not a conv/linear weight or bias"
+            if stray
+            else ", ".join(f"{w} {tuple(shapes[w])}" for w in weights) or "no weights"
+        )
+        raise ModelsetError(
+            f"not a chain of convolutions with biases and one linear head ({what}); "
+            f"weight-space symmetries and layouts apply to small_cnn-like architectures"
+        )
     return pairs
 
 
@@ -49,7 +60,7 @@ def layer_tensors(state_dict) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     return [state_dict[w][None] for w, _ in pairs], [state_dict[b][None] for _, b in pairs]
 
 
-def to_state_dict(state_dict, weights, biases) -> "OrderedDict[str, torch.Tensor]":
+def to_state_dict(state_dict, weights, biases) -> OrderedDict[str, torch.Tensor]:
     """``state_dict`` with its layers replaced by model 0 of batched ``weights`` and ``biases``."""
     pairs = chain({k: tuple(v.shape) for k, v in state_dict.items()})
     out = OrderedDict(state_dict)
@@ -106,8 +117,10 @@ SYMMETRIES = {"relu": ("scaling", _positive), "tanh": ("sign", _signs)}
 def random_factors(activation: str, biases, generator: torch.Generator) -> list[torch.Tensor]:
     """Random function-preserving per-unit factors for ``activation`` (for ``scale_hidden``)."""
     if activation not in SYMMETRIES:
-        raise ModelsetError(f"activation {activation!r} has no scaling or sign symmetry (those with one: "
-                            f"{', '.join(f'{a} ({s})' for a, (s, _) in SYMMETRIES.items())}); permute its units instead")
+        raise ModelsetError(
+            f"activation {activation!r} has no scaling or sign symmetry (those with one: "
+            f"{', '.join(f'{a} ({s})' for a, (s, _) in SYMMETRIES.items())}); permute its units instead"
+        )
     return SYMMETRIES[activation][1](biases, generator)
 
 

@@ -14,6 +14,7 @@ preset's ``tasks.relation``:
 
 Input transforms do not enter a relation: it speaks of what is being recognised.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -37,7 +38,8 @@ RELATION_DEFINITION = "jaccard: |classes(a) & classes(b)| / |classes(a) | classe
 SUPERCLASS_DEFINITION = (
     "superclass: each class of task a scores its best match among the classes of task b, and each class "
     "of b its best match in a: 1 for the same class, 0.5 for another class of the same superclass of the "
-    "base dataset, 0 otherwise; relation(a, b) = the sum of these scores / (|classes(a)| + |classes(b)|)")
+    "base dataset, 0 otherwise; relation(a, b) = the sum of these scores / (|classes(a)| + |classes(b)|)"
+)
 # Relation kinds: the definition each archive stores with its /relations.
 RELATIONS = {"jaccard": RELATION_DEFINITION, "superclass": SUPERCLASS_DEFINITION}
 SELECTIONS = ("balanced", "consecutive")
@@ -77,18 +79,22 @@ def balanced_subsets(n_classes: int, k: int, count: int, seed: int) -> list[tupl
                 used[list(c)] += 1
                 if len(chosen) == count:
                     return sorted(chosen)
-    raise ModelsetError(f"tasks.count={count}: found no selection of {count} subsets of {k} out of {n_classes} "
-                        f"classes that uses every class at most {cap} times; lower tasks.count or use "
-                        "select = \"consecutive\" or explicit classes")
+    raise ModelsetError(
+        f"tasks.count={count}: found no selection of {count} subsets of {k} out of {n_classes} "
+        f"classes that uses every class at most {cap} times; lower tasks.count or use "
+        'select = "consecutive" or explicit classes'
+    )
 
 
 def consecutive_runs(n_classes: int, k: int, count: int) -> list[tuple[int, ...]]:
     """Task r = classes (k*r, ..., k*r + k-1) for r = 0..count-1: ModelSet500's CIFAR-100 pairs
     (2r, 2r+1) for k = 2, count = 50."""
     if count * k > n_classes:
-        raise ModelsetError(f"tasks.count={count} is impossible with tasks.select='consecutive': {count} runs of "
-                            f"{k} classes need {count * k} classes and the dataset has {n_classes}; "
-                            f"choose 1..{n_classes // k}")
+        raise ModelsetError(
+            f"tasks.count={count} is impossible with tasks.select='consecutive': {count} runs of "
+            f"{k} classes need {count * k} classes and the dataset has {n_classes}; "
+            f"choose 1..{n_classes // k}"
+        )
     return [tuple(range(k * r, k * r + k)) for r in range(count)]
 
 
@@ -98,8 +104,10 @@ def make_tasks(spec: dict, dataset: Dataset, seed: int) -> list[Task]:
     transform = spec.get("transform", "none")
     relation = spec.get("relation", "jaccard")
     if relation == "superclass" and dataset.superclasses is None:
-        raise ModelsetError(f"tasks.relation='superclass' needs a dataset with superclasses (cifar100); "
-                            f"dataset {dataset.name!r} has none: use relation = \"jaccard\"")
+        raise ModelsetError(
+            f"tasks.relation='superclass' needs a dataset with superclasses (cifar100); "
+            f'dataset {dataset.name!r} has none: use relation = "jaccard"'
+        )
     if spec.get("classes"):
         class_sets = [tuple(sorted(int(c) for c in cs)) for cs in spec["classes"]]
     elif spec.get("select", "balanced") == "consecutive":
@@ -111,8 +119,7 @@ def make_tasks(spec: dict, dataset: Dataset, seed: int) -> list[Task]:
         bad = [c for c in cs if not 0 <= c < dataset.n_classes]
         if bad:
             raise ModelsetError(
-                f"tasks.classes: class {bad[0]} is not in dataset {dataset.name!r} "
-                f"(classes 0..{dataset.n_classes - 1})"
+                f"tasks.classes: class {bad[0]} is not in dataset {dataset.name!r} (classes 0..{dataset.n_classes - 1})"
             )
         if len(set(cs)) != len(cs) or len(cs) < 2:
             raise ModelsetError(f"tasks.classes: task {list(cs)} needs at least 2 distinct classes")

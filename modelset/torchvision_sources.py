@@ -19,14 +19,15 @@ their format and shape (``modelset.idx``), gzipped or not. There is no switch th
 check off: a test suite that writes small files in these formats substitutes the sums of its own
 files for ``published_md5`` (the ``trust`` fixture in tests/conftest.py), so the check itself runs in tests too.
 """
+
 from __future__ import annotations
 
 import os
 import pickle
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -40,6 +41,7 @@ DIGITS = tuple(str(i) for i in range(10))
 @dataclass(frozen=True)
 class Raw:
     """A dataset as its files hold it: uint8 images (N, C, H, W) and int labels per split."""
+
     train_x: np.ndarray
     train_y: np.ndarray
     test_x: np.ndarray
@@ -56,7 +58,7 @@ class TorchvisionSource:
     torchvision_class: str  # e.g. "CIFAR100"
     folder: str  # the files' directory, relative to the data directory
     files: tuple[str, ...]
-    reader: Callable[["TorchvisionSource", Path], Raw]
+    reader: Callable[[TorchvisionSource, Path], Raw]
     # torchvision constructor calls that download every file (root is DIR/download_subdir)
     download_calls: tuple[dict, ...] = ({"train": True}, {"train": False})
     download_subdir: str = ""
@@ -73,8 +75,9 @@ class TorchvisionSource:
     @property
     def accepted(self) -> str:
         """Where under DIR the files may be, for messages."""
-        return f"DIR/{self.layout}" + (" (or the same files, each extracted or .gz, directly in DIR)"
-                                       if self.as_distributed else "")
+        return f"DIR/{self.layout}" + (
+            " (or the same files, each extracted or .gz, directly in DIR)" if self.as_distributed else ""
+        )
 
     def locate(self, root: str) -> dict[str, Path] | None:
         """{file name: path} of every file, or None when some is missing in every accepted place."""
@@ -90,17 +93,21 @@ class TorchvisionSource:
 
     def _how_to_get(self, root: str) -> str:
         target = os.path.join(root, self.download_subdir) if self.download_subdir else root
-        return (f"on a connected machine, --download (or torchvision.datasets.{self.torchvision_class}"
-                f"({target!r}, download=True)) fetches the files, or copy them there from one that has them")
+        return (
+            f"on a connected machine, --download (or torchvision.datasets.{self.torchvision_class}"
+            f"({target!r}, download=True)) fetches the files, or copy them there from one that has them"
+        )
 
     def load(self, root: str) -> Dataset:
         paths = self.locate(root)
         if paths is None:
             folder = Path(root) / self.folder
             missing = [f for f in self.files if not (folder / f).is_file()]
-            where = (f"{folder} or {root} (each file extracted or .gz)" if self.as_distributed else str(folder))
-            raise ModelsetError(f"dataset {self.name!r}: {self.title} files not found in {where} "
-                                f"(missing {', '.join(missing)}); {self._how_to_get(root)}")
+            where = f"{folder} or {root} (each file extracted or .gz)" if self.as_distributed else str(folder)
+            raise ModelsetError(
+                f"dataset {self.name!r}: {self.title} files not found in {where} "
+                f"(missing {', '.join(missing)}); {self._how_to_get(root)}"
+            )
         # Keyed by the directory and the files' paths, sizes and mtimes: a replaced file is read
         # (and checked) anew, and two directories never share an entry.
         stats = tuple((f, str(p), p.stat().st_size, p.stat().st_mtime_ns) for f, p in paths.items())
@@ -118,9 +125,11 @@ class TorchvisionSource:
                 cls(target, download=True, **kwargs)
             except Exception as e:  # no network, refused, bad checksum of the download, disk full...
                 reason = " ".join(str(e).split())[:300] or type(e).__name__
-                raise ModelsetError(f"dataset {self.name!r}: torchvision.datasets.{self.torchvision_class} could "
-                                    f"not download into {target} ({reason}); on a machine without internet, "
-                                    f"fetch the files elsewhere and copy them to {Path(root) / self.folder}") from None
+                raise ModelsetError(
+                    f"dataset {self.name!r}: torchvision.datasets.{self.torchvision_class} could "
+                    f"not download into {target} ({reason}); on a machine without internet, "
+                    f"fetch the files elsewhere and copy them to {Path(root) / self.folder}"
+                ) from None
 
 
 def published_md5(name: str) -> dict[str, str]:
@@ -148,7 +157,8 @@ def _load(src: TorchvisionSource, root: str, stats: tuple, sums: tuple) -> Datas
         if not check_integrity(str(paths[fname]), md5):
             raise ModelsetError(
                 f"dataset {src.name!r}: {paths[fname]} does not match the MD5 sum torchvision publishes for it "
-                f"(truncated, altered or another file); delete it, then {src._how_to_get(root)}")
+                f"(truncated, altered or another file); delete it, then {src._how_to_get(root)}"
+            )
     raw = src.reader(src, paths)
     return _standardised(src, raw)
 
@@ -165,12 +175,19 @@ def _standardised(src: TorchvisionSource, raw: Raw) -> Dataset:
     images = x.astype(np.float32)
     images -= mean.astype(np.float32)[None, :, None, None]
     images /= std.astype(np.float32)[None, :, None, None]
-    fmt = lambda v: "(" + ", ".join(f"{a:.6g}" for a in v) + ")"  # noqa: E731
+    fmt = lambda v: "(" + ", ".join(f"{a:.6g}" for a in v) + ")"
     return Dataset(
-        name=src.name, images=images, labels=labels, test=test, class_names=tuple(raw.class_names),
-        normalization=(f"per channel (pixel - mean) / std with mean {fmt(mean)} and std {fmt(std)}: "
-                       f"the train split's 0..255 pixels"),
-        superclasses=raw.superclasses, superclass_names=tuple(raw.superclass_names),
+        name=src.name,
+        images=images,
+        labels=labels,
+        test=test,
+        class_names=tuple(raw.class_names),
+        normalization=(
+            f"per channel (pixel - mean) / std with mean {fmt(mean)} and std {fmt(std)}: "
+            f"the train split's 0..255 pixels"
+        ),
+        superclasses=raw.superclasses,
+        superclass_names=tuple(raw.superclass_names),
     )
 
 
@@ -191,6 +208,7 @@ def _channel_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 # -- readers -------------------------------------------------------------------------------------
 
+
 def _read_idx(src: TorchvisionSource, paths: dict[str, Path]) -> Raw:
     """MNIST-family IDX files: 28 x 28 uint8 images and as many labels per split."""
     out = {}
@@ -201,14 +219,22 @@ def _read_idx(src: TorchvisionSource, paths: dict[str, Path]) -> Raw:
         except ModelsetError as e:
             raise ModelsetError(f"dataset {src.name!r}: {e}") from None
         if x.shape[1:] != (28, 28):
-            raise ModelsetError(f"dataset {src.name!r}: {images}: images of {x.shape[1]} x {x.shape[2]} pixels; "
-                                f"{src.title} has 28 x 28")
+            raise ModelsetError(
+                f"dataset {src.name!r}: {images}: images of {x.shape[1]} x {x.shape[2]} pixels; {src.title} has 28 x 28"
+            )
         if len(x) != len(y):
-            raise ModelsetError(f"dataset {src.name!r}: {images} holds {len(x)} {split} images but {labels} "
-                                f"{len(y)} labels; the two files are not one split of one dataset")
+            raise ModelsetError(
+                f"dataset {src.name!r}: {images} holds {len(x)} {split} images but {labels} "
+                f"{len(y)} labels; the two files are not one split of one dataset"
+            )
         out[split] = (np.ascontiguousarray(x[:, None]), y.astype(np.int64))
-    return Raw(*out["train"], *out["test"], class_names=src.class_names, superclasses=src.superclasses,
-               superclass_names=src.superclass_names)
+    return Raw(
+        *out["train"],
+        *out["test"],
+        class_names=src.class_names,
+        superclasses=src.superclasses,
+        superclass_names=src.superclass_names,
+    )
 
 
 def _in_folder(reader):
@@ -250,7 +276,9 @@ def _read_cifar(src: TorchvisionSource, folder: Path) -> Raw:
             if coarse:
                 cs.append(np.asarray(entry["coarse_labels"], dtype=np.int64))
         parts[split] = (np.concatenate(xs), np.concatenate(ys), np.concatenate(cs) if coarse else None)
-    meta = _unpickle(src, folder / meta_file, ("fine_label_names", "coarse_label_names") if coarse else ("label_names",))
+    meta = _unpickle(
+        src, folder / meta_file, ("fine_label_names", "coarse_label_names") if coarse else ("label_names",)
+    )
     names = tuple(meta["fine_label_names" if coarse else "label_names"])
     superclasses, super_names = None, ()
     if coarse:
@@ -261,12 +289,21 @@ def _read_cifar(src: TorchvisionSource, folder: Path) -> Raw:
         for c in range(len(names)):
             found = np.unique(crs[fine == c])
             if len(found) != 1 or not 0 <= found[0] < len(super_names):
-                raise ModelsetError(f"dataset {src.name!r}: class {c} ({names[c]}) has coarse labels "
-                                    f"{found.tolist()} in {folder}; each class needs exactly one superclass")
+                raise ModelsetError(
+                    f"dataset {src.name!r}: class {c} ({names[c]}) has coarse labels "
+                    f"{found.tolist()} in {folder}; each class needs exactly one superclass"
+                )
             mapping.append(int(found[0]))
         superclasses = tuple(mapping)
-    return Raw(parts["train"][0], parts["train"][1], parts["test"][0], parts["test"][1],
-               class_names=names, superclasses=superclasses, superclass_names=super_names)
+    return Raw(
+        parts["train"][0],
+        parts["train"][1],
+        parts["test"][0],
+        parts["test"][1],
+        class_names=names,
+        superclasses=superclasses,
+        superclass_names=super_names,
+    )
 
 
 def _read_svhn(src: TorchvisionSource, folder: Path) -> Raw:
@@ -290,10 +327,21 @@ def _read_svhn(src: TorchvisionSource, folder: Path) -> Raw:
 
 def _mnist_like(name, title, cls, class_names, **kw):
     return TorchvisionSource(
-        name=name, title=title, torchvision_class=cls, folder=f"{cls}/raw",
-        files=("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
-               "t10k-labels-idx1-ubyte"),
-        reader=_read_idx, class_names=class_names, as_distributed=True, **kw)
+        name=name,
+        title=title,
+        torchvision_class=cls,
+        folder=f"{cls}/raw",
+        files=(
+            "train-images-idx3-ubyte",
+            "train-labels-idx1-ubyte",
+            "t10k-images-idx3-ubyte",
+            "t10k-labels-idx1-ubyte",
+        ),
+        reader=_read_idx,
+        class_names=class_names,
+        as_distributed=True,
+        **kw,
+    )
 
 
 # Fashion-MNIST's classes by the kind of article (Zalando's catalogue): the graded relation of
@@ -305,18 +353,41 @@ FASHION_CATEGORY_OF = (0, 1, 0, 0, 0, 2, 0, 2, 3, 2)
 LAYOUT = {}
 for _src in (
     _mnist_like("mnist", "MNIST", "MNIST", DIGITS),
-    _mnist_like("fashion-mnist", "Fashion-MNIST", "FashionMNIST",
-                ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-                 "Ankle boot"), superclasses=FASHION_CATEGORY_OF, superclass_names=FASHION_CATEGORIES),
+    _mnist_like(
+        "fashion-mnist",
+        "Fashion-MNIST",
+        "FashionMNIST",
+        ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+        superclasses=FASHION_CATEGORY_OF,
+        superclass_names=FASHION_CATEGORIES,
+    ),
     _mnist_like("kmnist", "KMNIST", "KMNIST", ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo")),
-    TorchvisionSource(name="cifar10", title="CIFAR-10", torchvision_class="CIFAR10", folder="cifar-10-batches-py",
-                      files=tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch", "batches.meta"),
-                      reader=_in_folder(_read_cifar)),
-    TorchvisionSource(name="cifar100", title="CIFAR-100", torchvision_class="CIFAR100", folder="cifar-100-python",
-                      files=("train", "test", "meta"), reader=_in_folder(_read_cifar)),
-    TorchvisionSource(name="svhn", title="SVHN", torchvision_class="SVHN", folder="SVHN",
-                      files=("train_32x32.mat", "test_32x32.mat"), reader=_in_folder(_read_svhn),
-                      download_calls=({"split": "train"}, {"split": "test"}), download_subdir="SVHN"),
+    TorchvisionSource(
+        name="cifar10",
+        title="CIFAR-10",
+        torchvision_class="CIFAR10",
+        folder="cifar-10-batches-py",
+        files=tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch", "batches.meta"),
+        reader=_in_folder(_read_cifar),
+    ),
+    TorchvisionSource(
+        name="cifar100",
+        title="CIFAR-100",
+        torchvision_class="CIFAR100",
+        folder="cifar-100-python",
+        files=("train", "test", "meta"),
+        reader=_in_folder(_read_cifar),
+    ),
+    TorchvisionSource(
+        name="svhn",
+        title="SVHN",
+        torchvision_class="SVHN",
+        folder="SVHN",
+        files=("train_32x32.mat", "test_32x32.mat"),
+        reader=_in_folder(_read_svhn),
+        download_calls=({"split": "train"}, {"split": "test"}),
+        download_subdir="SVHN",
+    ),
 ):
     register_file_dataset(_src)
     LAYOUT[_src.name] = _src.layout

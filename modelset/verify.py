@@ -1,17 +1,38 @@
 """Checking an archive against format v2: schema, cross-references and every parameter checksum,
 checkpoints included."""
+
 from __future__ import annotations
 
 import numpy as np
 
-from .archive import Archive, read_layout
-from .archive import struct_to_table
+from .archive import Archive, read_layout, struct_to_table
 from .schema import CHECKPOINT_EPOCHS, CHECKPOINT_TABLE_COLUMNS, CURVES, REQUIRED_MODEL_COLUMNS, param_checksum
 
-REQUIRED_ATTRS = ("format", "format_version", "name", "preset", "dataset", "seed", "created", "plan_hash",
-                  "n_models", "modelset_version", "torch_version", "python_version")
-REQUIRED_NODES = ("dataset", "dataset/test", "tasks", "tasks_classes", "relations", "architectures", "models",
-                  "curves", "splits")
+REQUIRED_ATTRS = (
+    "format",
+    "format_version",
+    "name",
+    "preset",
+    "dataset",
+    "seed",
+    "created",
+    "plan_hash",
+    "n_models",
+    "modelset_version",
+    "torch_version",
+    "python_version",
+)
+REQUIRED_NODES = (
+    "dataset",
+    "dataset/test",
+    "tasks",
+    "tasks_classes",
+    "relations",
+    "architectures",
+    "models",
+    "curves",
+    "splits",
+)
 
 
 def verify(path) -> list[str]:
@@ -67,8 +88,9 @@ def verify(path) -> list[str]:
         problems += [f"models of unknown family {fam!r} (known: {', '.join(FAMILIES)})" for fam in unknown]
         for arch, group in models.groupby("arch"):
             node = f"architectures/{arch}"
-            problems += _check_rows(f, node, ms.layout(arch) if f"{node}/layout" in f else None, group,
-                                    "row", "checksum", arch)
+            problems += _check_rows(
+                f, node, ms.layout(arch) if f"{node}/layout" in f else None, group, "row", "checksum", arch
+            )
             own = group[[FAMILIES.get(fam, FAMILIES["dense"]).own_params for fam in group["family"]]]
             for fam, fgroup in own.groupby("family"):
                 fnode = f"{node}/families/{fam}"
@@ -95,8 +117,11 @@ def _check_checkpoints(f, models, families) -> list[str]:
     if missing:
         return [f"/checkpoints lacks column {c!r}" for c in missing]
     n, k = len(models), len(epochs)
-    if len(table) != n * k or not (table["model"].to_numpy() == np.repeat(models["id"].to_numpy(), k)).all() \
-            or not (table["epoch"].to_numpy() == np.tile(epochs, n)).all():
+    if (
+        len(table) != n * k
+        or not (table["model"].to_numpy() == np.repeat(models["id"].to_numpy(), k)).all()
+        or not (table["epoch"].to_numpy() == np.tile(epochs, n)).all()
+    ):
         return [f"/checkpoints must hold {k} rows per model (epochs {epochs.tolist()}), by model id then epoch"]
     problems = []
     position = {mid: i for i, mid in enumerate(models["id"])}  # a model's rows of the table: its position
@@ -106,8 +131,9 @@ def _check_checkpoints(f, models, families) -> list[str]:
         problems += _check_checkpoint_rows(f, node, group, "row", table["checksum"], k)
         own = group[[families.get(fam, families["dense"]).own_params for fam in group["family"]]]
         for fam, fgroup in own.groupby("family"):
-            problems += _check_checkpoint_rows(f, f"{node}/families/{fam}", fgroup, "family_row",
-                                               table["family_checksum"], k)
+            problems += _check_checkpoint_rows(
+                f, f"{node}/families/{fam}", fgroup, "family_row", table["family_checksum"], k
+            )
     return problems
 
 
@@ -122,9 +148,12 @@ def _check_checkpoint_rows(f, node: str, group, row_col: str, checksums, k: int)
     except OSError as e:
         return [f"/{node}/checkpoints cannot be read: {e}"]
     sums = checksums.to_numpy().reshape(-1, k)  # row i: the i-th model of /models
-    return [f"model {mid}: checkpoint checksum mismatch (epoch index {j}, row {row} of /{node}/checkpoints)"
-            for mid, pos, row in zip(group["id"], group["position"], group[row_col]) for j in range(k)
-            if param_checksum(data[row, j]) != sums[pos, j]]
+    return [
+        f"model {mid}: checkpoint checksum mismatch (epoch index {j}, row {row} of /{node}/checkpoints)"
+        for mid, pos, row in zip(group["id"], group["position"], group[row_col])
+        for j in range(k)
+        if param_checksum(data[row, j]) != sums[pos, j]
+    ]
 
 
 def _check_rows(f, node: str, layout, group, row_col: str, checksum_col: str, what: str) -> list[str]:
@@ -145,5 +174,8 @@ def _check_rows(f, node: str, layout, group, row_col: str, checksum_col: str, wh
         data = params[()]
     except OSError as e:
         return [f"/{node}/params cannot be read: {e}"]
-    return [f"model {mid}: parameter checksum mismatch (row {row} of {what})"
-            for mid, row, checksum in zip(group["id"], rows, group[checksum_col]) if param_checksum(data[row]) != checksum]
+    return [
+        f"model {mid}: parameter checksum mismatch (row {row} of {what})"
+        for mid, row, checksum in zip(group["id"], rows, group[checksum_col])
+        if param_checksum(data[row]) != checksum
+    ]

@@ -25,6 +25,7 @@ passes it on without a copy per item), and ``ChunkBatchSampler`` makes batches o
 chunks, so each chunk is decompressed about once per epoch.
 Memory holds one batch's chunks, whatever the archive's size.
 """
+
 from __future__ import annotations
 
 import os
@@ -43,14 +44,14 @@ from .splits import VAL_RULE, val_models
 from .symmetry import chain
 
 
-def _nfn_batch(rows: np.ndarray, ds: "WeightSpaceDataset"):
+def _nfn_batch(rows: np.ndarray, ds: WeightSpaceDataset):
     """Rows as ((weights (b, 1, out, in[, k, k]), ...), (biases (b, 1, out), ...))."""
     t = torch.from_numpy(rows)
-    parts = [t[:, off:off + size].reshape(len(rows), 1, *shape) for off, size, shape in ds._tensors]
+    parts = [t[:, off : off + size].reshape(len(rows), 1, *shape) for off, size, shape in ds._tensors]
     return tuple(parts[0::2]), tuple(parts[1::2])
 
 
-def _flat_batch(rows: np.ndarray, ds: "WeightSpaceDataset"):
+def _flat_batch(rows: np.ndarray, ds: WeightSpaceDataset):
     return torch.from_numpy(rows)
 
 
@@ -94,8 +95,16 @@ class WeightSpaceDataset(Dataset):
     """The models (or checkpoints) of one part of a stored split, as (weights, target) items; see
     the module docstring. ``ms`` is an open archive or its path."""
 
-    def __init__(self, ms, split: str = "task_id", part: str = "train", target: str | None = "test_acc",
-                 epoch=None, layout: str = "nfn", val: bool = True):
+    def __init__(
+        self,
+        ms,
+        split: str = "task_id",
+        part: str = "train",
+        target: str | None = "test_acc",
+        epoch=None,
+        layout: str = "nfn",
+        val: bool = True,
+    ):
         from .protocols import SPLITS
 
         self.ms = ms if isinstance(ms, Archive) else load(ms)
@@ -119,8 +128,9 @@ class WeightSpaceDataset(Dataset):
             self._k = None if k is None else np.full(len(self.ids), k)
         archs = models.loc[self.model_ids, "arch"].unique() if len(self.ids) else models["arch"].unique()[:1]
         if len(archs) != 1:
-            raise ModelsetError(f"split {split!r} part {part!r} spans architectures {list(archs)}; "
-                                f"a dataset holds models of one")
+            raise ModelsetError(
+                f"split {split!r} part {part!r} spans architectures {list(archs)}; a dataset holds models of one"
+            )
         self.arch = str(archs[0])
         self._rows = models.loc[self.model_ids, "row"].to_numpy(np.int64)
         lay = self.ms.layout(self.arch)
@@ -128,8 +138,9 @@ class WeightSpaceDataset(Dataset):
         if layout == "nfn":
             pairs = chain(dict(zip(lay["name"], lay["shape"])))
             by = lay.set_index("name")
-            self._tensors = [(int(by.loc[n, "offset"]), int(by.loc[n, "size"]), tuple(by.loc[n, "shape"]))
-                             for p in pairs for n in p]
+            self._tensors = [
+                (int(by.loc[n, "offset"]), int(by.loc[n, "size"]), tuple(by.loc[n, "shape"])) for p in pairs for n in p
+            ]
         self.targets = None if target is None else self._targets(target)
         node = f"architectures/{self.arch}/" + ("params" if self._k is None else "checkpoints")
         self._node, self._chunk = node, self.ms.h5[node].chunks[0]
@@ -141,15 +152,16 @@ class WeightSpaceDataset(Dataset):
         if part == "all":  # every row the split holds, e.g. for a pass over the whole zoo
             return np.unique(np.concatenate(list(parts.values())))
         if part not in parts and part != "val":
-            raise ModelsetError(f"split {self.split!r} has no part {part!r}; parts: "
-                                f"{', '.join([*parts, 'val', 'all'])}")
+            raise ModelsetError(
+                f"split {self.split!r} has no part {part!r}; parts: {', '.join([*parts, 'val', 'all'])}"
+            )
         if part not in ("train", "val") or not val:
             if part == "val":
                 raise ModelsetError("part 'val' is carved from train; leave val=True to have it")
             return parts[part]
         train = parts["train"]
         rule = {**VAL_RULE, **{k: self.ms.h5["splits"].attrs[k] for k in VAL_RULE if k in self.ms.h5["splits"].attrs}}
-        owner = (self.ms.checkpoints["model"].to_numpy()[train] if self._checkpoint_rows else train)
+        owner = self.ms.checkpoints["model"].to_numpy()[train] if self._checkpoint_rows else train
         held = np.isin(owner, val_models(owner, float(rule["val_fraction"]), int(rule["val_seed"])))
         return train[held] if part == "val" else train[~held]
 
@@ -188,7 +200,7 @@ class WeightSpaceDataset(Dataset):
         k = self._k[index] if self._k is not None else np.zeros(len(index), np.int64)
         d = self._h5()
         out = np.empty((len(index), d.shape[-1]), np.float32)
-        key = (k * (d.shape[0] // self._chunk + 1) + rows // self._chunk)
+        key = k * (d.shape[0] // self._chunk + 1) + rows // self._chunk
         for group in np.unique(key):
             sel = np.flatnonzero(key == group)
             lo, hi = rows[sel].min(), rows[sel].max() + 1
@@ -213,8 +225,12 @@ class WeightSpaceDataset(Dataset):
     def loader(self, batch_size: int = 64, shuffle: bool = False, seed: int = 0, **kw) -> DataLoader:
         """A DataLoader over ``ChunkBatchSampler`` batches, collated by ``collate`` (extra keywords
         go to DataLoader). A plain ``DataLoader(ds, batch_size=...)`` works too, item by item."""
-        return DataLoader(self, batch_sampler=ChunkBatchSampler(self, batch_size, shuffle, seed),
-                          collate_fn=kw.pop("collate_fn", collate), **kw)
+        return DataLoader(
+            self,
+            batch_sampler=ChunkBatchSampler(self, batch_size, shuffle, seed),
+            collate_fn=kw.pop("collate_fn", collate),
+            **kw,
+        )
 
     # -- what a metanetwork needs ---------------------------------------------------------------
     @cached_property
@@ -222,21 +238,25 @@ class WeightSpaceDataset(Dataset):
         """Mean and std of every tensor (one value each, over its entries and the models) in the
         training part of this split at this epoch: what a metanetwork's inputs are normalised by.
         Rows in layout order: ``name``, ``mean``, ``std``."""
-        train = self if self.part == "train" else WeightSpaceDataset(self.ms, self.split, "train", None, self.epoch,
-                                                                     "flat", self.val)
+        train = (
+            self
+            if self.part == "train"
+            else WeightSpaceDataset(self.ms, self.split, "train", None, self.epoch, "flat", self.val)
+        )
         lay = self.ms.layout(self.arch)
         s, s2, n = np.zeros(len(lay)), np.zeros(len(lay)), 0
         for batch in ChunkBatchSampler(train, 256):
             rows = train.read(batch).astype(np.float64)
             for j, (off, size) in enumerate(zip(lay["offset"], lay["size"])):
-                block = rows[:, off:off + size]
+                block = rows[:, off : off + size]
                 s[j] += block.sum()
-                s2[j] += (block ** 2).sum()
+                s2[j] += (block**2).sum()
             n += len(batch)
         count = n * lay["size"].to_numpy()
         mean = s / np.maximum(count, 1)
-        return pd.DataFrame({"name": lay["name"], "mean": mean,
-                             "std": np.sqrt(np.maximum(s2 / np.maximum(count, 1) - mean ** 2, 0))})
+        return pd.DataFrame(
+            {"name": lay["name"], "mean": mean, "std": np.sqrt(np.maximum(s2 / np.maximum(count, 1) - mean**2, 0))}
+        )
 
     @property
     def network_spec(self):
@@ -249,8 +269,10 @@ class WeightSpaceDataset(Dataset):
         return network_spec_from_wsfeat(WeightSpaceFeatures(weights, biases))
 
     def __repr__(self):
-        return (f"<WeightSpaceDataset {self.split}/{self.part}: {len(self)} items of {self.arch}, layout "
-                f"{self.layout!r}, target {self.target!r}, epoch {self.epoch!r}>")
+        return (
+            f"<WeightSpaceDataset {self.split}/{self.part}: {len(self)} items of {self.arch}, layout "
+            f"{self.layout!r}, target {self.target!r}, epoch {self.epoch!r}>"
+        )
 
 
 class ChunkBatchSampler(Sampler):
@@ -259,9 +281,21 @@ class ChunkBatchSampler(Sampler):
     epoch). ``shuffle`` shuffles the chunks' order each epoch (seeded by ``seed`` and the epoch
     count), and the items within each batch; never single models scattered over the file."""
 
-    def __init__(self, dataset: WeightSpaceDataset, batch_size: int = 64, shuffle: bool = False, seed: int = 0,
-                 drop_last: bool = False):
-        self.ds, self.batch_size, self.shuffle, self.seed, self.drop_last = dataset, batch_size, shuffle, seed, drop_last
+    def __init__(
+        self,
+        dataset: WeightSpaceDataset,
+        batch_size: int = 64,
+        shuffle: bool = False,
+        seed: int = 0,
+        drop_last: bool = False,
+    ):
+        self.ds, self.batch_size, self.shuffle, self.seed, self.drop_last = (
+            dataset,
+            batch_size,
+            shuffle,
+            seed,
+            drop_last,
+        )
         self.epoch = 0
         k = dataset._k if dataset._k is not None else np.zeros(len(dataset), np.int64)
         self._order = np.lexsort((dataset._rows, k))  # items by checkpoint, then row
@@ -276,7 +310,7 @@ class ChunkBatchSampler(Sampler):
             blocks = [blocks[i] for i in rng.permutation(len(blocks))]
         order = np.concatenate(blocks) if blocks else np.zeros(0, np.int64)
         for start in range(0, len(order), self.batch_size):
-            batch = order[start:start + self.batch_size]
+            batch = order[start : start + self.batch_size]
             if self.drop_last and len(batch) < self.batch_size:
                 return
             yield (rng.permutation(batch) if self.shuffle else batch).tolist()

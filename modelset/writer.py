@@ -1,20 +1,21 @@
 """Writing an archive: everything goes to a temporary file beside the target, which is renamed
 over it only once complete, so a reader never sees a half-written archive."""
+
 from __future__ import annotations
 
 import os
 import platform
 from contextlib import ExitStack
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import h5py
 import numpy as np
 import pandas as pd
 
 from .archive import table_to_struct
-from .schema import CURVES, FORMAT, FORMAT_VERSION, encode_shape
 from .atomic import atomic_file
 from .datasets import Dataset
+from .schema import CURVES, FORMAT, FORMAT_VERSION, encode_shape
 from .tasks import RELATIONS, Task
 
 
@@ -25,7 +26,7 @@ def provenance() -> dict:
 
     # SOURCE_DATE_EPOCH pins the creation time for byte-for-byte reproducible files.
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
-    created = datetime.fromtimestamp(int(epoch), timezone.utc) if epoch else datetime.now(timezone.utc)
+    created = datetime.fromtimestamp(int(epoch), UTC) if epoch else datetime.now(UTC)
     return {
         "created": created.isoformat(timespec="seconds"),
         "modelset_version": __version__,
@@ -68,18 +69,30 @@ class ArchiveWriter:
 
     def write_dataset(self, ds: Dataset):
         g = self.f.create_group("dataset")
-        g.attrs.update({"name": ds.name, "n_samples": len(ds.labels), "n_classes": ds.n_classes, "normalization": ds.normalization,
-                        "input_shape": np.asarray(ds.input_shape), "class_names": np.array(ds.class_names, dtype=h5py.string_dtype())})
+        g.attrs.update(
+            {
+                "name": ds.name,
+                "n_samples": len(ds.labels),
+                "n_classes": ds.n_classes,
+                "normalization": ds.normalization,
+                "input_shape": np.asarray(ds.input_shape),
+                "class_names": np.array(ds.class_names, dtype=h5py.string_dtype()),
+            }
+        )
         if ds.superclasses is not None:  # e.g. CIFAR-100: the superclass of each class, and their names
             g.attrs["superclasses"] = np.asarray(ds.superclasses, dtype=np.int64)
             g.attrs["superclass_names"] = np.array(ds.superclass_names, dtype=h5py.string_dtype())
         g.create_dataset("test", data=ds.test)
 
     def write_tasks(self, tasks: list[Task], n_base_classes: int, relations: np.ndarray, relation: str = "jaccard"):
-        table = pd.DataFrame({"id": np.arange(len(tasks), dtype=np.int64),
-                              "name": [t.name for t in tasks],
-                              "transform": [t.transform for t in tasks],
-                              "n_classes": np.array([len(t.classes) for t in tasks], dtype=np.int64)})
+        table = pd.DataFrame(
+            {
+                "id": np.arange(len(tasks), dtype=np.int64),
+                "name": [t.name for t in tasks],
+                "transform": [t.transform for t in tasks],
+                "n_classes": np.array([len(t.classes) for t in tasks], dtype=np.int64),
+            }
+        )
         self.f.create_dataset("tasks", data=table_to_struct(table))
         mask = np.zeros((len(tasks), n_base_classes), dtype=bool)
         for t in tasks:
@@ -94,8 +107,7 @@ class ArchiveWriter:
         g.attrs.update(attrs)
         _create_rows(g, layout_rows, n_rows, n_checkpoints)
 
-    def create_family(self, arch: str, family: str, layout_rows, n_rows: int, options: dict,
-                      n_checkpoints: int = 0):
+    def create_family(self, arch: str, family: str, layout_rows, n_rows: int, options: dict, n_checkpoints: int = 0):
         """A family's own parameters (thresholds, gates, atoms, coefficients...), one row per model."""
         import json
 
@@ -156,15 +168,28 @@ class ArchiveWriter:
 def _create_rows(g, layout_rows, n_rows: int, n_checkpoints: int = 0) -> None:
     """A ``layout`` table and an empty ``params`` matrix (one float32 row per model) in ``g``;
     with checkpoints, an empty ``checkpoints`` array (model, checkpoint, value)."""
-    table = pd.DataFrame([{"name": n, "shape": encode_shape(s), "offset": o, "size": z, "trainable": t}
-                          for n, s, o, z, t in layout_rows])
+    table = pd.DataFrame(
+        [{"name": n, "shape": encode_shape(s), "offset": o, "size": z, "trainable": t} for n, s, o, z, t in layout_rows]
+    )
     g.create_dataset("layout", data=table_to_struct(table))
     width = int(table["size"].sum())
     # ~256 KiB chunks of whole rows: reading one model decompresses little.
-    g.create_dataset("params", shape=(n_rows, width), dtype="<f4",
-                     chunks=(max(1, min(n_rows, 2**18 // (4 * width))), width),
-                     compression="gzip", compression_opts=4, shuffle=True)
+    g.create_dataset(
+        "params",
+        shape=(n_rows, width),
+        dtype="<f4",
+        chunks=(max(1, min(n_rows, 2**18 // (4 * width))), width),
+        compression="gzip",
+        compression_opts=4,
+        shuffle=True,
+    )
     if n_checkpoints:  # a chunk holds one epoch of several models: params(epoch=e) reads only epoch e
-        g.create_dataset("checkpoints", shape=(n_rows, n_checkpoints, width), dtype="<f4",
-                         chunks=(max(1, min(n_rows, 2**18 // (4 * width))), 1, width),
-                         compression="gzip", compression_opts=4, shuffle=True)
+        g.create_dataset(
+            "checkpoints",
+            shape=(n_rows, n_checkpoints, width),
+            dtype="<f4",
+            chunks=(max(1, min(n_rows, 2**18 // (4 * width))), 1, width),
+            compression="gzip",
+            compression_opts=4,
+            shuffle=True,
+        )

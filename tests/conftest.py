@@ -6,8 +6,8 @@ import sys
 import h5py
 import pytest
 
-from builders.build import build
 import modelset.torchvision_sources as tvs
+from builders.build import build
 from modelset.archive import load
 from modelset.datasets import DATA_ENV
 from modelset.preset import load_preset
@@ -31,8 +31,16 @@ def small_archive(tmp_path_factory):
 
 # A tiny property zoo: digits-sweep on 2 tasks, relu and tanh x two learning rates x 2 seeds (16
 # models), 3 epochs, checkpoints at the init, after epoch 1 and at the end.
-SWEEP = ["tasks.count=2", "epochs=3", "unit_size=8", "checkpoints=[0, 1, 3]", 'grid.optimizer=["adam"]',
-         'grid.init=["default"]', "grid.weight_decay=[0.0]", "grid.lr=[0.003, 0.03]"]
+SWEEP = [
+    "tasks.count=2",
+    "epochs=3",
+    "unit_size=8",
+    "checkpoints=[0, 1, 3]",
+    'grid.optimizer=["adam"]',
+    'grid.init=["default"]',
+    "grid.weight_decay=[0.0]",
+    "grid.lr=[0.003, 0.03]",
+]
 
 
 @pytest.fixture(scope="session")
@@ -58,8 +66,14 @@ def run_cli(*args, cwd=None, timeout=600, data_env="inherit"):
         env.pop(DATA_ENV, None)
         if data_env is not None:
             env[DATA_ENV] = str(data_env)
-    return subprocess.run([sys.executable, "-m", "modelset.cli", *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd, timeout=timeout, env={**env, "PYTHONWARNINGS": "ignore"})
+    return subprocess.run(
+        [sys.executable, "-m", "modelset.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=timeout,
+        env={**env, "PYTHONWARNINGS": "ignore"},
+    )
 
 
 def archive_params(path):
@@ -72,8 +86,12 @@ def archive_metadata(path):
     """Every table and attribute but the creation time."""
     with load(path) as ms:
         attrs = {k: v for k, v in ms.attrs.items() if k != "created"}
-        return attrs, ms.models.to_dict("list"), ms.tasks.to_dict("list"), {
-            s: {p: v.tolist() for p, v in ms.split(s).items()} for s in ("task_id", "retrieval")}
+        return (
+            attrs,
+            ms.models.to_dict("list"),
+            ms.tasks.to_dict("list"),
+            {s: {p: v.tolist() for p, v in ms.split(s).items()} for s in ("task_id", "retrieval")},
+        )
 
 
 def permute_hidden_units(view, rng):
@@ -85,7 +103,7 @@ def permute_hidden_units(view, rng):
 
 
 # A submitted method file whose top-level code records which process imported it (in ``marks``).
-TOP_LEVEL = '''
+TOP_LEVEL = """
 import os
 import sys
 
@@ -102,10 +120,11 @@ class Mean:
 
     def embed(self, view):
         return view.params.mean(1, keepdims=True)
-'''
+"""
 
 
 # -- tiny files of the file-based datasets (tests/datafiles.py) ---------------------------------
+
 
 @pytest.fixture(scope="session")
 def data_root(tmp_path_factory):

@@ -1,9 +1,9 @@
 """Methods written to change what their result says (issue 12): the scoring process alone decides a
 result's name, kind and seeds, and `leaderboard plot` runs a method only in the sandboxed child.
 Each adversary below cheats as well as it can; a control shows its check would see the cheat."""
+
 import json
 import os
-import subprocess
 
 import pytest
 
@@ -24,7 +24,7 @@ def _files(root):
 
 
 # -- the name -------------------------------------------------------------------------------------
-ESCAPE = '''
+ESCAPE = """
 class Mean:
     def __init__(self, seed=0):
         pass
@@ -34,7 +34,7 @@ class Mean:
 
 
 Mean.__name__ = Mean.__qualname__ = "../../escaped"  # what a child reporting its class's name would say
-'''
+"""
 
 
 def test_a_method_named_like_a_path_writes_only_into_the_results_directory(small_archive, tmp_path):
@@ -139,8 +139,9 @@ def test_control_submitted_as_functional_the_same_method_finds_the_probe(small_a
 def test_control_unconfined_the_same_method_finds_every_dataset(small_archive, tmp_path, peek):
     method, data = peek
     r = _submit(small_archive, method, tmp_path / "results", "--sandbox", "off")
-    assert r.returncode == 2 and "LEAK: modelset's digits; scikit-learn's digits; files in " + data in r.stderr, \
+    assert r.returncode == 2 and "LEAK: modelset's digits; scikit-learn's digits; files in " + data in r.stderr, (
         r.stderr
+    )
 
 
 # -- the seeds ------------------------------------------------------------------------------------
@@ -189,10 +190,13 @@ class ExtraSeed(_Noisy):
 '''
 
 
-@pytest.mark.parametrize("cls, message", [
-    ("BestOnly", "missing seed-0, seed-1"),
-    ("ExtraSeed", "unexpected seed-99"),
-])
+@pytest.mark.parametrize(
+    "cls, message",
+    [
+        ("BestOnly", "missing seed-0, seed-1"),
+        ("ExtraSeed", "unexpected seed-99"),
+    ],
+)
 def test_a_run_that_leaves_out_or_adds_a_seed_is_rejected(small_archive, tmp_path, cls, message):
     method = tmp_path / "seeds.py"
     method.write_text(SEEDS)
@@ -233,13 +237,22 @@ def test_control_plot_runs_the_file_in_the_runner_child(small_archive, tmp_path)
 
 
 @needs_sandbox
-@pytest.mark.skipif(not os.path.isdir("/usr/share/datasets/fashion-mnist"),
-                    reason="needs Debian's dataset-fashion-mnist (apt-get install dataset-fashion-mnist)")
+@pytest.mark.skipif(
+    not os.path.isdir("/usr/share/datasets/fashion-mnist"),
+    reason="needs Debian's dataset-fashion-mnist (apt-get install dataset-fashion-mnist)",
+)
 def test_a_data_directory_inside_a_hidden_one_is_hidden_with_it(small_archive, tmp_path):
     """--data-root /usr/share/datasets/fashion-mnist lies inside /usr/share/datasets, which the sandbox
     hides anyway: the run stays confined instead of failing to hide what is already gone."""
-    r = _submit(small_archive, "raw-cosine", tmp_path / "results", "--sandbox", "require",
-                "--data-root", "/usr/share/datasets/fashion-mnist")
+    r = _submit(
+        small_archive,
+        "raw-cosine",
+        tmp_path / "results",
+        "--sandbox",
+        "require",
+        "--data-root",
+        "/usr/share/datasets/fashion-mnist",
+    )
     assert r.returncode == 0, r.stderr
     result = json.loads(next((tmp_path / "results").glob("*.json")).read_text())
     assert result["confined"] is True

@@ -17,9 +17,27 @@ def test_tables_and_provenance(small_archive):
     ms = modelset.load(small_archive)
     m, t = ms.models, ms.tasks
     assert isinstance(m, pd.DataFrame) and len(m) == 12 and len(t) == 6
-    for col in ["id", "arch", "family", "row", "task", "seed", "init_seed", "data_seed", "epochs", "batch_size",
-                "optimizer", "lr", "activation", "init", "train_acc", "train_loss", "test_acc", "test_loss",
-                "checksum"]:
+    for col in [
+        "id",
+        "arch",
+        "family",
+        "row",
+        "task",
+        "seed",
+        "init_seed",
+        "data_seed",
+        "epochs",
+        "batch_size",
+        "optimizer",
+        "lr",
+        "activation",
+        "init",
+        "train_acc",
+        "train_loss",
+        "test_acc",
+        "test_loss",
+        "checksum",
+    ]:
         assert col in m.columns, col
     assert set(m["family"]) == {"dense"} and set(m["optimizer"]) == {"adam"}
     assert all(len(c) == 3 and list(c) == sorted(c) for c in t["classes"])
@@ -63,7 +81,7 @@ def test_splits_partition_models(small_archive):
     m = ms.models
     assert sorted(np.concatenate(list(tid.values()))) == list(range(12))
     assert sorted(np.concatenate(list(ret.values()))) == list(range(12))
-    for task, g in m.groupby("task"):  # each task has a train seed and a held-out seed
+    for _, g in m.groupby("task"):  # each task has a train seed and a held-out seed
         assert set(g.id) & set(tid["train"]) and set(g.id) & set(tid["test"])
     unseen = set(m.loc[ret["query"], "task"])
     assert unseen == set(m.loc[ret["gallery"], "task"]) and not unseen & set(m.loc[ret["train"], "task"])

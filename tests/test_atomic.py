@@ -1,4 +1,5 @@
 """The one atomic-write helper: a reader sees the old file or the whole new one, never a part."""
+
 import os
 
 import pytest

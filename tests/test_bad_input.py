@@ -1,5 +1,6 @@
 """Property-based bad-input corpus: every invalid preset or argument gives one line on stderr, exit
 code 2, no traceback and no file written."""
+
 import os
 
 from hypothesis import HealthCheck, given, settings
@@ -10,10 +11,34 @@ from modelset.preset import DEFAULTS
 
 TRAIN_KEYS = sorted(DEFAULTS["train"])
 # Values that are wrong for every numeric or enumerated training key.
-WRONG = st.one_of(st.integers(max_value=-1), st.just(0).map(lambda _: "true"), st.text(
-    alphabet="abcdefghijklmnopqrstuvwxyz", min_size=1, max_size=8).filter(
-        lambda s: s not in ("relu", "gelu", "tanh", "silu", "sigmoid", "selu", "adam", "adamw", "sgd", "default", "orthogonal", "inf",
-                            "nan", "true", "false")).map(lambda s: f"'{s}'"))
+WRONG = st.one_of(
+    st.integers(max_value=-1),
+    st.just(0).map(lambda _: "true"),
+    st.text(alphabet="abcdefghijklmnopqrstuvwxyz", min_size=1, max_size=8)
+    .filter(
+        lambda s: (
+            s
+            not in (
+                "relu",
+                "gelu",
+                "tanh",
+                "silu",
+                "sigmoid",
+                "selu",
+                "adam",
+                "adamw",
+                "sgd",
+                "default",
+                "orthogonal",
+                "inf",
+                "nan",
+                "true",
+                "false",
+            )
+        )
+    )
+    .map(lambda s: f"'{s}'"),
+)
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
@@ -36,21 +61,30 @@ def _assert_rejected(code, err, tmp_path):
 
 
 @SETTINGS
-@given(key=st.sampled_from(TRAIN_KEYS + ["seeds", "unit_size", "seed", "tasks.count", "tasks.classes_per_task"]),
-       value=WRONG)
+@given(
+    key=st.sampled_from(TRAIN_KEYS + ["seeds", "unit_size", "seed", "tasks.count", "tasks.classes_per_task"]),
+    value=WRONG,
+)
 def test_invalid_values_are_rejected(key, value, capsys, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("bad")
     if key == "momentum" and str(value).lstrip("-").isdigit():
         value = "1.5"
-    code, err = _run(["build", "--preset", "digits500", "--set", f"{key}={value}", "--out", str(tmp / "x.h5")],
-                     capsys, tmp)
+    code, err = _run(
+        ["build", "--preset", "digits500", "--set", f"{key}={value}", "--out", str(tmp / "x.h5")], capsys, tmp
+    )
     _assert_rejected(code, err, tmp)
 
 
 @SETTINGS
-@given(key=st.text(alphabet="abcdefghijklmnopqrstuvwxyz_.", min_size=1, max_size=12).filter(
-    lambda k: k.strip(".") == k and ".." not in k and k.split(".")[-1] not in
-    {*DEFAULTS, *DEFAULTS["train"], *DEFAULTS["tasks"], *DEFAULTS["splits"]}))
+@given(
+    key=st.text(alphabet="abcdefghijklmnopqrstuvwxyz_.", min_size=1, max_size=12).filter(
+        lambda k: (
+            k.strip(".") == k
+            and ".." not in k
+            and k.split(".")[-1] not in {*DEFAULTS, *DEFAULTS["train"], *DEFAULTS["tasks"], *DEFAULTS["splits"]}
+        )
+    )
+)
 def test_unknown_keys_are_rejected(key, capsys, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("bad")
     code, err = _run(["build", "--preset", "digits500", "--set", f"{key}=1", "--out", str(tmp / "x.h5")], capsys, tmp)
@@ -68,9 +102,31 @@ def test_garbage_preset_files_are_rejected(text, capsys, tmp_path_factory):
 
 
 @SETTINGS
-@given(argv=st.lists(st.sampled_from(["build", "info", "verify", "presets", "leaderboard", "submit", "--jobs", "x",
-                                      "--preset", "--set", "=", "--out", "-1", "--timeout", "--method"]),
-                     min_size=1, max_size=6))
+@given(
+    argv=st.lists(
+        st.sampled_from(
+            [
+                "build",
+                "info",
+                "verify",
+                "presets",
+                "leaderboard",
+                "submit",
+                "--jobs",
+                "x",
+                "--preset",
+                "--set",
+                "=",
+                "--out",
+                "-1",
+                "--timeout",
+                "--method",
+            ]
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
 def test_random_argument_soup_never_tracebacks(argv, capsys, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("soup")
     try:

@@ -13,6 +13,7 @@ float32 ulps per step. What that becomes after training depends on the optimiser
   within one test image. The optimiser itself is checked bit for bit against torch.optim.
 Over a whole build this drift makes single models differ; their accuracy distribution must not.
 """
+
 import numpy as np
 import pytest
 import torch
@@ -20,8 +21,6 @@ from scipy.stats import ks_2samp
 
 import modelset
 from builders import batched
-
-SGD_REL = 5e-5  # see the module docstring
 from builders.batched import _Flat, _Optimizer, train_batched
 from builders.build import build, is_up_to_date, shard_dir_for
 from builders.plan import make_plan, work_units
@@ -30,6 +29,8 @@ from modelset.archs import create_model
 from modelset.preset import load_preset
 
 from .conftest import SMALL, run_cli
+
+SGD_REL = 5e-5  # see the module docstring
 
 
 def _unit(overrides):
@@ -41,16 +42,24 @@ def _compare(unit, results, ref=None):
     rel = max(np.linalg.norm(r.params - b.params) / np.linalg.norm(r.params) for r, b in zip(ref, results))
     for r, b in zip(ref, results):  # NaN where a curve does not apply (groups of non-DGConv models)
         assert all((np.isnan(r.curves[k]) == np.isnan(b.curves[k])).all() for k in r.curves)
-    curves = max(float(np.nanmax(np.abs(r.curves[k] - b.curves[k]), initial=0)) for r, b in zip(ref, results)
-                 for k in r.curves)
+    curves = max(
+        float(np.nanmax(np.abs(r.curves[k] - b.curves[k]), initial=0)) for r, b in zip(ref, results) for k in r.curves
+    )
     metrics = max(abs(r.metrics[k] - b.metrics[k]) for r, b in zip(ref, results) for k in r.metrics)
     return rel, curves, metrics
 
 
 # Tasks of 400, 402 and 403 train images: with batches of 100 they take 4 or 5 steps per epoch,
 # so some models sit out a step and every last batch is padded differently.
-MIXED_SGD = ["seeds=3", "unit_size=9", "epochs=2", "optimizer=sgd", "batch_size=100", "momentum=0.9",
-             "weight_decay=0.001"]
+MIXED_SGD = [
+    "seeds=3",
+    "unit_size=9",
+    "epochs=2",
+    "optimizer=sgd",
+    "batch_size=100",
+    "momentum=0.9",
+    "weight_decay=0.001",
+]
 
 
 def test_mixed_unit_really_has_uneven_batch_counts():
@@ -130,8 +139,7 @@ def test_batched_equals_reference_with_the_digits500_recipe():
 
 
 def test_grid_of_learning_rates_trains_in_one_unit():
-    unit = _unit(["seeds=2", "tasks.count=2", "unit_size=8", "epochs=2", "optimizer=sgd",
-                  "grid.lr=[0.01, 0.05]"])
+    unit = _unit(["seeds=2", "tasks.count=2", "unit_size=8", "epochs=2", "optimizer=sgd", "grid.lr=[0.01, 0.05]"])
     assert len({e.hparams["lr"] for e in unit}) == 2
     rel, curves, metrics = _compare(unit, train_batched(unit))
     assert rel <= SGD_REL and metrics <= 1e-5
@@ -174,13 +182,22 @@ def test_engine_is_part_of_the_plan_hash_and_shards(tmp_path):
     assert is_up_to_date(out, a) and not is_up_to_date(out, b)
     report = build(load_preset("digits500", small + ["engine=reference"]), out, progress=False, keep_shards=True)
     assert report["trained"] == 2 and len(list(shard_dir_for(out).glob("unit-*.npz"))) == 4
-    assert "engine = \"reference\"" in modelset.load(out).attrs["preset"]
+    assert 'engine = "reference"' in modelset.load(out).attrs["preset"]
 
 
 def test_engine_flag_and_bad_engine(tmp_path):
     out = tmp_path / "ref.h5"
-    r = run_cli("build", "--preset", "digits500", "--out", out, "--no-progress", "--engine", "reference",
-                *[a for s in ["seeds=1", "tasks.count=2", "epochs=1"] for a in ("--set", s)])
+    r = run_cli(
+        "build",
+        "--preset",
+        "digits500",
+        "--out",
+        out,
+        "--no-progress",
+        "--engine",
+        "reference",
+        *[a for s in ["seeds=1", "tasks.count=2", "epochs=1"] for a in ("--set", s)],
+    )
     assert r.returncode == 0, r.stderr
     assert 'engine = "reference"' in modelset.load(out).attrs["preset"]
     r = run_cli("build", "--preset", "digits500", "--out", tmp_path / "x" / "y.h5", "--set", "engine=turbo")
@@ -202,9 +219,12 @@ def test_cuda_build_has_the_cpu_plan_and_layout(small_archive, tmp_path, engine)
     build(load_preset("digits500", SMALL + [f"engine={engine}"]), out, device="cuda", progress=False)
     with modelset.load(small_archive) as cpu, modelset.load(out) as gpu:
         assert gpu.models[["task", "seed", "init_seed", "data_seed"]].equals(
-            cpu.models[["task", "seed", "init_seed", "data_seed"]])
-        assert gpu.h5["architectures/small_cnn/layout"][()].tobytes() == \
-            cpu.h5["architectures/small_cnn/layout"][()].tobytes()
+            cpu.models[["task", "seed", "init_seed", "data_seed"]]
+        )
+        assert (
+            gpu.h5["architectures/small_cnn/layout"][()].tobytes()
+            == cpu.h5["architectures/small_cnn/layout"][()].tobytes()
+        )
         assert gpu.attrs["plan_hash"] != cpu.attrs["plan_hash"]  # never mixed with CPU results
         assert np.abs(gpu.models["test_acc"] - cpu.models["test_acc"]).max() <= 0.05
 
@@ -222,7 +242,9 @@ def test_digits500_accuracy_distribution_matches_the_reference(digits500, digits
     with modelset.load(digits500) as b, modelset.load(digits500_reference) as r:
         assert b.attrs["preset"].count('engine = "batched"') == 1
         mb, mr = b.models, r.models
-    assert (mb[["task", "seed", "init_seed", "data_seed"]].values == mr[["task", "seed", "init_seed", "data_seed"]].values).all()
+    assert (
+        mb[["task", "seed", "init_seed", "data_seed"]].values == mr[["task", "seed", "init_seed", "data_seed"]].values
+    ).all()
     for col in ("test_acc", "train_acc"):
         assert ks_2samp(mb[col], mr[col]).pvalue > 0.01, (mb[col].describe(), mr[col].describe())
         assert abs(mb[col].mean() - mr[col].mean()) < 0.005

@@ -40,8 +40,19 @@ def test_changed_preset_rebuilds_and_reuses_no_stale_shard(small_archive, tmp_pa
 
 def test_resume_after_sigkill_trains_only_the_missing_models(small_archive, tmp_path):
     out = tmp_path / "killed.h5"
-    cmd = [sys.executable, "-m", "modelset.cli", "build", "--preset", "digits500", "--out", str(out),
-           "--jobs", "1", "--no-progress"] + [a for s in SMALL for a in ("--set", s)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "modelset.cli",
+        "build",
+        "--preset",
+        "digits500",
+        "--out",
+        str(out),
+        "--jobs",
+        "1",
+        "--no-progress",
+    ] + [a for s in SMALL for a in ("--set", s)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     shards = shard_dir_for(out)
     deadline = time.time() + 120

@@ -1,5 +1,6 @@
 """Checkpoints: a model's weights and metrics at chosen epochs, from both engines, through shards,
 merge and archive, on tiny real digits builds."""
+
 import os
 import signal
 import subprocess
@@ -22,8 +23,7 @@ from modelset.verify import verify
 from .conftest import archive_metadata, run_cli
 
 # 2 tasks x {dense, STR} x 2 seeds, 3 epochs, checkpoints at the init, after epoch 1 and at the end.
-CKPT = ["seeds=2", "tasks.count=2", "epochs=3", "unit_size=2", "checkpoints=[0, 1, 3]",
-        'grid.family=["dense", "str"]']
+CKPT = ["seeds=2", "tasks.count=2", "epochs=3", "unit_size=2", "checkpoints=[0, 1, 3]", 'grid.family=["dense", "str"]']
 EPOCHS = [0, 1, 3]
 
 
@@ -38,8 +38,13 @@ def _checkpoint_arrays(path):
     """Every checkpoint array of an archive and its /checkpoints table, as bytes."""
     with h5py.File(path, "r") as f:
         out = {"table": f["checkpoints"][()].tobytes(), "epochs": f.attrs["checkpoint_epochs"].tolist()}
-        f.visititems(lambda name, node: out.__setitem__(name, node[()].tobytes())
-                     if name.endswith("checkpoints") and isinstance(node, h5py.Dataset) else None)
+        f.visititems(
+            lambda name, node: (
+                out.__setitem__(name, node[()].tobytes())
+                if name.endswith("checkpoints") and isinstance(node, h5py.Dataset)
+                else None
+            )
+        )
     return out
 
 
@@ -87,9 +92,23 @@ def test_rebuilt_models_reproduce_their_checkpoint_accuracy(ckpt_archive):
 def test_epoch_0_is_the_init_and_the_engines_agree(family):
     """SGD (the tight tolerance of tests/test_batched.py): batched checkpoints equal the reference
     loop's; at epoch 0 both are the init, bit for bit."""
-    unit = work_units(make_plan(load_preset("digits500", [
-        "seeds=2", "tasks.count=2", "unit_size=4", "epochs=2", "optimizer=sgd", "lr=0.01",
-        "checkpoints=[0, 1, 2]", f"family={family}"])))[0]
+    unit = work_units(
+        make_plan(
+            load_preset(
+                "digits500",
+                [
+                    "seeds=2",
+                    "tasks.count=2",
+                    "unit_size=4",
+                    "epochs=2",
+                    "optimizer=sgd",
+                    "lr=0.01",
+                    "checkpoints=[0, 1, 2]",
+                    f"family={family}",
+                ],
+            )
+        )
+    )[0]
     batched, ref = train_batched(unit), [train_reference(e) for e in unit]
     for e, b, r in zip(unit, batched, ref):
         init, own = model_state(init_model(e), family)
@@ -107,9 +126,16 @@ def test_epoch_0_is_the_init_and_the_engines_agree(family):
 
 @pytest.mark.parametrize("engine", ["batched", "reference"])
 def test_recording_checkpoints_leaves_training_unchanged(engine):
-    plain, kept = (work_units(make_plan(load_preset("digits500", [
-        "seeds=2", "tasks.count=1", "unit_size=2", "epochs=2", f"engine={engine}", *extra])))[0]
-        for extra in ([], ["checkpoints=[0, 2]"]))
+    plain, kept = (
+        work_units(
+            make_plan(
+                load_preset(
+                    "digits500", ["seeds=2", "tasks.count=1", "unit_size=2", "epochs=2", f"engine={engine}", *extra]
+                )
+            )
+        )[0]
+        for extra in ([], ["checkpoints=[0, 2]"])
+    )
     train = train_batched if engine == "batched" else (lambda u: [train_reference(e) for e in u])
     for a, b in zip(train(plain), train(kept)):
         assert a.checkpoints is None and b.checkpoints.params.shape == (2, 4851)
@@ -130,8 +156,19 @@ def test_bit_identical_whatever_jobs(ckpt_archive, tmp_path):
 @pytest.mark.parametrize("failpoint, trained_before", [("train:3", 2), ("merge:2", 4)])
 def test_killed_build_resumes_to_the_same_checkpoints(ckpt_archive, tmp_path, failpoint, trained_before):
     out = tmp_path / "zoo.h5"
-    cmd = [sys.executable, "-m", "modelset.cli", "build", "--preset", "digits500", "--out", str(out), "--jobs", "1",
-           "--no-progress"] + [a for s in CKPT for a in ("--set", s)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "modelset.cli",
+        "build",
+        "--preset",
+        "digits500",
+        "--out",
+        str(out),
+        "--jobs",
+        "1",
+        "--no-progress",
+    ] + [a for s in CKPT for a in ("--set", s)]
     env = {k: v for k, v in os.environ.items() if k != "MODELSET_FAILPOINT"}
     killed = subprocess.run(cmd, env={**env, "MODELSET_FAILPOINT": failpoint}, capture_output=True, timeout=600)
     assert killed.returncode == -signal.SIGKILL and not out.exists()
@@ -153,15 +190,19 @@ def test_verify_catches_a_damaged_checkpoint(ckpt_archive, tmp_path):
     with h5py.File(bad, "r+") as f:
         del f["checkpoints"]
     # and the epoch split now points at checkpoint rows that are gone
-    assert sorted(verify(bad)) == [f"/splits/epoch/{p} refers to a checkpoint row but the archive has none"
-                                   for p in ("test", "train")] + [
-        "checkpoints are incomplete: root attribute 'checkpoint_epochs' and /checkpoints go together"]
+    assert sorted(verify(bad)) == [
+        f"/splits/epoch/{p} refers to a checkpoint row but the archive has none" for p in ("test", "train")
+    ] + ["checkpoints are incomplete: root attribute 'checkpoint_epochs' and /checkpoints go together"]
 
 
 def test_an_epoch_not_stored_is_a_clear_error(ckpt_archive, small_archive):
     ms = modelset.load(ckpt_archive)
-    for call in (lambda: ms.params(epoch=2), lambda: ms.params([0], epoch=2), lambda: ms.model(0, epoch=2),
-                 lambda: ms.family_state_dict(int(ms.models.index[ms.models.family == "str"][0]), epoch=2)):
+    for call in (
+        lambda: ms.params(epoch=2),
+        lambda: ms.params([0], epoch=2),
+        lambda: ms.model(0, epoch=2),
+        lambda: ms.family_state_dict(int(ms.models.index[ms.models.family == "str"][0]), epoch=2),
+    ):
         with pytest.raises(ModelsetError, match=r"epoch 2 is not a stored checkpoint \(stored epochs: 0, 1, 3\)"):
             call()
     plain = modelset.load(small_archive)
@@ -185,7 +226,8 @@ def test_no_checkpoints_keeps_the_plan_hash_and_the_archive(tmp_path):
     assert all("checkpoints" not in e.key() for e in pa.entries)
     kept = make_plan(load_preset(str(base), ["checkpoints=[0]"]))
     assert kept.hash != pa.hash and not {kept.unit_hash(u) for u in work_units(kept)} & {
-        pa.unit_hash(u) for u in work_units(pa)}
+        pa.unit_hash(u) for u in work_units(pa)
+    }
     out = tmp_path / "empty.h5"
     build(b, out, progress=False)
     with h5py.File(out, "r") as f:
@@ -193,13 +235,16 @@ def test_no_checkpoints_keeps_the_plan_hash_and_the_archive(tmp_path):
         assert not [n for n in f["architectures/small_cnn"] if "checkpoint" in n]
 
 
-@pytest.mark.parametrize("value, message", [
-    ("[1, 1]", "checkpoints must list each epoch once"),
-    ("[-1, 2]", "checkpoints must be epochs >= 0 (0: the initial weights)"),
-    ("[0, 30]", "checkpoints: epoch 30 is past the 25 epochs some models train"),
-    ("[1.5]", "checkpoints must be a list of whole epochs"),
-    ("3", "checkpoints must be a list of whole epochs"),
-])
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("[1, 1]", "checkpoints must list each epoch once"),
+        ("[-1, 2]", "checkpoints must be epochs >= 0 (0: the initial weights)"),
+        ("[0, 30]", "checkpoints: epoch 30 is past the 25 epochs some models train"),
+        ("[1.5]", "checkpoints must be a list of whole epochs"),
+        ("3", "checkpoints must be a list of whole epochs"),
+    ],
+)
 def test_bad_checkpoints_are_one_line_errors(value, message, tmp_path):
     r = run_cli("build", "--preset", "digits500", "--out", tmp_path / "out" / "z.h5", "--set", f"checkpoints={value}")
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and message in r.stderr, r.stderr
@@ -223,13 +268,22 @@ def test_digits_sweep_plan_and_a_small_build(tmp_path):
     full grid's structure, fewer values) builds, verifies and splits by task and seed."""
     preset = load_preset("digits-sweep")
     plan = make_plan(preset)
-    assert len(plan.entries) >= 2000 and preset.checkpoints[0] == 0 and preset.checkpoints[-1] == preset["train"]["epochs"]
+    assert (
+        len(plan.entries) >= 2000 and preset.checkpoints[0] == 0 and preset.checkpoints[-1] == preset["train"]["epochs"]
+    )
     assert {e.engine for e in plan.entries} == {"batched"}
     for unit in work_units(plan):
         assert len({(e.hparams["optimizer"], e.hparams["activation"]) for e in unit}) == 1
     out = tmp_path / "sweep.h5"
-    small = ["tasks.count=2", "epochs=2", "checkpoints=[0, 2]", "grid.lr=[0.0003, 0.03]", 'grid.init=["default"]',
-             "grid.weight_decay=[0.0]", "unit_size=8"]
+    small = [
+        "tasks.count=2",
+        "epochs=2",
+        "checkpoints=[0, 2]",
+        "grid.lr=[0.0003, 0.03]",
+        'grid.init=["default"]',
+        "grid.weight_decay=[0.0]",
+        "unit_size=8",
+    ]
     build(load_preset("digits-sweep", small), out, jobs=1, progress=False)
     assert verify(out) == []
     ms = modelset.load(out)

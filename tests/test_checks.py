@@ -1,5 +1,6 @@
 """modelset.check_method, the method author's check of the contract: every built-in passes it, and it
 names, in one line each, what breaks the contract in methods broken on purpose."""
+
 import numpy as np
 import pytest
 from sklearn.base import clone
@@ -30,13 +31,21 @@ def test_a_method_used_before_fit_says_so_in_one_line(small_archive, name):
 
 def test_hyper_parameters_are_constructor_arguments():
     lps = load_method("lps")(seed=1, rank=4)
-    assert lps.get_params() == {"seed": 1, "rank": 4, "size": 4, "grams": "output", "epochs": 100, "lr": 1e-2,
-                                "weight_decay": 1e-2}
+    assert lps.get_params() == {
+        "seed": 1,
+        "rank": 4,
+        "size": 4,
+        "grams": "output",
+        "epochs": 100,
+        "lr": 1e-2,
+        "weight_decay": 1e-2,
+    }
     assert clone(lps.set_params(size=2)).size == 2
     assert load_method("learned-probes")().grams == "none"
 
 
 # -- methods broken on purpose -------------------------------------------------------------------
+
 
 class CountsEmbeds(WeightStats):
     """Counts its calls in its fitted state."""
@@ -95,15 +104,18 @@ class NotAnEstimator:
         return view.params
 
 
-@pytest.mark.parametrize("cls, expected", [
-    (CountsEmbeds, r"^embed\(view\) changed the fitted method: CountsEmbeds\.calls_ "),
-    (Noisy, r"^embed\(view\) differs between two fits under seed 0 \(up to 0\.\d+\)"),
-    (OneRowShort, r"^embed\(view\) of (\d+) models must return shape \(\1, d\), got \(\d+, \d+\)$"),
-    (ClaimsInvariance, r"^claims invariance to hidden-unit order \('hidden_units'\), but embed\(view\) changes"),
-    (StandardisesOnTheView, r"^embed\(view\) before fit returned a result, but fit sets \['mean_', 'std_'\]"),
-    (RenamesItsArgument, r"^clone\(RenamesItsArgument\) fails: .*scale"),
-    (NotAnEstimator, r"^NotAnEstimator has no get_params/set_params: inherit metrics\.methods\.SimilarityMethod"),
-])
+@pytest.mark.parametrize(
+    "cls, expected",
+    [
+        (CountsEmbeds, r"^embed\(view\) changed the fitted method: CountsEmbeds\.calls_ "),
+        (Noisy, r"^embed\(view\) differs between two fits under seed 0 \(up to 0\.\d+\)"),
+        (OneRowShort, r"^embed\(view\) of (\d+) models must return shape \(\1, d\), got \(\d+, \d+\)$"),
+        (ClaimsInvariance, r"^claims invariance to hidden-unit order \('hidden_units'\), but embed\(view\) changes"),
+        (StandardisesOnTheView, r"^embed\(view\) before fit returned a result, but fit sets \['mean_', 'std_'\]"),
+        (RenamesItsArgument, r"^clone\(RenamesItsArgument\) fails: .*scale"),
+        (NotAnEstimator, r"^NotAnEstimator has no get_params/set_params: inherit metrics\.methods\.SimilarityMethod"),
+    ],
+)
 def test_the_check_names_what_a_broken_method_breaks_in_one_line(small_archive, cls, expected):
     problems = modelset.check_method(cls, small_archive)
     assert len(problems) == 1, problems

@@ -1,4 +1,5 @@
 """The command line: what users type, including every kind of bad input (one line, exit 2, nothing written)."""
+
 import pytest
 
 from .conftest import run_cli
@@ -32,12 +33,26 @@ def test_verify_exits_nonzero_on_a_corrupt_archive(small_archive, tmp_path):
 
 def test_build_writes_where_asked_and_reports(tmp_path):
     out = tmp_path / "zoo.h5"
-    r = run_cli("build", "--preset", "digits500", "--out", out, "--no-progress",
-                *[a for s in ["seeds=1", "tasks.count=2", "epochs=1"] for a in ("--set", s)])
+    r = run_cli(
+        "build",
+        "--preset",
+        "digits500",
+        "--out",
+        out,
+        "--no-progress",
+        *[a for s in ["seeds=1", "tasks.count=2", "epochs=1"] for a in ("--set", s)],
+    )
     assert r.returncode == 0, r.stderr
     assert out.exists() and "2 models (2 trained now)" in r.stdout
-    r = run_cli("build", "--preset", "digits500", "--out", out, "--no-progress",
-                *[a for s in ["seeds=1", "tasks.count=2", "epochs=1"] for a in ("--set", s)])
+    r = run_cli(
+        "build",
+        "--preset",
+        "digits500",
+        "--out",
+        out,
+        "--no-progress",
+        *[a for s in ["seeds=1", "tasks.count=2", "epochs=1"] for a in ("--set", s)],
+    )
     assert "up to date" in r.stdout
 
 
@@ -73,7 +88,10 @@ def test_unreadable_or_foreign_files_are_one_line_exit_2(tmp_path, command):
     foreign = tmp_path / "foreign.h5"
     with h5py.File(foreign, "w") as f:
         f["x"] = 1
-    for path, message in [(tmp_path / "absent.h5", "no such archive"), (junk, "not a readable HDF5 file"),
-                          (foreign, "not a modelset archive")]:
+    for path, message in [
+        (tmp_path / "absent.h5", "no such archive"),
+        (junk, "not a readable HDF5 file"),
+        (foreign, "not a modelset archive"),
+    ]:
         r = run_cli(command, path)
         assert r.returncode == 2 and r.stderr.count("\n") == 1 and message in r.stderr, r.stderr

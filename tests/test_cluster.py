@@ -3,6 +3,7 @@
 Workers share no files with the client here beyond the installed package: results travel back
 to the one writer, which alone writes shards and the archive.
 """
+
 import os
 import socket
 
@@ -21,8 +22,9 @@ distributed = pytest.importorskip("distributed")
 
 @pytest.fixture(scope="module")
 def cluster():
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                  dashboard_address="127.0.0.1:0") as lc:
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address="127.0.0.1:0"
+    ) as lc:
         yield lc
 
 
@@ -46,7 +48,9 @@ def test_mixed_family_zoo_on_the_cluster_is_bit_identical(cluster, tmp_path):
     build(preset, tmp_path / "local.h5", jobs=1, progress=False)
     build(preset, tmp_path / "dask.h5", scheduler=cluster.scheduler_address, progress=False)
     _same_archive(tmp_path / "local.h5", tmp_path / "dask.h5")
-    assert len(set(archive_metadata(tmp_path / "dask.h5")[1]["family_checksum"])) == 24 + 1  # 24 non-dense, "" for dense
+    assert (
+        len(set(archive_metadata(tmp_path / "dask.h5")[1]["family_checksum"])) == 24 + 1
+    )  # 24 non-dense, "" for dense
 
 
 def test_dask_workers_receive_the_data_directory(cluster, tmp_path, monkeypatch):
@@ -62,8 +66,9 @@ def test_dask_workers_receive_the_data_directory(cluster, tmp_path, monkeypatch)
     write_mnist_family(tmp_path / "data", "FashionMNIST")
     preset = load_preset("fashion-mnist500", ["seeds=2", "tasks.count=2", "epochs=1", "unit_size=2"])
     build(preset, tmp_path / "local.h5", jobs=1, progress=False, data_root=tmp_path / "data")
-    build(preset, tmp_path / "dask.h5", scheduler=cluster.scheduler_address, progress=False,
-          data_root=tmp_path / "data")
+    build(
+        preset, tmp_path / "dask.h5", scheduler=cluster.scheduler_address, progress=False, data_root=tmp_path / "data"
+    )
     _same_archive(tmp_path / "local.h5", tmp_path / "dask.h5")
 
 
@@ -81,8 +86,18 @@ def test_scheduler_build_trains_only_missing_units(small_archive, cluster, tmp_p
 
 def test_cluster_local_from_the_command_line(small_archive, tmp_path):
     out = tmp_path / "local-cluster.h5"
-    r = run_cli("build", "--preset", "digits500", "--out", out, "--cluster", "local", "--jobs", "2",
-                *[a for s in SMALL for a in ("--set", s)])
+    r = run_cli(
+        "build",
+        "--preset",
+        "digits500",
+        "--out",
+        out,
+        "--cluster",
+        "local",
+        "--jobs",
+        "2",
+        *[a for s in SMALL for a in ("--set", s)],
+    )
     assert r.returncode == 0, r.stderr
     assert "12 models (12 trained now)" in r.stdout
     assert "LocalCluster at tcp://127.0.0.1:" in r.stderr and "12/12" in r.stderr  # progress bar ran
@@ -99,8 +114,16 @@ def _closed_port():
 @pytest.mark.parametrize("address", [lambda: f"tcp://127.0.0.1:{_closed_port()}", lambda: "not-an-address"])
 def test_unreachable_scheduler_is_one_line_exit_2_nothing_written(tmp_path, address):
     out = tmp_path / "out" / "zoo.h5"
-    r = run_cli("build", "--preset", "digits500", "--out", out, "--scheduler", address(),
-                *[a for s in SMALL for a in ("--set", s)])
+    r = run_cli(
+        "build",
+        "--preset",
+        "digits500",
+        "--out",
+        out,
+        "--scheduler",
+        address(),
+        *[a for s in SMALL for a in ("--set", s)],
+    )
     assert r.returncode == 2, r.stderr
     assert r.stderr.startswith("modelset: error: --scheduler ") and r.stderr.count("\n") == 1, r.stderr
     assert "cannot reach a dask scheduler" in r.stderr
@@ -108,15 +131,28 @@ def test_unreachable_scheduler_is_one_line_exit_2_nothing_written(tmp_path, addr
 
 
 def test_scheduler_and_cluster_together_are_rejected(tmp_path):
-    r = run_cli("build", "--preset", "digits500", "--out", tmp_path / "z.h5", "--cluster", "local",
-                "--scheduler", "tcp://127.0.0.1:8786")
+    r = run_cli(
+        "build",
+        "--preset",
+        "digits500",
+        "--out",
+        tmp_path / "z.h5",
+        "--cluster",
+        "local",
+        "--scheduler",
+        "tcp://127.0.0.1:8786",
+    )
     assert r.returncode == 2 and "not allowed with argument" in r.stderr and r.stderr.count("\n") == 1
 
 
 def test_archive_from_the_cluster_verifies(cluster, tmp_path):
     out = tmp_path / "v.h5"
-    build(load_preset("digits500", ["seeds=1", "tasks.count=2", "epochs=1"]), out,
-          scheduler=cluster.scheduler_address, progress=False)
+    build(
+        load_preset("digits500", ["seeds=1", "tasks.count=2", "epochs=1"]),
+        out,
+        scheduler=cluster.scheduler_address,
+        progress=False,
+    )
     with h5py.File(out, "r") as f:
         assert f.attrs["n_models"] == 2
     r = run_cli("verify", out)
@@ -127,17 +163,16 @@ def test_archive_from_the_cluster_verifies(cluster, tmp_path):
 def test_cuda_is_checked_on_the_workers(cluster, tmp_path):
     out = tmp_path / "out" / "z.h5"
     with pytest.raises(ModelsetError, match="on the dask workers: --device cuda: torch sees no GPU"):
-        build(load_preset("digits500", SMALL), out, scheduler=cluster.scheduler_address, device="cuda",
-              progress=False)
+        build(load_preset("digits500", SMALL), out, scheduler=cluster.scheduler_address, device="cuda", progress=False)
     assert not (tmp_path / "out").exists()
 
 
 def test_multithreaded_workers_are_refused(tmp_path):
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=True, host="127.0.0.1",
-                                  dashboard_address="127.0.0.1:0") as lc:
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=2, processes=True, host="127.0.0.1", dashboard_address="127.0.0.1:0"
+    ) as lc:
         with pytest.raises(ModelsetError, match="runs 2 threads; start workers with one thread each"):
-            build(load_preset("digits500", SMALL), tmp_path / "z.h5", scheduler=lc.scheduler_address,
-                  progress=False)
+            build(load_preset("digits500", SMALL), tmp_path / "z.h5", scheduler=lc.scheduler_address, progress=False)
     assert not list(tmp_path.iterdir())
 
 
@@ -151,10 +186,24 @@ def test_local_workers_exit_when_the_build_is_killed(tmp_path):
     import psutil
 
     out = tmp_path / "killed.h5"
-    proc = subprocess.Popen([sys.executable, "-m", "modelset.cli", "build", "--preset", "digits500", "--out",
-                             str(out), "--jobs", "2", "--no-progress",
-                             *[a for s in ["seeds=2", "tasks.count=20", "epochs=10"] for a in ("--set", s)]],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "modelset.cli",
+            "build",
+            "--preset",
+            "digits500",
+            "--out",
+            str(out),
+            "--jobs",
+            "2",
+            "--no-progress",
+            *[a for s in ["seeds=2", "tasks.count=20", "epochs=10"] for a in ("--set", s)],
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     shards = tmp_path / ".killed.h5.shards"
     deadline = time.time() + 120
     while not list(shards.glob("unit-*.npz")) and time.time() < deadline and proc.poll() is None:

@@ -1,5 +1,6 @@
 """SIGKILL at several points of a build, then the same command again: the archive is the one an
 uninterrupted build writes, with no model missing or duplicated."""
+
 import os
 import signal
 import subprocess
@@ -18,15 +19,23 @@ def _build(out, failpoint=None):
     env = {k: v for k, v in os.environ.items() if k != "MODELSET_FAILPOINT"}
     if failpoint:
         env["MODELSET_FAILPOINT"] = failpoint
-    return subprocess.run([sys.executable, "-m", "modelset.cli", *CMD, "--out", str(out)], env=env,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "modelset.cli", *CMD, "--out", str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
-@pytest.mark.parametrize("failpoint, trained_before", [
-    ("train:3", 2),        # during training: the 3rd unit trained, its shard never written
-    ("shard-write:2", 1),  # while writing a shard: written to its temporary name, not renamed
-    ("merge:4", 6),        # while merging: the archive half-written under its temporary name
-])
+@pytest.mark.parametrize(
+    "failpoint, trained_before",
+    [
+        ("train:3", 2),  # during training: the 3rd unit trained, its shard never written
+        ("shard-write:2", 1),  # while writing a shard: written to its temporary name, not renamed
+        ("merge:4", 6),  # while merging: the archive half-written under its temporary name
+    ],
+)
 def test_killed_build_resumes_to_the_same_archive(small_archive, tmp_path, failpoint, trained_before):
     out = tmp_path / "zoo.h5"
     killed = _build(out, failpoint)

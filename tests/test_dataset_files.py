@@ -6,6 +6,7 @@ files fail the check, as they should (``test_published_checksums_are_checked_by_
 that read them substitute their own files' sums for the published ones (the ``trust`` fixture in
 conftest.py patches ``published_md5``): the check itself still runs on every read.
 """
+
 import collections
 import os
 import shutil
@@ -54,6 +55,7 @@ def _torchvision_reads(name, root, monkeypatch):
 
 
 # -- reading ------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", ALL)
 def test_each_dataset_reads_as_torchvision_reads_it(name, data_root, trust, monkeypatch):
@@ -108,19 +110,24 @@ def test_modelset500_tasks_are_the_pairs_2r_2r1_with_graded_superclass_relations
 def test_superclass_relation_needs_superclasses(data_root):
     ds = load_dataset("digits")
     with pytest.raises(ModelsetError, match="needs a dataset with superclasses"):
-        make_tasks({"classes_per_task": 2, "count": 2, "classes": [], "select": "consecutive",
-                    "relation": "superclass"}, ds, 0)
+        make_tasks(
+            {"classes_per_task": 2, "count": 2, "classes": [], "select": "consecutive", "relation": "superclass"}, ds, 0
+        )
     with pytest.raises(ModelsetError, match="tasks.count=6 is impossible with tasks.select='consecutive'"):
         make_tasks({"classes_per_task": 2, "count": 6, "classes": [], "select": "consecutive"}, ds, 0)
 
 
 # -- missing and wrong files ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("preset, name, where", [
-    ("modelset500-cifar100", "cifar100", "cifar-100-python"),
-    ("mnist500", "mnist", "MNIST/raw"),
-    ("fashion-mnist500", "fashion-mnist", "FashionMNIST/raw"),
-])
+
+@pytest.mark.parametrize(
+    "preset, name, where",
+    [
+        ("modelset500-cifar100", "cifar100", "cifar-100-python"),
+        ("mnist500", "mnist", "MNIST/raw"),
+        ("fashion-mnist500", "fashion-mnist", "FashionMNIST/raw"),
+    ],
+)
 def test_missing_files_are_one_line_naming_dataset_directory_and_remedy(preset, name, where, tmp_path):
     empty = tmp_path / "data"
     empty.mkdir()

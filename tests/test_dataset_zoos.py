@@ -1,5 +1,6 @@
 """Small zoos built from tiny files of every file-based dataset, through the code path users run:
 the CLI, preset files, worker processes, --download, and archives that refuse other data."""
+
 import os
 import shutil
 
@@ -32,13 +33,31 @@ def _reproduces(path, root):
 def test_tiny_modelset500_cifar100_zoo(data_root, trust, tmp_path, no_env):
     trust(data_root)
     out = tmp_path / "ms500.h5"
-    assert main(["build", "--preset", "modelset500-cifar100", "--data-root", str(data_root), "--out", str(out),
-                 "--set", "lr_step_size=1", *TINY]) == 0
+    assert (
+        main(
+            [
+                "build",
+                "--preset",
+                "modelset500-cifar100",
+                "--data-root",
+                str(data_root),
+                "--out",
+                str(out),
+                "--set",
+                "lr_step_size=1",
+                *TINY,
+            ]
+        )
+        == 0
+    )
     assert verify(out) == []
     with modelset.load(out) as ms:
         m = ms.models
-        assert len(m) == 2 and m["arch"].tolist() == ["vgg4_bn"] * 2 and ms.tasks["name"].tolist() == [
-            "apple-aquarium_fish", "baby-bear"]
+        assert (
+            len(m) == 2
+            and m["arch"].tolist() == ["vgg4_bn"] * 2
+            and ms.tasks["name"].tolist() == ["apple-aquarium_fish", "baby-bear"]
+        )
         assert m["augment"].tolist() == ["crop_flip"] * 2 and m["optimizer"].tolist() == ["sgd"] * 2
         lay = ms.layout("vgg4_bn")
         buffers = lay.loc[~lay["trainable"], "name"].tolist()
@@ -72,28 +91,36 @@ def test_tiny_mnist_zoo_from_the_environment_variable(data_root, tmp_path, monke
 def test_worker_processes_find_the_data_and_train_the_same_weights(data_root, tmp_path, no_env):
     """--data-root reaches joblib's worker processes (as an argument): --jobs 2 in a fresh
     process gives the bit-identical archive an in-process --jobs 1 build gives."""
-    small = ["--set", "seeds=2", "--set", "tasks.count=2", "--set", "epochs=1", "--set", "unit_size=1",
-             "--no-progress"]
+    small = ["--set", "seeds=2", "--set", "tasks.count=2", "--set", "epochs=1", "--set", "unit_size=1", "--no-progress"]
     one, two = tmp_path / "one.h5", tmp_path / "two.h5"
-    assert main(["build", "--preset", "mnist500", "--data-root", str(data_root),
-                 "--out", str(one), "--jobs", "1", *small]) == 0
-    r = run_cli("build", "--preset", "mnist500", "--data-root", data_root, "--out", two, "--jobs", "2", *small,
-                data_env=None)
+    assert (
+        main(["build", "--preset", "mnist500", "--data-root", str(data_root), "--out", str(one), "--jobs", "1", *small])
+        == 0
+    )
+    r = run_cli(
+        "build", "--preset", "mnist500", "--data-root", data_root, "--out", two, "--jobs", "2", *small, data_env=None
+    )
     assert r.returncode == 0, r.stderr
     with h5py.File(one) as a, h5py.File(two) as b:
-        assert a["architectures/small_cnn_zoo/params"][()].tobytes() == b["architectures/small_cnn_zoo/params"][()].tobytes()
+        assert (
+            a["architectures/small_cnn_zoo/params"][()].tobytes()
+            == b["architectures/small_cnn_zoo/params"][()].tobytes()
+        )
         assert a.attrs["plan_hash"] == b.attrs["plan_hash"]
 
 
 def test_tiny_svhn_and_fashion_zoos_from_preset_files(data_root, trust, tmp_path, no_env):
     trust(data_root)
     f = tmp_path / "svhn.toml"
-    f.write_text('name = "svhn-pairs"\ndataset = "svhn"\narch = "vgg4_bn"\n[tasks]\nclasses_per_task = 2\n'
-                 'select = "consecutive"\n[train]\naugment = "crop"\nbatch_size = 16\n')
+    f.write_text(
+        'name = "svhn-pairs"\ndataset = "svhn"\narch = "vgg4_bn"\n[tasks]\nclasses_per_task = 2\n'
+        'select = "consecutive"\n[train]\naugment = "crop"\nbatch_size = 16\n'
+    )
     for preset in (str(f), "fashion-mnist500"):
         out = tmp_path / "zoo.h5"
-        assert main(["build", "--preset", preset, "--data-root", str(data_root), "--out", str(out), "--force",
-                     *TINY]) == 0
+        assert (
+            main(["build", "--preset", preset, "--data-root", str(data_root), "--out", str(out), "--force", *TINY]) == 0
+        )
         assert verify(out) == []
         _reproduces(out, data_root)
 
@@ -112,8 +139,9 @@ def test_download_passes_through_to_torchvision(data_root, tmp_path, monkeypatch
     monkeypatch.setattr(tvd.MNIST, "download", fake_download)
     root = tmp_path / "fresh"
     out = tmp_path / "mnist.h5"
-    assert main(["build", "--preset", "mnist500", "--data-root", str(root), "--download", "--out", str(out),
-                 *TINY]) == 0
+    assert (
+        main(["build", "--preset", "mnist500", "--data-root", str(root), "--download", "--out", str(out), *TINY]) == 0
+    )
     assert calls and set(calls) == {str(root)} and (root / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file()
     assert len(modelset.load(out).models) == 2
 
@@ -121,8 +149,19 @@ def test_download_passes_through_to_torchvision(data_root, tmp_path, monkeypatch
         raise RuntimeError("Error downloading train-images-idx3-ubyte.gz:\nTried https://..., got: <urlopen error>")
 
     monkeypatch.setattr(tvd.MNIST, "download", offline)
-    rc = main(["build", "--preset", "mnist500", "--data-root", str(tmp_path / "other"), "--download",
-               "--out", str(tmp_path / "x.h5"), *TINY])
+    rc = main(
+        [
+            "build",
+            "--preset",
+            "mnist500",
+            "--data-root",
+            str(tmp_path / "other"),
+            "--download",
+            "--out",
+            str(tmp_path / "x.h5"),
+            *TINY,
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and "could not download into" in err and "Error downloading" in err
     assert not (tmp_path / "x.h5").exists()
@@ -131,8 +170,23 @@ def test_download_passes_through_to_torchvision(data_root, tmp_path, monkeypatch
 def test_archive_task_data_refuses_other_data_than_the_models_saw(data_root, trust, tmp_path, no_env):
     trust(data_root)
     out = tmp_path / "ms500.h5"
-    assert main(["build", "--preset", "modelset500-cifar100", "--data-root", str(data_root), "--out", str(out),
-                 "--set", "epochs=1", *TINY]) == 0
+    assert (
+        main(
+            [
+                "build",
+                "--preset",
+                "modelset500-cifar100",
+                "--data-root",
+                str(data_root),
+                "--out",
+                str(out),
+                "--set",
+                "epochs=1",
+                *TINY,
+            ]
+        )
+        == 0
+    )
     other = tmp_path / "other"
     other.mkdir()
     write_cifar100(other, per_class=(7, 2))

@@ -1,4 +1,5 @@
 """The default benchmark itself, built exactly as `make modelset` builds it."""
+
 import os
 from pathlib import Path
 
@@ -45,8 +46,9 @@ def test_quickstart_notebook_runs(digits500):
     nb = nbformat.read(EXAMPLES / "quickstart.ipynb", as_version=4)
     os.environ["MODELSET_ARCHIVE"] = str(digits500)  # inherited by the kernel
     try:
-        NotebookClient(nb, timeout=300, kernel_name="python3",
-                       resources={"metadata": {"path": str(EXAMPLES)}}).execute()
+        NotebookClient(
+            nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(EXAMPLES)}}
+        ).execute()
     finally:
         del os.environ["MODELSET_ARCHIVE"]
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]

@@ -34,8 +34,7 @@ def test_dgconv_all_gates_closed_is_depthwise():
     torch.manual_seed(0)
     layer = DGConv2d(16, 16, 3, padding=1, gate_init=-1.0)
     x = torch.randn(2, 16, 8, 8)
-    depthwise = F.conv2d(x, layer.weight[torch.arange(16), torch.arange(16)][:, None], layer.bias, padding=1,
-                         groups=16)
+    depthwise = F.conv2d(x, layer.weight[torch.arange(16), torch.arange(16)][:, None], layer.bias, padding=1, groups=16)
     torch.testing.assert_close(layer(x), depthwise)
     assert layer.groups_now() == 16
 
@@ -85,7 +84,9 @@ def test_mixed_zoo_stores_every_family_in_one_layout(mixed_archive):
     assert ms.params().shape == (32, 4851)  # effective weights, directly comparable
     sd = ms.family_state_dict(int(m.index[m.family == "str"][0]))
     assert {"convs.0.s", "head.s"} <= set(sd)
-    assert {"banks.16x1", "banks.16x16", "convs.1.atoms"} <= set(ms.family_state_dict(int(m.index[m.family == "acdc"][0])))
+    assert {"banks.16x1", "banks.16x16", "convs.1.atoms"} <= set(
+        ms.family_state_dict(int(m.index[m.family == "acdc"][0]))
+    )
     assert (m.loc[m.family == "acdc", "n_family_params"] == 16 * 1 * 6 + 16 * 16 * 6 + 3 * (6 * 9 + 16) + 51).all()
     cross = ms.split("cross_family")
     assert set(m.loc[cross["query"], "family"]) == {"dense"} and "dense" not in set(m.loc[cross["gallery"], "family"])
@@ -116,8 +117,10 @@ def test_every_family_is_rebuilt_and_reproduces_its_accuracy(mixed_archive):
     for family, g in ms.models.groupby("family"):
         row = g.iloc[0]
         net = ms.model(int(row.id))
-        assert type(net.convs[1]).__name__ == {"dense": "Conv2d", "str": "STRConv2d", "dgconv": "DGConv2d",
-                                                "acdc": "ACDCConv2d"}[family]
+        assert (
+            type(net.convs[1]).__name__
+            == {"dense": "Conv2d", "str": "STRConv2d", "dgconv": "DGConv2d", "acdc": "ACDCConv2d"}[family]
+        )
         x, y = ms.task_data(row.task, "test")
         with torch.no_grad():
             assert (net(x).argmax(1) == y).float().mean().item() == row.test_acc, family
@@ -126,24 +129,36 @@ def test_every_family_is_rebuilt_and_reproduces_its_accuracy(mixed_archive):
 def test_str_sparsity_rises_with_weight_decay_and_falls_with_abs_s_init(tmp_path):
     base = ["seeds=1", "tasks.count=2", "epochs=8", "family=str"]
     out = tmp_path / "wd.h5"
-    build(load_preset("digits-families", base + ["families.str.s_init=-4.0", "grid.weight_decay=[0.0, 0.002, 0.01]"]),
-          out, jobs=2, progress=False)
+    build(
+        load_preset("digits-families", base + ["families.str.s_init=-4.0", "grid.weight_decay=[0.0, 0.002, 0.01]"]),
+        out,
+        jobs=2,
+        progress=False,
+    )
     by_wd = modelset.load(out).models.groupby("weight_decay")["sparsity"].mean()
     assert by_wd.is_monotonic_increasing and by_wd.iloc[-1] > by_wd.iloc[0] + 0.1, by_wd
     deep = tmp_path / "deep.h5"
-    build(load_preset("digits-families", base + ["families.str.s_init=-7.0", "grid.weight_decay=[0.002]"]),
-          deep, jobs=2, progress=False)
+    build(
+        load_preset("digits-families", base + ["families.str.s_init=-7.0", "grid.weight_decay=[0.002]"]),
+        deep,
+        jobs=2,
+        progress=False,
+    )
     assert modelset.load(deep).models["sparsity"].mean() < by_wd.loc[0.002]
 
 
-@pytest.mark.parametrize("damage, message", [
-    ("flip", "model {mid}: parameter checksum mismatch (row 1 of str of small_cnn)"),
-    ("resize", "/architectures/small_cnn/families/str: layout covers 4855 values, params rows have shape (8, 7)"),
-    ("drop", "models of str of small_cnn have no /architectures/small_cnn/families/str/params"),
-    ("layout", "/architectures/small_cnn/families/str has no layout"),
-])
-def test_verify_reports_a_damaged_family_dataset_as_it_reports_architecture_rows(damage, message, mixed_archive,
-                                                                                  tmp_path):
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        ("flip", "model {mid}: parameter checksum mismatch (row 1 of str of small_cnn)"),
+        ("resize", "/architectures/small_cnn/families/str: layout covers 4855 values, params rows have shape (8, 7)"),
+        ("drop", "models of str of small_cnn have no /architectures/small_cnn/families/str/params"),
+        ("layout", "/architectures/small_cnn/families/str has no layout"),
+    ],
+)
+def test_verify_reports_a_damaged_family_dataset_as_it_reports_architecture_rows(
+    damage, message, mixed_archive, tmp_path
+):
     """A family's own parameters go through the same checks as the effective weights: a damaged
     family dataset is a finding, not a crash."""
     import h5py

@@ -1,5 +1,6 @@
 """A zoo from the real Fashion-MNIST files, as Debian's dataset-fashion-mnist package installs them
 (the authors' four *-ubyte.gz files, directly in one directory). Skipped where they are absent."""
+
 import gzip
 import shutil
 from pathlib import Path
@@ -23,7 +24,8 @@ FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3
 pytestmark = pytest.mark.skipif(
     not all((DEBIAN / f"{f}.gz").is_file() for f in FILES),
     reason=f"the real Fashion-MNIST files are not in {DEBIAN}: install them with "
-           "`apt-get install dataset-fashion-mnist` (Debian/Ubuntu), or copy the authors' four *-ubyte.gz there")
+    "`apt-get install dataset-fashion-mnist` (Debian/Ubuntu), or copy the authors' four *-ubyte.gz there",
+)
 # Two tasks of fashion-mnist500, one easy and one of its hardest (three kinds of tops), 2 seeds, 1 epoch.
 SMALL = ["seeds=2", "epochs=1", "unit_size=2", "tasks.classes=[[1, 7, 8], [0, 2, 6]]"]
 
@@ -52,7 +54,12 @@ def test_the_categories_grade_the_relation_of_fashion_mnist500(fashion):
     by_name = {t.name: t.id for t in tasks}
     names = [fashion.class_names[c] for c in range(10)]
     assert [names[c] for c in range(10) if fashion.superclasses[c] == 0] == [
-        "T-shirt/top", "Pullover", "Dress", "Coat", "Shirt"]
+        "T-shirt/top",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Shirt",
+    ]
     assert fashion.superclass_names == ("tops", "trousers", "footwear", "bags")
     levels = sorted(set(np.round(r[np.triu_indices(50, 1)], 4).tolist()))
     assert levels[0] == 0 and len(levels) >= 5, levels  # graded, not just class overlap

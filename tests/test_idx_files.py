@@ -2,6 +2,7 @@
 directly in the data directory. A dataset is its decoded content: every container of the same
 images gives the same fingerprint, plan and archive; a file that is not the dataset is one line.
 """
+
 import gzip
 import os
 import shutil
@@ -43,8 +44,12 @@ def containers(tmp_path_factory):
         else:
             gzip_file(raw / f, mixed / f"{f}.gz", name_in_header=False)
     assert (tv_gz / f"{FILES[0]}.gz").read_bytes() != (flat_gz / f"{FILES[0]}.gz").read_bytes()
-    return {"extracted": base / "extracted", "torchvision-gz": base / "torchvision-gz", "flat-gz": flat_gz,
-            "flat-mixed": mixed}
+    return {
+        "extracted": base / "extracted",
+        "torchvision-gz": base / "torchvision-gz",
+        "flat-gz": flat_gz,
+        "flat-mixed": mixed,
+    }
 
 
 def test_every_container_gives_the_same_dataset_and_plan(containers):
@@ -75,9 +80,24 @@ def test_the_data_directory_is_an_argument_not_the_environment(containers, tmp_p
     """Worker processes get the directory as an argument: the build sets no environment variable,
     and an in-process cache never hands one directory's data to another's build."""
     monkeypatch.delenv(DATA_ENV, raising=False)
-    assert main(["build", "--preset", "fashion-mnist500", "--data-root", str(containers["flat-gz"]),
-                 "--out", str(tmp_path / "a.h5"), "--jobs", "2", "--no-progress",
-                 *[a for s in SMALL for a in ("--set", s)]]) == 0
+    assert (
+        main(
+            [
+                "build",
+                "--preset",
+                "fashion-mnist500",
+                "--data-root",
+                str(containers["flat-gz"]),
+                "--out",
+                str(tmp_path / "a.h5"),
+                "--jobs",
+                "2",
+                "--no-progress",
+                *[a for s in SMALL for a in ("--set", s)],
+            ]
+        )
+        == 0
+    )
     assert DATA_ENV not in os.environ
     other = tmp_path / "other"
     write_mnist_family(other, "FashionMNIST", seed=10)
@@ -85,8 +105,10 @@ def test_the_data_directory_is_an_argument_not_the_environment(containers, tmp_p
     _, mine = train_unit(unit, "cpu", containers["extracted"])
     _, theirs = train_unit(unit, "cpu", other)
     assert not np.array_equal(mine[0].params, theirs[0].params)  # each unit read its own directory
-    assert load_dataset("fashion-mnist", other).fingerprint != load_dataset("fashion-mnist",
-                                                                            containers["extracted"]).fingerprint
+    assert (
+        load_dataset("fashion-mnist", other).fingerprint
+        != load_dataset("fashion-mnist", containers["extracted"]).fingerprint
+    )
 
 
 def _damaged(src: str, tmp_path, damage) -> tuple:
@@ -144,16 +166,19 @@ def _not_gzip(root):
     return p
 
 
-@pytest.mark.parametrize("damage, message", [
-    (_corrupt_stream, "corrupt gzip stream"),
-    (_truncated_gz, "corrupt gzip stream"),
-    (_not_gzip, "not a gzip file"),
-    (_wrong_magic, "wrong magic number"),
-    (_labels_as_images, "expected unsigned bytes (0x08) with 3 (images)"),
-    (_wrong_count, "truncated or padded"),
-    (_wrong_shape, "images of 32 x 32 pixels; Fashion-MNIST has 28 x 28"),
-    (_label_count, "holds 30 test images but"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (_corrupt_stream, "corrupt gzip stream"),
+        (_truncated_gz, "corrupt gzip stream"),
+        (_not_gzip, "not a gzip file"),
+        (_wrong_magic, "wrong magic number"),
+        (_labels_as_images, "expected unsigned bytes (0x08) with 3 (images)"),
+        (_wrong_count, "truncated or padded"),
+        (_wrong_shape, "images of 32 x 32 pixels; Fashion-MNIST has 28 x 28"),
+        (_label_count, "holds 30 test images but"),
+    ],
+)
 def test_a_file_that_is_not_the_dataset_is_one_line_naming_it(damage, message, containers, tmp_path):
     root, bad = _damaged(containers["flat-gz"], tmp_path, damage)
     with pytest.raises(ModelsetError) as e:
@@ -161,8 +186,22 @@ def test_a_file_that_is_not_the_dataset_is_one_line_naming_it(damage, message, c
     assert message in str(e.value) and "\n" not in str(e.value)
     assert str(bad) in str(e.value) or str(bad).replace(".gz", "") in str(e.value), str(e.value)
     out = tmp_path / "out"
-    r = run_cli("build", "--preset", "fashion-mnist500", "--data-root", root, "--out", out / "zoo.h5",
-                "--no-progress", "--set", "seeds=1", "--set", "tasks.count=1", "--set", "epochs=1")
+    r = run_cli(
+        "build",
+        "--preset",
+        "fashion-mnist500",
+        "--data-root",
+        root,
+        "--out",
+        out / "zoo.h5",
+        "--no-progress",
+        "--set",
+        "seeds=1",
+        "--set",
+        "tasks.count=1",
+        "--set",
+        "epochs=1",
+    )
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and message in r.stderr, r.stderr
     assert "Traceback" not in r.stderr and not out.exists()  # nothing written
 

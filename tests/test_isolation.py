@@ -1,8 +1,8 @@
 """A submitted method that hunts for the test labels finds nothing, and cannot write outside its
 work directory (issue: leaderboard isolation)."""
+
 import json
 import os
-import subprocess
 import uuid
 
 import pytest
@@ -92,10 +92,19 @@ def test_a_snooping_method_finds_nothing_and_writes_nothing(small_archive, tmp_p
     run_cli("leaderboard", "submit", "--archive", small_archive, "--method", "raw-cosine", "--results", results)
     before = {f.name: f.read_bytes() for f in results.glob("*.json")}
     method = tmp_path / "snoop.py"
-    method.write_text(SNOOP.format(archive=str(small_archive.resolve()), results=str(results.resolve()),
-                                   escape=escape))
-    r = run_cli("leaderboard", "submit", "--archive", small_archive, "--method", f"{method}:Snoop",
-                "--results", results, "--sandbox", "require")
+    method.write_text(SNOOP.format(archive=str(small_archive.resolve()), results=str(results.resolve()), escape=escape))
+    r = run_cli(
+        "leaderboard",
+        "submit",
+        "--archive",
+        small_archive,
+        "--method",
+        f"{method}:Snoop",
+        "--results",
+        results,
+        "--sandbox",
+        "require",
+    )
     assert r.returncode == 0, r.stderr  # the method raises "LEAK: ..." if any attempt succeeded
     assert not (results / "forged.json").exists() and not os.path.exists(escape)
     assert {f.name: f.read_bytes() for f in results.glob("*.json") if f.name in before} == before
@@ -106,10 +115,23 @@ def test_a_snooping_method_finds_nothing_and_writes_nothing(small_archive, tmp_p
 def test_without_the_sandbox_the_same_method_would_see_the_archive(small_archive, tmp_path):
     """The control: proves the snooping method's checks really detect a leak."""
     method = tmp_path / "snoop.py"
-    method.write_text(SNOOP.format(archive=str(small_archive.resolve()), results=str(tmp_path / "r"),
-                                   escape=str(tmp_path / "escape")))
-    r = run_cli("leaderboard", "submit", "--archive", small_archive, "--method", f"{method}:Snoop",
-                "--results", tmp_path / "r", "--sandbox", "off", "--timeout", "120")
+    method.write_text(
+        SNOOP.format(archive=str(small_archive.resolve()), results=str(tmp_path / "r"), escape=str(tmp_path / "escape"))
+    )
+    r = run_cli(
+        "leaderboard",
+        "submit",
+        "--archive",
+        small_archive,
+        "--method",
+        f"{method}:Snoop",
+        "--results",
+        tmp_path / "r",
+        "--sandbox",
+        "off",
+        "--timeout",
+        "120",
+    )
     assert r.returncode == 2 and "LEAK:" in r.stderr and "can see" in r.stderr
 
 
@@ -118,8 +140,16 @@ def test_submitted_code_is_never_imported_by_the_scoring_process(small_archive, 
     marks.mkdir()
     method = tmp_path / "top_level.py"
     method.write_text(TOP_LEVEL.format(marks=str(marks)))
-    r = run_cli("leaderboard", "submit", "--archive", small_archive, "--method", f"{method}:Mean",
-                "--results", tmp_path / "results")
+    r = run_cli(
+        "leaderboard",
+        "submit",
+        "--archive",
+        small_archive,
+        "--method",
+        f"{method}:Mean",
+        "--results",
+        tmp_path / "results",
+    )
     assert r.returncode == 0, r.stderr
     importers = [p.read_text() for p in marks.iterdir()]
     assert not any("leaderboard" in argv for argv in importers), importers

@@ -1,4 +1,5 @@
 """The leaderboard script: isolation of test labels, result files, the board, and rejections."""
+
 import hashlib
 import json
 import shutil
@@ -9,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import modelset
 import metrics
+import modelset
 from metrics.evaluate import evaluate
 from metrics.methods import load_method
 from metrics.public import read_public
@@ -77,8 +78,10 @@ def test_public_file_hides_test_labels(small_archive, tmp_path):
     assert set(train.labels) == set(ms.models.loc[ms.split("retrieval")["train"], "task"])
     assert len(test) == len(ms.split("retrieval")["query"]) + len(ms.split("retrieval")["gallery"])
     functional = tmp_path / "functional.h5"
-    assert run_cli("leaderboard", "public", "--archive", small_archive, "--out", functional,
-                   "--functional").returncode == 0
+    assert (
+        run_cli("leaderboard", "public", "--archive", small_archive, "--out", functional, "--functional").returncode
+        == 0
+    )
     assert read_public(functional)["retrieval"][1].probe.shape == (256, 1, 8, 8)
 
 
@@ -90,8 +93,9 @@ def test_submit_builtin_and_file_methods_then_render(small_archive, method_file,
     results = tmp_path / "results"
     r = run_cli("leaderboard", "submit", "--archive", small_archive, "--method", "gram", "--results", results)
     assert r.returncode == 0, r.stderr
-    r = run_cli("leaderboard", "submit", "--archive", small_archive, "--method", f"{method_file}:Mean",
-                "--results", results)
+    r = run_cli(
+        "leaderboard", "submit", "--archive", small_archive, "--method", f"{method_file}:Mean", "--results", results
+    )
     assert r.returncode == 0, r.stderr
     files = sorted(results.glob("*.json"))
     mean, gram = [json.loads(f.read_text()) for f in files]
@@ -100,8 +104,11 @@ def test_submit_builtin_and_file_methods_then_render(small_archive, method_file,
     assert gram["kind"] == mean["kind"] == "weights"
     # each result traces back to the code that ran
     baselines = Path(metrics.__file__).parent / "baselines.py"
-    assert gram["code"] == {"module": "metrics.baselines", "version": modelset.__version__,
-                            "sha256": _sha256(baselines)}
+    assert gram["code"] == {
+        "module": "metrics.baselines",
+        "version": modelset.__version__,
+        "sha256": _sha256(baselines),
+    }
     assert mean["code"] == {"file": "mine.py", "sha256": _sha256(method_file)}
     ms = modelset.load(small_archive)
     in_process = evaluate(ms, "gram")["scores"]
@@ -143,8 +150,16 @@ def test_the_board_shows_only_results_and_names_the_rest_in_one_line(small_archi
         "forged.json": json.dumps({**good, "method": "forged", "seeds": [0, 1]}),  # 2 seeds, 1 value each
         "escape.json": json.dumps({**good, "method": "../escape"}),
         "nokind.json": json.dumps({k: v for k, v in good.items() if k != "kind"}),
-        "nan.json": json.dumps({**good, "method": "nan", "scores": {**good["scores"], "retrieval.map":
-                                {"mean": float("nan"), "std": 0.0, "values": [float("nan")]}}}),
+        "nan.json": json.dumps(
+            {
+                **good,
+                "method": "nan",
+                "scores": {
+                    **good["scores"],
+                    "retrieval.map": {"mean": float("nan"), "std": 0.0, "values": [float("nan")]},
+                },
+            }
+        ),
     }
     for name, text in bad.items():
         (results / name).write_text(text)
@@ -181,8 +196,16 @@ def test_embeddings_computed_elsewhere_score_like_the_method(small_archive, tmp_
         view = type(train).concat(train, test) if protocol == "task_id" else test
         emb[protocol] = m.embed(view)
     np.savez(tmp_path / "emb.npz", **emb)
-    r = run_cli("leaderboard", "submit", "--archive", small_archive, "--embeddings", tmp_path / "emb.npz",
-                "--results", tmp_path / "res")
+    r = run_cli(
+        "leaderboard",
+        "submit",
+        "--archive",
+        small_archive,
+        "--embeddings",
+        tmp_path / "emb.npz",
+        "--results",
+        tmp_path / "res",
+    )
     assert r.returncode == 0, r.stderr
     res = json.loads(next((tmp_path / "res").glob("*.json")).read_text())
     assert res["method"] == "emb" and res["kind"] == "weights" and res["confined"] is False  # computed elsewhere
@@ -194,22 +217,35 @@ def test_embeddings_computed_elsewhere_score_like_the_method(small_archive, tmp_
         np.testing.assert_allclose(res["scores"][k]["values"], v, rtol=1e-6, atol=1e-9, err_msg=k)
 
 
-@pytest.mark.parametrize("cls, message", [
-    ("Raises", "method failed: RuntimeError: out of ideas"),
-    ("WrongShape", "embed() of seed 0: shape (5, 3), expected (4, <= 16384)"),
-    ("Nan", "similarity() returned NaN or infinite values"),
-    ("Slow", "ran past its time limit of 5 s"),
-    ("Missing", "has no attribute 'Missing'"),
-    ("RunsModels", "this view holds weights only, no probe inputs"),
-])
+@pytest.mark.parametrize(
+    "cls, message",
+    [
+        ("Raises", "method failed: RuntimeError: out of ideas"),
+        ("WrongShape", "embed() of seed 0: shape (5, 3), expected (4, <= 16384)"),
+        ("Nan", "similarity() returned NaN or infinite values"),
+        ("Slow", "ran past its time limit of 5 s"),
+        ("Missing", "has no attribute 'Missing'"),
+        ("RunsModels", "this view holds weights only, no probe inputs"),
+    ],
+)
 def test_bad_methods_are_rejected_and_change_nothing(small_archive, method_file, tmp_path, cls, message):
     results = tmp_path / "results"
     ok = run_cli("leaderboard", "submit", "--archive", small_archive, "--method", "raw-cosine", "--results", results)
     assert ok.returncode == 0
     before = {f.name: f.read_bytes() for f in results.iterdir()}
     # 5 s stops Slow (it sleeps 60 s); the others get room to start up on a loaded machine
-    r = run_cli("leaderboard", "submit", "--archive", small_archive, "--method", f"{method_file}:{cls}",
-                "--results", results, "--timeout", "5" if cls == "Slow" else "120")
+    r = run_cli(
+        "leaderboard",
+        "submit",
+        "--archive",
+        small_archive,
+        "--method",
+        f"{method_file}:{cls}",
+        "--results",
+        results,
+        "--timeout",
+        "5" if cls == "Slow" else "120",
+    )
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and message in r.stderr, r.stderr
     assert {f.name: f.read_bytes() for f in results.iterdir()} == before
 

@@ -1,6 +1,7 @@
 """The learned similarity methods (LPS, NFN, StatNN): invariance to hidden-unit order (against a
 control that is not invariant), refusal of an architecture they cannot represent, determinism,
 and what they recover on the real digits500 zoo."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -43,8 +44,15 @@ def test_learned_embeddings_ignore_hidden_unit_order_the_first_order_net_does_no
 def test_nfn_and_lps_refuse_an_architecture_they_cannot_represent_with_one_line(views):
     net = create_model("vgg4_bn", in_channels=1, n_classes=3)
     rows = pd.DataFrame(layout(net), columns=["name", "shape", "offset", "size", "trainable"])
-    view = ModelView(params=np.stack([flatten(net)] * 2), layout=rows, arch="vgg4_bn", in_channels=1, n_classes=3,
-                     activation=np.array(["relu"] * 2), labels=np.array([0, 1]))
+    view = ModelView(
+        params=np.stack([flatten(net)] * 2),
+        layout=rows,
+        arch="vgg4_bn",
+        in_channels=1,
+        n_classes=3,
+        activation=np.array(["relu"] * 2),
+        labels=np.array([0, 1]),
+    )
     for name in ("nfn", "lps"):
         with pytest.raises(ModelsetError, match=r"'vgg4_bn'.*blocks\.0\.bn") as e:
             load_method(name)(seed=0).fit(view)
@@ -59,8 +67,10 @@ def test_learned_methods_are_deterministic_per_seed(small_archive, name):
 
 def test_learned_methods_recover_tasks_on_digits500(digits500):
     ms = modelset.load(digits500)
-    m = {name: np.mean(evaluate(ms, name, seeds=[0])["scores"]["retrieval.map"])
-         for name in ["lps", "learned-probes", "lps-fixed", "nfn", "statnn", "raw-cosine"]}
+    m = {
+        name: np.mean(evaluate(ms, name, seeds=[0])["scores"]["retrieval.map"])
+        for name in ["lps", "learned-probes", "lps-fixed", "nfn", "statnn", "raw-cosine"]
+    }
     assert m["raw-cosine"] < 0.15  # about chance
     assert min(m["nfn"], m["statnn"]) > m["raw-cosine"] + 0.02  # above it
     assert min(m["lps"], m["learned-probes"]) > 0.5 > m["lps-fixed"]  # the learnable layers are what passes 0.5

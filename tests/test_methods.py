@@ -1,5 +1,6 @@
 """Similarity methods: LPS's invariance to filter order, and what each kind of method recovers on
 the real digits500 zoo."""
+
 import numpy as np
 import pytest
 import torch
@@ -22,8 +23,9 @@ def test_lps_features_ignore_filter_order_raw_weights_do_not(small_archive):
         for a, b in zip(view.modules(), permuted.modules()):
             torch.testing.assert_close(a(x), b(x), rtol=1e-4, atol=1e-5)
     assert not np.allclose(view.params, permuted.params)  # ...with different weight vectors
-    np.testing.assert_allclose(chained_gram(view, with_class_map=True),
-                               chained_gram(permuted, with_class_map=True), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        chained_gram(view, with_class_map=True), chained_gram(permuted, with_class_map=True), rtol=1e-4, atol=1e-6
+    )
 
 
 @pytest.mark.parametrize("name", sorted(BUILTIN))
@@ -36,8 +38,10 @@ def test_every_builtin_follows_the_contract(small_archive, name):
 
 def test_weights_alone_reveal_less_than_the_function(digits500):
     ms = modelset.load(digits500)
-    m = {name: np.mean(evaluate(ms, name, seeds=[0])["scores"]["retrieval.map"])
-         for name in ["raw-cosine", "gram", "lps", "output-agreement"]}
+    m = {
+        name: np.mean(evaluate(ms, name, seeds=[0])["scores"]["retrieval.map"])
+        for name in ["raw-cosine", "gram", "lps", "output-agreement"]
+    }
     assert m["raw-cosine"] < 0.15  # near chance: no alignment
     assert m["lps"] > m["gram"] > m["raw-cosine"]  # invariance helps, learning helps more
     assert m["output-agreement"] > 0.9 > m["lps"]  # the functional reference stays ahead
@@ -55,7 +59,7 @@ def test_a_weights_only_view_has_no_probe_and_says_how_to_get_one(small_archive)
     view = archive_view(ms, range(4), with_labels=False)
     assert view.modules()  # the models can be rebuilt...
     with pytest.raises(AttributeError, match="--functional"):
-        view.probe  # ...but there is nothing real to run them on
+        _ = view.probe  # ...but there is nothing real to run them on
     with pytest.raises(AttributeError, match="--functional"):
-        view.subset([0, 1]).probe
+        _ = view.subset([0, 1]).probe
     assert len(archive_view(ms, range(4), False, inputs=probe_batch(ms)).subset([0]).probe) == 256

@@ -31,12 +31,18 @@ def test_overrides_resolve_bare_and_dotted_keys():
 
 
 def test_grid_sweeps_hyperparameters_with_shared_inits():
-    p = load_preset("digits500", ["seeds=2", "tasks.count=3", "grid.lr=[0.001, 0.01]", "grid.activation=['relu', 'tanh']"])
+    p = load_preset(
+        "digits500", ["seeds=2", "tasks.count=3", "grid.lr=[0.001, 0.01]", "grid.activation=['relu', 'tanh']"]
+    )
     plan = make_plan(p)
     assert len(plan.entries) == 3 * 4 * 2
     task0_seed0 = [e for e in plan.entries if e.task == 0 and e.seed == 0]
     assert {(e.hparams["lr"], e.hparams["activation"]) for e in task0_seed0} == {
-        (0.001, "relu"), (0.001, "tanh"), (0.01, "relu"), (0.01, "tanh")}
+        (0.001, "relu"),
+        (0.001, "tanh"),
+        (0.01, "relu"),
+        (0.01, "tanh"),
+    }
     assert len({e.init_seed for e in task0_seed0}) == 1  # grid points are controlled comparisons
 
 
@@ -57,16 +63,19 @@ def test_changed_recipe_changes_unit_hash():
     assert not {unit_hash(u) for u in a} & {unit_hash(u) for u in b}
 
 
-@pytest.mark.parametrize("args, message", [
-    (("nope",), "unknown preset 'nope'"),
-    (("digits500", ["seeds=0"]), "seeds must be a count >= 1"),
-    (("digits500", ["bogus=1"]), "unknown key 'bogus'"),
-    (("digits500", ["lr=-1"]), "train.lr must be a number > 0"),
-    (("digits500", ["optimizer=rmsprop"]), "train.optimizer must be one of"),
-    (("digits500", ["seeds"]), "expected key=value"),
-    (("digits500", ["grid.tasks=[1]"]), "grid factors are [train] keys"),
-    (("digits500", ["splits.task_id_train_fraction=1.5"]), "must be a fraction in (0, 1)"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("nope",), "unknown preset 'nope'"),
+        (("digits500", ["seeds=0"]), "seeds must be a count >= 1"),
+        (("digits500", ["bogus=1"]), "unknown key 'bogus'"),
+        (("digits500", ["lr=-1"]), "train.lr must be a number > 0"),
+        (("digits500", ["optimizer=rmsprop"]), "train.optimizer must be one of"),
+        (("digits500", ["seeds"]), "expected key=value"),
+        (("digits500", ["grid.tasks=[1]"]), "grid factors are [train] keys"),
+        (("digits500", ["splits.task_id_train_fraction=1.5"]), "must be a fraction in (0, 1)"),
+    ],
+)
 def test_bad_presets_are_clear_errors(args, message):
     with pytest.raises(ModelsetError) as e:
         load_preset(*args)

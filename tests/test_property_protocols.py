@@ -1,5 +1,6 @@
 """The property protocols (accuracy, hyper-parameters, family; epoch in tests/test_checkpoints.py):
 evaluators and probes on hand-checked inputs, and the registry end to end on a real small sweep."""
+
 import numpy as np
 import pytest
 
@@ -14,8 +15,7 @@ from modelset.preset import load_preset
 from modelset.protocols import HEADLINE, PROTOCOLS, REQUIRED, applicable
 
 # 4 tasks x 2 seeds x lr {0.003, 0.03} x {dense, STR}: 32 models, every factor on both sides of a split.
-SWEEP = ["seeds=2", "tasks.count=4", "epochs=2", "unit_size=4", "grid.lr=[0.003, 0.03]",
-         'grid.family=["dense", "str"]']
+SWEEP = ["seeds=2", "tasks.count=4", "epochs=2", "unit_size=4", "grid.lr=[0.003, 0.03]", 'grid.family=["dense", "str"]']
 
 
 @pytest.fixture(scope="module")
@@ -35,17 +35,28 @@ def test_regression_by_hand():
 
 
 def test_factors_by_hand():
-    r = FactorsEvaluator().eval({"y_true": {"hparam.lr": np.array([0, 1, 1, 0]), "hparam.optimizer": np.array([0, 0, 1, 1])},
-                                 "y_pred": {"hparam.lr": np.array([0, 1, 0, 0]), "hparam.optimizer": np.array([0, 0, 1, 1])}})
+    r = FactorsEvaluator().eval(
+        {
+            "y_true": {"hparam.lr": np.array([0, 1, 1, 0]), "hparam.optimizer": np.array([0, 0, 1, 1])},
+            "y_pred": {"hparam.lr": np.array([0, 1, 0, 0]), "hparam.optimizer": np.array([0, 0, 1, 1])},
+        }
+    )
     assert r == {"lr": 0.75, "optimizer": 1.0, "mean": 0.875}
 
 
-@pytest.mark.parametrize("evaluator, inputs, message", [
-    (RegressionEvaluator(), {"y_true": np.ones(3), "y_pred": np.array([1.0, np.nan, 1])}, "NaN"),
-    (RegressionEvaluator(), {"y_true": np.ones(3), "y_pred": np.ones(2)}, "y_pred has 2 values"),
-    (FactorsEvaluator(), {"y_true": {"a": np.zeros(2, int)}, "y_pred": {"b": np.zeros(2, int)}}, "same factor names"),
-    (FactorsEvaluator(), {"y_true": {"a": np.zeros(2, int)}, "y_pred": {"a": np.array([0.5, 1])}}, "integers"),
-])
+@pytest.mark.parametrize(
+    "evaluator, inputs, message",
+    [
+        (RegressionEvaluator(), {"y_true": np.ones(3), "y_pred": np.array([1.0, np.nan, 1])}, "NaN"),
+        (RegressionEvaluator(), {"y_true": np.ones(3), "y_pred": np.ones(2)}, "y_pred has 2 values"),
+        (
+            FactorsEvaluator(),
+            {"y_true": {"a": np.zeros(2, int)}, "y_pred": {"b": np.zeros(2, int)}},
+            "same factor names",
+        ),
+        (FactorsEvaluator(), {"y_true": {"a": np.zeros(2, int)}, "y_pred": {"a": np.array([0.5, 1])}}, "integers"),
+    ],
+)
 def test_property_evaluators_validate_inputs(evaluator, inputs, message):
     with pytest.raises(ModelsetError, match=message):
         evaluator.eval(inputs)
@@ -71,8 +82,11 @@ def test_a_new_protocol_is_one_record_and_its_evaluator(sweep, monkeypatch):
     from modelset.protocols import RETRIEVAL, Protocol
 
     monkeypatch.setattr(metrics.protocols, "MeanSimilarityEvaluator", MeanSimilarityEvaluator, raising=False)
-    monkeypatch.setitem(PROTOCOLS, "mean_similarity",
-                        Protocol("mean_similarity", RETRIEVAL, "MeanSimilarityEvaluator", ("mean",), "relations"))
+    monkeypatch.setitem(
+        PROTOCOLS,
+        "mean_similarity",
+        Protocol("mean_similarity", RETRIEVAL, "MeanSimilarityEvaluator", ("mean",), "relations"),
+    )
     with modelset.load(sweep) as ms:
         public, key = make_public(ms, np.random.default_rng(0))
         s = score(run_method(ConstantGuess, 0, public), public, key, ms)
@@ -89,8 +103,17 @@ def _cosine(x):
 
 def test_public_file_holds_training_targets_only(sweep, tmp_path):
     with modelset.load(sweep) as ms:
-        assert [p.name for p in applicable(ms)] == ["task_id", "retrieval", "relation", "clustering",
-                                                    "cross_family", "accuracy", "gap", "hparams", "family"]
+        assert [p.name for p in applicable(ms)] == [
+            "task_id",
+            "retrieval",
+            "relation",
+            "clustering",
+            "cross_family",
+            "accuracy",
+            "gap",
+            "hparams",
+            "family",
+        ]
         public, key = make_public(ms, np.random.default_rng(0))
         write_public(tmp_path / "public.h5", public)
         train, test = read_public(tmp_path / "public.h5")["task_id"]
@@ -102,7 +125,7 @@ def test_public_file_holds_training_targets_only(sweep, tmp_path):
         lr = ms.models.loc[ids, "lr"].to_numpy()
         np.testing.assert_array_equal(train.targets["hparam.lr"], (lr == 0.03).astype(int))
         assert test.targets is None and test.labels is None  # nothing of a test model's properties
-        for split, (tr, te) in read_public(tmp_path / "public.h5").items():
+        for _, te in read_public(tmp_path / "public.h5").values():
             assert te.targets is None
 
 
@@ -148,8 +171,22 @@ def test_builtins_are_scored_by_the_probe_on_a_real_sweep(sweep):
 
 def test_the_epoch_protocol_reads_checkpoint_rows_of_the_held_out_seeds(tmp_path):
     out = tmp_path / "ckpt.h5"
-    build(load_preset("digits500", ["seeds=2", "tasks.count=3", "epochs=3", "unit_size=3", "checkpoints=[0, 1, 3]",
-                                    "splits.epoch_max_rows=10"]), out, jobs=1, progress=False)
+    build(
+        load_preset(
+            "digits500",
+            [
+                "seeds=2",
+                "tasks.count=3",
+                "epochs=3",
+                "unit_size=3",
+                "checkpoints=[0, 1, 3]",
+                "splits.epoch_max_rows=10",
+            ],
+        ),
+        out,
+        jobs=1,
+        progress=False,
+    )
     with modelset.load(out) as ms:
         ck, tid, parts = ms.checkpoints, ms.split("task_id"), ms.split("epoch")
         assert len(parts["train"]) == len(parts["test"]) == 9  # 3 tasks x 1 seed x 3 epochs, under the cap
@@ -160,7 +197,9 @@ def test_the_epoch_protocol_reads_checkpoint_rows_of_the_held_out_seeds(tmp_path
         np.testing.assert_array_equal(train.targets["epoch"], ck.loc[parts["train"], "epoch"])
         assert test.targets is None
         row = key["epoch"][0]
-        np.testing.assert_array_equal(test.params[0], ms.params([ck.loc[row, "model"]], epoch=int(ck.loc[row, "epoch"]))[0])
+        np.testing.assert_array_equal(
+            test.params[0], ms.params([ck.loc[row, "model"]], epoch=int(ck.loc[row, "epoch"]))[0]
+        )
         r = evaluate(ms, "weight-stats")["scores"]
         # the init and 3 epochs of Adam differ plainly in the weights' statistics
         assert r["epoch.kendall"][0] > 0.5

@@ -1,9 +1,10 @@
 """The evaluators on hand-checked inputs, and their input validation."""
+
 import numpy as np
 import pytest
 
-from modelset.errors import ModelsetError
 from metrics.protocols import ClusteringEvaluator, RelationEvaluator, RetrievalEvaluator, TaskIdEvaluator
+from modelset.errors import ModelsetError
 
 
 def test_task_id_top1_top5():
@@ -18,8 +19,9 @@ def test_retrieval_map_and_cmc_by_hand():
     # query 0 (task 0): ranked gallery tasks 1, 0, 0 -> AP = (1/2 + 2/3) / 2; first hit at rank 2.
     # query 1 (task 1): ranked gallery tasks 1, 0, 0 -> AP = 1; first hit at rank 1.
     sim = np.array([[0.9, 0.5, 0.4], [0.9, 0.5, 0.4]])
-    r = RetrievalEvaluator().eval({"similarity": sim, "query_labels": np.array([0, 1]),
-                                   "gallery_labels": np.array([1, 0, 0])})
+    r = RetrievalEvaluator().eval(
+        {"similarity": sim, "query_labels": np.array([0, 1]), "gallery_labels": np.array([1, 0, 0])}
+    )
     assert r["map"] == pytest.approx(((1 / 2 + 2 / 3) / 2 + 1) / 2)
     assert r["cmc1"] == 0.5 and r["cmc5"] == 1.0 and r["cmc10"] == 1.0
 
@@ -40,20 +42,32 @@ def test_clustering_nmi():
     assert ClusteringEvaluator().eval({"similarity": sim, "labels": labels})["nmi"] == pytest.approx(1.0)
 
 
-@pytest.mark.parametrize("evaluator, inputs, message", [
-    (TaskIdEvaluator(), {"scores": np.array([[np.nan, 1.0]]), "y_true": np.array([0])}, "NaN"),
-    (TaskIdEvaluator(), {"scores": np.ones((2, 3)), "y_true": np.array([0])}, "scores has 2 rows"),
-    (TaskIdEvaluator(), {"scores": np.ones((1, 3)), "y_true": np.array([3])}, "y_true must index"),
-    (TaskIdEvaluator(), {"scores": np.ones((1, 3)), "y_true": np.array([0.5])}, "must hold integers"),
-    (TaskIdEvaluator(), {"scores": np.ones(3), "y_true": np.array([0])}, "must be 2-D"),
-    (RetrievalEvaluator(), {"similarity": np.ones((2, 2)), "query_labels": np.array([0, 1]),
-                            "gallery_labels": np.array([0, 0])}, "at least one gallery model"),
-    (RetrievalEvaluator(), {"similarity": np.ones((2, 3)), "query_labels": np.array([0, 1]),
-                            "gallery_labels": np.array([0, 1])}, "queries x gallery"),
-    (ClusteringEvaluator(), {"similarity": np.full((2, 2), np.inf), "labels": np.array([0, 1])}, "infinite"),
-    (RelationEvaluator(), {"similarity": np.ones((2, 2)), "labels": np.array([0, 5]),
-                           "relations": np.eye(2)}, "labels must index"),
-])
+@pytest.mark.parametrize(
+    "evaluator, inputs, message",
+    [
+        (TaskIdEvaluator(), {"scores": np.array([[np.nan, 1.0]]), "y_true": np.array([0])}, "NaN"),
+        (TaskIdEvaluator(), {"scores": np.ones((2, 3)), "y_true": np.array([0])}, "scores has 2 rows"),
+        (TaskIdEvaluator(), {"scores": np.ones((1, 3)), "y_true": np.array([3])}, "y_true must index"),
+        (TaskIdEvaluator(), {"scores": np.ones((1, 3)), "y_true": np.array([0.5])}, "must hold integers"),
+        (TaskIdEvaluator(), {"scores": np.ones(3), "y_true": np.array([0])}, "must be 2-D"),
+        (
+            RetrievalEvaluator(),
+            {"similarity": np.ones((2, 2)), "query_labels": np.array([0, 1]), "gallery_labels": np.array([0, 0])},
+            "at least one gallery model",
+        ),
+        (
+            RetrievalEvaluator(),
+            {"similarity": np.ones((2, 3)), "query_labels": np.array([0, 1]), "gallery_labels": np.array([0, 1])},
+            "queries x gallery",
+        ),
+        (ClusteringEvaluator(), {"similarity": np.full((2, 2), np.inf), "labels": np.array([0, 1])}, "infinite"),
+        (
+            RelationEvaluator(),
+            {"similarity": np.ones((2, 2)), "labels": np.array([0, 5]), "relations": np.eye(2)},
+            "labels must index",
+        ),
+    ],
+)
 def test_evaluators_validate_inputs(evaluator, inputs, message):
     with pytest.raises(ModelsetError, match=message):
         evaluator.eval(inputs)

@@ -1,4 +1,5 @@
 """Integrity checks against real corruption, and readers that stay safe while an archive is rebuilt."""
+
 import subprocess
 import sys
 import time
@@ -40,8 +41,19 @@ def test_open_readers_never_see_a_half_written_archive(small_archive, tmp_path):
     held = modelset.load(path)  # a notebook holding the archive open
     before = held.params().copy()
     old_hash = held.attrs["plan_hash"]
-    cmd = [sys.executable, "-m", "modelset.cli", "build", "--preset", "digits500", "--out", str(path),
-           "--no-progress", "--jobs", "1"] + [a for s in SMALL + ["lr=0.01"] for a in ("--set", s)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "modelset.cli",
+        "build",
+        "--preset",
+        "digits500",
+        "--out",
+        str(path),
+        "--no-progress",
+        "--jobs",
+        "1",
+    ] + [a for s in SMALL + ["lr=0.01"] for a in ("--set", s)]
     rebuild = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     reads = 0
     while rebuild.poll() is None or reads == 0:

@@ -4,6 +4,7 @@ its run or exhaust the machine, and its outputs are read by header (metrics.sand
 Each adversary raises "LEAK: ..." when its attack works, so a run that exits 0 shows that the attack
 failed; each control runs the same adversary unconfined and shows that its check sees the attack.
 """
+
 import json
 import os
 import subprocess
@@ -215,8 +216,19 @@ def hostile(tmp_path, small_archive):
     method.write_text(HOSTILE.format(archive=str(small_archive.resolve()), scorer=os.getpid(), marker=marker))
 
     def submit(cls, *flags, timeout="300"):
-        return run_cli("leaderboard", "submit", "--archive", small_archive, "--method", f"{method}:{cls}",
-                       "--results", tmp_path / "results", "--timeout", timeout, *flags)
+        return run_cli(
+            "leaderboard",
+            "submit",
+            "--archive",
+            small_archive,
+            "--method",
+            f"{method}:{cls}",
+            "--results",
+            tmp_path / "results",
+            "--timeout",
+            timeout,
+            *flags,
+        )
 
     return submit, marker
 
@@ -267,14 +279,17 @@ def test_mount_unshare_and_ptrace_are_refused(hostile, tmp_path):
     assert result["sandbox"]["seccomp"] is True
 
 
-@pytest.mark.skipif(subprocess.run(["unshare", "-Urm", "true"], capture_output=True).returncode != 0,
-                    reason="needs unprivileged user namespaces for a harmless control")
+@pytest.mark.skipif(
+    subprocess.run(["unshare", "-Urm", "true"], capture_output=True).returncode != 0,
+    reason="needs unprivileged user namespaces for a harmless control",
+)
 def test_control_in_a_plain_user_namespace_the_same_attacks_work(hostile, tmp_path):
     """Unconfined but in a throwaway user and mount namespace, where a mount changes nothing real."""
     code = "import sys; sys.path.insert(0, '.'); import hostile; hostile.Mounts().attack()"
     r = subprocess.run(["unshare", "-Urm", sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
-    assert "LEAK:" in r.stderr and all(attack in r.stderr for attack in (
-        "bind-mounted /", "unshared a user namespace", "added a key", "ptrace")), r.stderr
+    assert "LEAK:" in r.stderr and all(
+        attack in r.stderr for attack in ("bind-mounted /", "unshared a user namespace", "added a key", "ptrace")
+    ), r.stderr
 
 
 INSIDE = """
@@ -328,8 +343,9 @@ def test_the_method_sees_and_signals_only_its_own_processes(hostile, tmp_path):
 def test_control_unconfined_the_method_signals_the_scorer_and_reads_its_proc(hostile):
     submit, _ = hostile
     r = submit("Signals", "--sandbox", "off")
-    assert r.returncode == 2 and f"can signal pid {os.getpid()}" in r.stderr and "read the command line" in r.stderr, \
+    assert r.returncode == 2 and f"can signal pid {os.getpid()}" in r.stderr and "read the command line" in r.stderr, (
         r.stderr
+    )
 
 
 @needs_sandbox
@@ -378,8 +394,7 @@ def test_a_disk_filler_is_rejected_naming_the_limit(hostile):
 @needs_sandbox
 def test_a_fork_bomb_is_held_by_the_process_limit(hostile, tmp_path):
     submit, _ = hostile
-    _rejected(submit("ForkBomb", "--sandbox", "require", "--processes", "48"), "processes limit of 48",
-              "--processes")
+    _rejected(submit("ForkBomb", "--sandbox", "require", "--processes", "48"), "processes limit of 48", "--processes")
 
 
 @needs_sandbox
@@ -389,8 +404,18 @@ def test_cpu_time_is_bounded(hostile):
 
 
 def test_a_bad_limit_is_refused_in_one_line(small_archive, tmp_path):
-    r = run_cli("leaderboard", "submit", "--archive", small_archive, "--method", "raw-cosine", "--memory", "lots",
-                "--results", tmp_path / "r")
+    r = run_cli(
+        "leaderboard",
+        "submit",
+        "--archive",
+        small_archive,
+        "--method",
+        "raw-cosine",
+        "--memory",
+        "lots",
+        "--results",
+        tmp_path / "r",
+    )
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--memory" in r.stderr, r.stderr
 
 
@@ -409,8 +434,9 @@ def _npz(path, arrays: dict, header_shape=None):
         for i, (name, a) in enumerate(arrays.items()):
             buf = io.BytesIO()
             if i == 0 and header_shape is not None:
-                np.lib.format.write_array_header_1_0(buf, {"descr": a.dtype.str, "fortran_order": False,
-                                                           "shape": header_shape})
+                np.lib.format.write_array_header_1_0(
+                    buf, {"descr": a.dtype.str, "fortran_order": False, "shape": header_shape}
+                )
                 buf.write(a.tobytes())
             else:
                 np.lib.format.write_array(buf, a)
@@ -418,13 +444,16 @@ def _npz(path, arrays: dict, header_shape=None):
     return path
 
 
-@pytest.mark.parametrize("arrays, header_shape, message", [
-    ({"x": np.zeros((4, 3))}, None, "shape (4, 3), expected (5, <= 16384)"),
-    ({"x": np.zeros((5, 3))}, (5, 10**9), "expected (5, <= 16384)"),
-    ({"x": np.zeros((5, 3))}, (5, 4), "do not match its header"),
-    ({"x": np.zeros((5, 3), dtype="c16")}, None, "not a plain number"),
-    ({"x": np.array([["a"] * 3] * 5)}, None, "not a plain number"),
-])
+@pytest.mark.parametrize(
+    "arrays, header_shape, message",
+    [
+        ({"x": np.zeros((4, 3))}, None, "shape (4, 3), expected (5, <= 16384)"),
+        ({"x": np.zeros((5, 3))}, (5, 10**9), "expected (5, <= 16384)"),
+        ({"x": np.zeros((5, 3))}, (5, 4), "do not match its header"),
+        ({"x": np.zeros((5, 3), dtype="c16")}, None, "not a plain number"),
+        ({"x": np.array([["a"] * 3] * 5)}, None, "not a plain number"),
+    ],
+)
 def test_read_npz_checks_every_header_before_loading(tmp_path, arrays, header_shape, message):
     path = _npz(tmp_path / "o.npz", arrays, header_shape)
     with pytest.raises(OutputError, match=message.replace("(", r"\(").replace(")", r"\)")):

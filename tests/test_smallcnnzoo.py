@@ -1,6 +1,7 @@
 """The Small CNN Zoo's format: our export read the way nfn's loader reads it, the round trip
 archive -> zoo -> archive, and an import of tiny files written here in the zoo's own form, whose
 models ms.model(i) runs as TensorFlow does."""
+
 import gzip
 import hashlib
 import json
@@ -40,7 +41,7 @@ def test_export_reads_as_nfns_loader_reads_it(sweep_archive, exported):
     metrics, data = metrics[final], data[final]
     weights, biases = [], []
     for _, row in layout.iterrows():
-        arr = data[:, row["start_idx"]:row["end_idx"]].reshape(len(data), *eval(row["shape"]))
+        arr = data[:, row["start_idx"] : row["end_idx"]].reshape(len(data), *eval(row["shape"]))
         if row["varname"].endswith("kernel:0"):
             weights.append(arr.transpose(0, 4, 3, 1, 2) if arr.ndim == 5 else arr.transpose(0, 2, 1))
         else:
@@ -54,8 +55,19 @@ def test_export_reads_as_nfns_loader_reads_it(sweep_archive, exported):
     np.testing.assert_array_equal(metrics["test_accuracy"].to_numpy(), ms.models.loc[ids, "test_acc"].to_numpy())
     half = int(0.5 * len(ids))  # nfn's cut: the second half is its test set, our held-out models
     assert sorted(ids[half:]) == ms.split("task_id")["test"].tolist()
-    assert {"config.learning_rate", "config.activation", "config.w_init", "config.l2reg", "config.optimizer",
-            "modeldir", "step", "test_accuracy", "train_accuracy", "test_loss", "train_loss"} <= set(metrics.columns)
+    assert {
+        "config.learning_rate",
+        "config.activation",
+        "config.w_init",
+        "config.l2reg",
+        "config.optimizer",
+        "modeldir",
+        "step",
+        "test_accuracy",
+        "train_accuracy",
+        "test_loss",
+        "train_loss",
+    } <= set(metrics.columns)
     plain = pd.read_csv(exported / "metrics.csv")
     assert plain.equals(pd.read_csv(exported / "metrics.csv.gz"))
 
@@ -103,7 +115,16 @@ def test_round_trip_of_an_archive_without_checkpoints(small_archive, tmp_path):
 # -- the zoo's own files, written here ------------------------------------------------------------
 
 STEPS = [0, 1, 86]
-SHAPES = [(3, 3, 1, 16), (16,), (3, 3, 16, 16), (16,), (3, 3, 16, 16), (16,), (16, 10), (10,)]  # the zoo's CNN, TF order
+SHAPES = [
+    (3, 3, 1, 16),
+    (16,),
+    (3, 3, 16, 16),
+    (16,),
+    (3, 3, 16, 16),
+    (16,),
+    (16, 10),
+    (10,),
+]  # the zoo's CNN, TF order
 
 
 def _keras_forward(x, kernels, biases, activation):
@@ -134,21 +155,38 @@ def _write_zoo(root, runs=5, incomplete=True):
             tensors = [rng.normal(scale=0.5, size=s).astype(np.float32) for s in shapes]
             logits = _keras_forward(x, tensors[0::2], tensors[1::2], act)
             rows.append(np.concatenate([t.ravel() for t in tensors]))
-            meta.append({"config.activation": act, "config.learning_rate": [0.01, 0.1][run % 2 == 0],
-                         "config.w_init": "he_normal", "config.optimizer": "sgd", "config.l2reg": 0.001,
-                         "config.train_fraction": [0.5, 1.0][run % 3 == 0], "config.dataset": "mnist",
-                         "config.random_seed": 42, "modeldir": f"/zoo/run{run}", "step": step,
-                         "test_accuracy": float((logits.argmax(1) == labels).mean()), "test_loss": 2.3,
-                         "train_accuracy": 0.1, "train_loss": 2.3})
+            meta.append(
+                {
+                    "config.activation": act,
+                    "config.learning_rate": [0.01, 0.1][run % 2 == 0],
+                    "config.w_init": "he_normal",
+                    "config.optimizer": "sgd",
+                    "config.l2reg": 0.001,
+                    "config.train_fraction": [0.5, 1.0][run % 3 == 0],
+                    "config.dataset": "mnist",
+                    "config.random_seed": 42,
+                    "modeldir": f"/zoo/run{run}",
+                    "step": step,
+                    "test_accuracy": float((logits.argmax(1) == labels).mean()),
+                    "test_loss": 2.3,
+                    "train_accuracy": 0.1,
+                    "train_loss": 2.3,
+                }
+            )
     os.makedirs(root, exist_ok=True)
     np.save(root / "weights.npy", np.stack(rows))
     with gzip.open(root / "metrics.csv.gz", "wt") as fh:
         pd.DataFrame(meta).to_csv(fh, index=False)
     sizes = [int(np.prod(s)) for s in shapes]
     starts = np.cumsum([0] + sizes[:-1])
-    pd.DataFrame({"varname": [f"sequential/{n}/{'kernel' if len(s) > 1 else 'bias'}:0" for n, s in zip(names, shapes)],
-                  "start_idx": starts, "end_idx": starts + sizes, "shape": [str(s) for s in shapes]}).to_csv(
-        root / "layout.csv")  # with the index column, as pandas writes it by default
+    pd.DataFrame(
+        {
+            "varname": [f"sequential/{n}/{'kernel' if len(s) > 1 else 'bias'}:0" for n, s in zip(names, shapes)],
+            "start_idx": starts,
+            "end_idx": starts + sizes,
+            "shape": [str(s) for s in shapes],
+        }
+    ).to_csv(root / "layout.csv")  # with the index column, as pandas writes it by default
     pd.Series(rng.permutation(len(rows))).to_csv(root / "mnist_split.csv", index=False, header=False)
     return x, labels, np.stack(rows), pd.DataFrame(meta)
 
@@ -186,15 +224,22 @@ def test_import_of_the_zoos_files_runs_them_as_tensorflow_does(tmp_path):
         ms.task_data(0)
 
 
-@pytest.mark.parametrize("damage, message", [
-    (lambda d: os.remove(d / "layout.csv"), "no layout.csv; a Small CNN Zoo directory holds"),
-    (lambda d: np.save(d / "weights.npy", np.load(d / "weights.npy")[:-1]), "has 17 rows but weights.npy 16"),
-    (lambda d: (d / "layout.csv").write_text((d / "layout.csv").read_text().replace("dense/kernel", "dense/gamma")),
-     "'sequential/dense/gamma:0' is neither a kernel nor a bias"),
-    (lambda d: (d / "mnist_split.csv").write_text("0\n1\n"), "not a permutation of the 17 weights rows"),
-    (lambda d: (d / "metrics.csv.gz").write_bytes(b"\x1f\x8b broken"), "cannot read a CSV file"),
-    (lambda d: (d / "weights.npy").write_bytes(b"not numpy"), "weights.npy: not a numpy array file"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda d: os.remove(d / "layout.csv"), "no layout.csv; a Small CNN Zoo directory holds"),
+        (lambda d: np.save(d / "weights.npy", np.load(d / "weights.npy")[:-1]), "has 17 rows but weights.npy 16"),
+        (
+            lambda d: (d / "layout.csv").write_text(
+                (d / "layout.csv").read_text().replace("dense/kernel", "dense/gamma")
+            ),
+            "'sequential/dense/gamma:0' is neither a kernel nor a bias",
+        ),
+        (lambda d: (d / "mnist_split.csv").write_text("0\n1\n"), "not a permutation of the 17 weights rows"),
+        (lambda d: (d / "metrics.csv.gz").write_bytes(b"\x1f\x8b broken"), "cannot read a CSV file"),
+        (lambda d: (d / "weights.npy").write_bytes(b"not numpy"), "weights.npy: not a numpy array file"),
+    ],
+)
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, damage, message):
     _write_zoo(tmp_path / "zoo")
     damage(tmp_path / "zoo")

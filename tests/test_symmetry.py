@@ -1,5 +1,6 @@
 """Weight-space symmetries (modelset.symmetry) on real modules of a built archive: each transform
 changes the weights and leaves the function unchanged."""
+
 import pytest
 import torch
 
@@ -14,7 +15,9 @@ def _transformed(ms, i, transform):
     net = ms.model(i)
     sd = net.state_dict()
     weights, biases = symmetry.layer_tensors(sd)
-    other = create_model(ms.models.loc[i, "arch"], in_channels=1, n_classes=3, activation=ms.models.loc[i, "activation"])
+    other = create_model(
+        ms.models.loc[i, "arch"], in_channels=1, n_classes=3, activation=ms.models.loc[i, "activation"]
+    )
     other.load_state_dict(symmetry.to_state_dict(sd, *transform(weights, biases)))
     return net, other.eval()
 
@@ -41,8 +44,9 @@ def test_the_activations_own_symmetry_keeps_every_function(sweep_archive, activa
     ms = modelset.load(sweep_archive)
     gen = torch.Generator().manual_seed(1)
     for i in ms.models.index[ms.models["activation"] == activation][:3]:
-        net, other = _transformed(ms, i, lambda w, b: symmetry.scale_hidden(
-            w, b, symmetry.random_factors(activation, b, gen)))
+        net, other = _transformed(
+            ms, i, lambda w, b: symmetry.scale_hidden(w, b, symmetry.random_factors(activation, b, gen))
+        )
         _assert_same_function(ms, i, net, other)
         net, other = _transformed(ms, i, lambda w, b: symmetry.random_symmetry(w, b, activation, gen))
         _assert_same_function(ms, i, net, other)
@@ -55,7 +59,9 @@ def test_each_symmetry_is_only_the_activations_own(sweep_archive):
     m = ms.models
     for act, wrong in (("relu", "tanh"), ("tanh", "relu")):
         i = m.index[m["activation"] == act][0]
-        net, other = _transformed(ms, i, lambda w, b: symmetry.scale_hidden(w, b, symmetry.random_factors(wrong, b, gen)))
+        net, other = _transformed(
+            ms, i, lambda w, b, wrong=wrong: symmetry.scale_hidden(w, b, symmetry.random_factors(wrong, b, gen))
+        )
         x, _ = ms.task_data(int(m.loc[i, "task"]))
         with torch.no_grad():
             assert not torch.allclose(net(x), other(x), rtol=1e-3, atol=1e-3)

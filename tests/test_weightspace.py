@@ -1,5 +1,6 @@
 """WeightSpaceDataset on real built archives: layouts nfn reads unchanged, the stored parts and the
 val rule, the protocols' targets, per-layer statistics, and batches read as whole chunks."""
+
 import h5py
 import numpy as np
 import pytest
@@ -20,8 +21,12 @@ def test_nfn_layout_is_what_nfn_reads(sweep_archive):
     ms = modelset.load(sweep_archive)
     ds = WeightSpaceDataset(ms, "task_id", "test", "test_acc", layout="nfn")
     (weights, biases), y = next(iter(DataLoader(ds, batch_size=4)))
-    assert [tuple(w.shape) for w in weights] == [(4, 1, 16, 1, 3, 3), (4, 1, 16, 16, 3, 3), (4, 1, 16, 16, 3, 3),
-                                                 (4, 1, 3, 16)]
+    assert [tuple(w.shape) for w in weights] == [
+        (4, 1, 16, 1, 3, 3),
+        (4, 1, 16, 16, 3, 3),
+        (4, 1, 16, 16, 3, 3),
+        (4, 1, 3, 16),
+    ]
     assert [tuple(b.shape) for b in biases] == [(4, 1, 16)] * 3 + [(4, 1, 3)]
     ids = ds.ids[:4]
     for j, i in enumerate(ids):  # the model's own tensors, in layer order
@@ -71,8 +76,12 @@ def test_parts_are_the_stored_split_and_val_follows_the_stored_rule(sweep_archiv
 def test_targets_are_the_protocols(sweep_archive):
     ms = modelset.load(sweep_archive)
     ids = WeightSpaceDataset(ms, "task_id", "test").ids
-    expected = {**PROTOCOLS["accuracy"].targets(ms, ids), **PROTOCOLS["gap"].targets(ms, ids),
-                **PROTOCOLS["hparams"].targets(ms, ids), "task": ms.models.loc[ids, "task"].to_numpy()}
+    expected = {
+        **PROTOCOLS["accuracy"].targets(ms, ids),
+        **PROTOCOLS["gap"].targets(ms, ids),
+        **PROTOCOLS["hparams"].targets(ms, ids),
+        "task": ms.models.loc[ids, "task"].to_numpy(),
+    }
     assert set(expected) >= {"test_acc", "gap", "hparam.activation", "hparam.lr", "task"}
     for name, values in expected.items():
         ds = WeightSpaceDataset(ms, "task_id", "test", name, layout="flat")
@@ -83,8 +92,9 @@ def test_targets_are_the_protocols(sweep_archive):
     np.testing.assert_array_equal(ds.targets, rows["epoch"].to_numpy())
     x, y = ds[3]
     k = ms.checkpoint_epochs.index(int(y))
-    np.testing.assert_array_equal(x.numpy(), ms.h5["architectures/small_cnn/checkpoints"][
-        ms.models.loc[rows["model"].iloc[3], "row"], k])
+    np.testing.assert_array_equal(
+        x.numpy(), ms.h5["architectures/small_cnn/checkpoints"][ms.models.loc[rows["model"].iloc[3], "row"], k]
+    )
     with pytest.raises(ModelsetError, match="unknown target 'accuracy'.*available: task, test_acc, gap"):
         WeightSpaceDataset(ms, "task_id", "test", "accuracy")
 
@@ -96,7 +106,7 @@ def test_stats_are_the_training_parts_per_tensor(sweep_archive):
     rows = ms.params(train_ids).astype(np.float64)
     lay = ms.layout("small_cnn")
     for (_, r), (_, s) in zip(lay.iterrows(), test.stats.iterrows()):
-        block = rows[:, r["offset"]:r["offset"] + r["size"]]
+        block = rows[:, r["offset"] : r["offset"] + r["size"]]
         assert s["name"] == r["name"]
         np.testing.assert_allclose([s["mean"], s["std"]], [block.mean(), block.std()], rtol=1e-9, atol=1e-12)
 
@@ -113,7 +123,9 @@ def test_batches_read_whole_chunks_never_one_model_at_a_time(sweep_archive, monk
         return real_read(self, key)
 
     monkeypatch.setattr(h5py.Dataset, "__getitem__", counting_read)
-    monkeypatch.setattr(WeightSpaceDataset, "__getitems__", lambda self, i: calls.append(len(i)) or real_getitem(self, i))
+    monkeypatch.setattr(
+        WeightSpaceDataset, "__getitems__", lambda self, i: calls.append(len(i)) or real_getitem(self, i)
+    )
     sampler = ChunkBatchSampler(ds, batch_size=8, shuffle=True, seed=3)
     seen = []
     for _, y in DataLoader(ds, batch_sampler=sampler):
