@@ -34,6 +34,7 @@ from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import describe, machine  # noqa: E402
+from results import recorded  # noqa: E402
 
 from builders.batched import train_batched  # noqa: E402
 from builders.build import train_unit  # noqa: E402
@@ -318,4 +319,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with recorded("bench_batched"):
+        main()

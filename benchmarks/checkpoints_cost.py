@@ -26,6 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_batched import timed_command  # noqa: E402
 from machine import describe, machine  # noqa: E402
+from results import recorded  # noqa: E402
 
 from builders.batched import train_batched  # noqa: E402
 from builders.build import pinned_threads  # noqa: E402
@@ -127,4 +128,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with recorded("checkpoints_cost"):
+        sys.exit(main())

@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -30,12 +28,15 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-import torch
 
 from builders.build import build, train_unit
 from builders.plan import make_plan, work_units
 from modelset.datasets import Dataset, register_dataset
 from modelset.preset import load_preset
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import describe, machine  # noqa: E402
+from results import recorded  # noqa: E402
 
 # Real shapes: (classes, train images per class, test images per class, C, H, W).
 SHAPES = {
@@ -139,15 +140,9 @@ def main() -> int:
     ap.add_argument("--out", help="write the figures as JSON here")
     ap.add_argument("--load", action="store_true", help="also time reading full-size CIFAR-100 files")
     args = ap.parse_args()
-    results = {
-        "machine": {
-            "cpus": os.cpu_count(),
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-            "load_average": os.getloadavg(),
-        },
-        "presets": {},
-    }
+    m = machine()
+    print(describe(m))
+    results = {"machine": m, "presets": {}}
     for name in args.presets:
         dataset = synthetic(PRESETS[name])
         plan = make_plan(load_preset(name, [f"dataset={dataset}"]))
@@ -195,4 +190,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with recorded("dataset_build_times"):
+        sys.exit(main())

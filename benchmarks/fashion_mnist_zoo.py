@@ -29,6 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_batched import count_flops, timed_command  # noqa: E402
 from machine import describe, machine  # noqa: E402
+from results import recorded  # noqa: E402
 
 import modelset  # noqa: E402
 from builders.batched import train_batched  # noqa: E402
@@ -199,4 +200,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with recorded("fashion_mnist_zoo"):
+        sys.exit(main())

@@ -29,6 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import describe  # noqa: E402
+from results import recorded  # noqa: E402
 
 import modelset  # noqa: E402
 from metrics.baselines import FirstOrderNet  # noqa: E402
@@ -154,4 +155,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    with recorded("learners"):
+        main()

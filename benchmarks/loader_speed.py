@@ -25,6 +25,9 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from machine import describe  # noqa: E402
+from results import recorded  # noqa: E402
 
 BATCH = 64
 
@@ -102,6 +105,7 @@ def main(argv=None) -> int:
     ap.add_argument("--workdir", default=os.path.join("data", "bench", "loader"))
     ap.add_argument("--jobs", type=int, default=2)
     args = ap.parse_args(argv)
+    print(describe())
     from builders.build import build
     from modelset.preset import load_preset
 
@@ -135,4 +139,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with recorded("loader_speed"):
+        sys.exit(main())

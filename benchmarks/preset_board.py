@@ -28,6 +28,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_batched import timed_command  # noqa: E402
 from machine import describe, machine  # noqa: E402
+from results import recorded  # noqa: E402
 
 import modelset  # noqa: E402
 from metrics.leaderboard import render  # noqa: E402
@@ -146,4 +147,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with recorded("preset_board"):
+        sys.exit(main())

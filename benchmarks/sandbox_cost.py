@@ -16,6 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import describe  # noqa: E402
+from results import recorded  # noqa: E402
 
 
 def _submit(archive, method, sandbox, results) -> float:
@@ -64,4 +65,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with recorded("sandbox_cost"):
+        main()

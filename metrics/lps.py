@@ -23,21 +23,21 @@ The paper's words, point by point, and what ``LPS`` does with them:
   embedding, L2-normalised, a cosine classifier (scale 16) over the training tasks; Adam (lr
   0.01), full batch, 100 epochs, weight decay 1e-2.
 
-What each piece adds, on digits500 (retrieval mAP, 5 seeds; benchmarks/learners.py): the fixed
-chain 0.346; learned inputs with the Grams of every layer 0.592, with the Gram of the outputs
-(``LPS``) 0.672; with no Gram at all, the class-by-input map alone, 0.781. The second-order
-pooling costs accuracy here, so the best weight-only method is that first-order readout,
-``LearnedProbes`` (BUILTIN ``learned-probes``): the same learned inputs and head, named for what
-it is rather than as the paper's method. A learnable projection of the fixed chain's input side
-(ReLU and biases in the chain, Grams of the result) reached only 0.36 (measured while choosing; not
-kept).
+What each piece adds is measured on digits500 by ``benchmarks/learners.py`` (retrieval mAP over 5
+seeds; its figures are in benchmarks/RESULTS.md): the fixed chain, learned inputs with the Grams of
+every layer, with the Gram of the outputs (``LPS``), and with no Gram at all, the class-by-input map
+alone. The second-order pooling costs accuracy there, so the best weight-only method is that
+first-order readout, ``LearnedProbes`` (BUILTIN ``learned-probes``): the same learned inputs and
+head, named for what it is rather than as the paper's method. A learnable projection of the fixed
+chain's input side (ReLU and biases in the chain, Grams of the result) scored barely above the fixed
+chain while choosing, and was not kept.
 
-Our further choices, measured on digits500 without Grams: inputs of 4 x 4 pixels (8 x 8: 0.80 at
-twice the time; 2 x 2: 0.59), and for strided architectures as many times larger as their total
-stride (32 x 32 for ``small_cnn_zoo``), so that the last feature map is 4 x 4 there too; r = 8
-inputs (4: 0.73; 16: 0.79 at 4x the time); the models run as the groups of grouped convolutions,
-all at once. Neither method needs data: the inputs are parameters of the method, learned from the
-training models' weights and task labels alone.
+Our further choices, chosen on digits500 without Grams: inputs of 4 x 4 pixels (8 x 8 scored a
+little higher at twice the time, 2 x 2 much lower), and for strided architectures as many times
+larger as their total stride (32 x 32 for ``small_cnn_zoo``), so that the last feature map is 4 x 4
+there too; r = 8 inputs (4 lower; 16 about the same at 4x the time); the models run as the groups of
+grouped convolutions, all at once. Neither method needs data: the inputs are parameters of the
+method, learned from the training models' weights and task labels alone.
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ class LPSFixed(SimilarityMethod):
     kernel over its k x k positions (a linear head enters as is); G_l = M_l^T M_l, divided by its
     trace (ReLU networks are unchanged by scaling a layer by c > 0 and the next by 1/c), upper
     triangles of all G_l; then the class-by-input map M_L (rows in class order), normalised.
-    Biases are not used. It was ``lps`` before the learnable layers (digits500: 0.347 +- 0.004).
+    Biases are not used. It was ``lps`` before the learnable layers.
     """
 
     invariances = (HIDDEN_UNITS,)
