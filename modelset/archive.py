@@ -28,7 +28,7 @@ from .schema import (
     FORMAT,
     FORMAT_VERSION,  # noqa: F401
     decode_shape,
-)  # (param_checksum re-exported)
+)
 
 
 def table_to_struct(df: pd.DataFrame) -> np.ndarray:

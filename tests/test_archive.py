@@ -5,9 +5,9 @@ import pytest
 
 import modelset
 from builders.build import build
-from modelset.archive import param_checksum
 from modelset.errors import ModelsetError
 from modelset.preset import load_preset
+from modelset.schema import param_checksum
 from modelset.verify import verify
 
 from .conftest import SMALL, run_cli

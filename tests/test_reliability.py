@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 
 import modelset
-from modelset.archive import param_checksum
+from modelset.schema import param_checksum
 from modelset.verify import verify
 
 from .conftest import SMALL, run_cli
