@@ -73,6 +73,9 @@ def recorded(name: str, argv: list[str] | None = None):
     sys.stdout = tee
     try:
         yield
+    except SystemExit as e:  # benchmarks end with sys.exit(main()): exit 0 is a finished run
+        if e.code not in (0, None):
+            raise
     finally:
         sys.stdout = saved
     # Only a run that finished gets here: an interrupted or failed one leaves the old section.
