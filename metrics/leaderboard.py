@@ -35,6 +35,7 @@ from modelset.datasets import DATA_ENV
 from modelset.errors import ModelsetError
 from modelset.protocols import HEADLINE, PROTOCOLS, REQUIRED
 
+from .cgroups import Group
 from .evaluate import MethodError, check_outputs, default_seeds, score
 from .methods import NAME, Submission, check_name, check_spec, submission
 from .outputs import OutputError, max_run_bytes, read_embeddings, read_run
@@ -191,11 +192,12 @@ _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 class _Watch:
-    """Kills the method when its processes together hold more memory than its limit, or it runs
-    past its time; remembers which processes it saw, to wait for them to end."""
+    """Kills the method when its processes together hold more memory than its limit (resident, or
+    as its memory cgroup's OOM kills tell), or it runs past its time; remembers which processes it
+    saw, to wait for them to end."""
 
-    def __init__(self, proc: subprocess.Popen, memory: int, timeout: float, period: float = 0.1):
-        self.proc, self.memory, self.timeout, self.period = proc, memory, timeout, period
+    def __init__(self, proc: subprocess.Popen, memory: int, timeout: float, group: Group, period: float = 0.1):
+        self.proc, self.memory, self.timeout, self.group, self.period = proc, memory, timeout, group, period
         self.reason: str | None = None
         self.seen: dict[int, int] = {}  # pid: start time
         self.peak = 0
@@ -207,11 +209,13 @@ class _Watch:
             self.seen.update(tree)
             used = _resident(tree)
             self.peak = max(self.peak, used)
-            if used > self.memory:
+            if used > self.memory or self.group.oom_kills():
                 self.kill("memory")
             elif time.monotonic() > deadline:
                 self.kill("time")
             time.sleep(self.period)
+        if self.group.oom_kills():  # the kernel's kill may have ended the run between two polls
+            self.reason = self.reason or "memory"
 
     def _alive(self) -> list[int]:
         return [p for p, t in self.seen.items() if (_stat(p) or (0, None))[1] == t]
@@ -220,6 +224,7 @@ class _Watch:
         self.reason = self.reason or reason
         if self.proc.poll() is None:  # the outer runner first: its sandbox's pid 1 dies with it, and
             self.proc.kill()  # with pid 1 every process of the namespace
+        self.group.kill()
         for p in self._alive():  # an unconfined run's leftovers
             try:
                 os.kill(p, signal.SIGKILL)
@@ -269,6 +274,7 @@ def run_isolated(
     root.mkdir()
     status_r, status_w = os.pipe()
     out_fd = os.open(base / "outputs.npz", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    group = Group.make(limits.memory, limits.processes)  # joined by the runner before it forks
     try:
         write_public(work / "public.h5", public)
         (work / "public.h5").chmod(0o644)
@@ -292,6 +298,7 @@ def run_isolated(
             "binds": {f.name: str(f) for f in work.iterdir()},
             "status": status_w,
             "outputs": out_fd,
+            "cgroups": sorted({d for d, _ in group.dirs.values()}),
         }
         proc = subprocess.Popen(
             [sys.executable, "-m", "metrics.runner", json.dumps(cfg)],
@@ -306,7 +313,7 @@ def run_isolated(
         os.close(status_w)
         os.close(out_fd)
         tail = _Tail(proc.stderr)
-        watch = _Watch(proc, limits.memory, timeout)
+        watch = _Watch(proc, limits.memory, timeout, group)
         watch.run()
         watch.kill("ended")  # whatever it left behind, had the sandbox not held
         watch.wait_gone()
@@ -318,15 +325,18 @@ def run_isolated(
             raise MethodError(
                 _failure(watch, proc.returncode, [ln for ln in lines if ln not in unconfined], limits, timeout)
             )
-        if unconfined:  # printed by the runner before the method's code loads
-            print(f"modelset: {_printable(unconfined[0])}", file=sys.stderr)
         held = json.loads(status.splitlines()[0]) if status.strip() else None
+        if held is None and unconfined:  # printed by the runner before the method's code loads
+            print(f"modelset: {_printable(unconfined[0])}", file=sys.stderr)
+        if held is not None:
+            held["held_by"] = group.record()
         try:
             outputs = read_run(base / "outputs.npz", public, seeds, max_run_bytes(public, seeds))
         except OutputError as e:
             raise MethodError(f"method outputs rejected: {_printable(str(e), 200)}") from None
         return outputs, code, held
     finally:
+        group.remove()
         for fd in (status_r, status_w, out_fd):
             try:
                 os.close(fd)

@@ -141,6 +141,18 @@ class DaemonTimeout(Daemon):
         time.sleep(600)
 
 
+class Stopped(_Base):
+    """Stall past the time limit: a setsid child that ignores SIGTERM and stops itself; then stop
+    its own process group and sleep."""
+
+    def attack(self):
+        code = f"import os, signal\\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\\nos.kill(os.getpid(), signal.SIGSTOP)  # {{MARKER}}"
+        subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        os.kill(0, signal.SIGSTOP)
+        time.sleep(600)
+
+
 class MemoryHog(_Base):
     def attack(self):
         held = []
@@ -158,6 +170,39 @@ class ForkHog(_Base):
         time.sleep(5)
         if child == 0:
             os._exit(0)
+
+
+class MemfdHog(_Base):
+    """Memory no process maps: memfd files written, never mapped, held open (in no process's RSS)."""
+
+    def attack(self):
+        held = []
+        block = bytes(1 << 20)
+        for i in range(3):
+            fd = os.memfd_create(f"hog{{i}}")
+            for _ in range(200):
+                os.write(fd, block)
+            held.append(fd)
+        time.sleep(1)
+
+
+class SocketHog(_Base):
+    """Kernel memory: socket buffers filled and left unread (in no process's RSS)."""
+
+    def attack(self):
+        import socket
+
+        held = []
+        for _ in range(3000):
+            a, b = socket.socketpair()
+            a.setblocking(False)
+            try:
+                while True:
+                    a.send(bytes(65536))
+            except BlockingIOError:
+                pass
+            held.append((a, b))
+        time.sleep(1)
 
 
 class DiskFiller(_Base):
@@ -348,13 +393,29 @@ def test_control_unconfined_the_method_signals_the_scorer_and_reads_its_proc(hos
     )
 
 
+def _run_cgroups() -> set[str]:
+    """The run cgroups below this process's own (a scorer it starts makes its own below them)."""
+    from metrics.cgroups import _mounts, _own
+
+    mounts, own = _mounts(), _own()
+    found = set()
+    for ctl in ("memory", "pids", ""):
+        if ctl in mounts and ctl in own:
+            base = mounts[ctl] + own[ctl].rstrip("/")
+            found |= {f"{base}/{d}" for d in os.listdir(base) if d.startswith("modelset-")}
+    return found
+
+
 @needs_sandbox
-@pytest.mark.parametrize("cls, timeout", [("Daemon", "300"), ("DaemonTimeout", "20")])
+@pytest.mark.parametrize("cls, timeout", [("Daemon", "300"), ("DaemonTimeout", "20"), ("Stopped", "10")])
 def test_no_process_outlives_the_run(hostile, cls, timeout):
+    """Nor any cgroup the run was given."""
     submit, marker = hostile
+    before = _run_cgroups()
     r = submit(cls, "--sandbox", "require", timeout=timeout)
-    assert (r.returncode == 0) if cls == "Daemon" else ("time limit of 20 s" in r.stderr), r.stderr
+    assert (r.returncode == 0) if cls == "Daemon" else (f"time limit of {timeout} s" in r.stderr), r.stderr
     assert _alive(marker) == []
+    assert _run_cgroups() == before
 
 
 def test_control_the_survivor_check_sees_a_live_daemon():
@@ -383,6 +444,58 @@ def test_a_memory_hog_is_rejected_naming_the_limit(hostile, tmp_path):
 def test_memory_counts_all_the_methods_processes_together(hostile):
     submit, _ = hostile
     _rejected(submit("ForkHog", "--sandbox", "require", "--memory", "2G"), "memory limit of 2 GiB")
+
+
+def _cgroups_here() -> bool:
+    from metrics.cgroups import Group
+
+    group = Group.make(1 << 30, 16)
+    group.remove()
+    return set(group.dirs) == {"memory", "pids"}
+
+
+needs_cgroups = pytest.mark.skipif(
+    not _cgroups_here(), reason="needs memory and pids cgroups it may make (root, or a delegated cgroup v2)"
+)
+UNMAPPED = [("MemfdHog", ()), ("SocketHog", ("--open-files", "8192"))]
+
+
+@needs_sandbox
+@needs_cgroups
+@pytest.mark.parametrize("cls, flags", UNMAPPED)
+def test_memory_no_process_maps_is_held_by_the_runs_cgroup(hostile, tmp_path, cls, flags):
+    """memfd files and socket buffers lie outside every process's resident memory, where the
+    scorer's watch looks; the run's memory cgroup charges them, kernel memory included."""
+    submit, _ = hostile
+    _rejected(submit(cls, "--sandbox", "require", "--memory", "512M", *flags), "memory limit of 512 MiB", "--memory")
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("cls, flags", UNMAPPED)
+def test_control_the_same_memory_is_not_resident_where_the_watch_looks(hostile, tmp_path, cls, flags):
+    """Run bare, the attack holds 600 MiB or more while its resident memory, sampled as the watch
+    samples it, stays far below 512 MiB."""
+    from metrics.leaderboard import _resident
+
+    code = (
+        "import resource, sys; sys.path.insert(0, '.'); import hostile; "
+        f"resource.setrlimit(resource.RLIMIT_NOFILE, (8192, 8192)); hostile.{cls}().attack()"
+    )
+    p = subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path)
+    peak = 0
+    while p.poll() is None:
+        peak = max(peak, _resident([p.pid]))
+        time.sleep(0.05)
+    assert p.returncode == 0 and 0 < peak < 300 << 20, (p.returncode, peak)
+
+
+@needs_sandbox
+@needs_cgroups
+def test_the_result_says_what_held_memory_and_processes(hostile, tmp_path):
+    submit, _ = hostile
+    result = _confined_ok(submit("Signals", "--sandbox", "require"), tmp_path / "results")
+    held = result["sandbox"]["held_by"]
+    assert held["memory"] in ("cgroup v1", "cgroup v2") and held["processes"] in ("cgroup v1", "cgroup v2"), held
 
 
 @needs_sandbox
