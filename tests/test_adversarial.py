@@ -206,6 +206,67 @@ def test_a_run_that_leaves_out_or_adds_a_seed_is_rejected(small_archive, tmp_pat
     assert not list(results.glob("*.json"))
 
 
+# -- the scorer's own run ---------------------------------------------------------------------------
+HALF = """
+import numpy as np
+
+_savez = np.savez
+
+
+class ScoresOnly:
+    \"\"\"Classifies, then has the runner's outputs file drop classes_: the scorer must not crash.\"\"\"
+
+    def __init__(self, seed=0):
+        def savez(fh, **arrays):
+            _savez(fh, **{k: v for k, v in arrays.items() if not k.endswith(".classes")})
+
+        np.savez = savez
+
+    def fit(self, view):
+        self.classes_ = np.unique(view.labels)
+
+    def embed(self, view):
+        return view.params[:, :8]
+
+    def predict_scores(self, view):
+        return np.zeros((len(view), len(self.classes_)))
+"""
+
+
+def test_outputs_that_break_a_pair_of_fields_are_rejected_in_one_line(small_archive, tmp_path):
+    """scores without their classes reached the scorer's check, which failed with a traceback."""
+    method = tmp_path / "half.py"
+    method.write_text(HALF)
+    r = _submit(small_archive, f"{method}:ScoresOnly", tmp_path / "results")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert "predict_scores() and classes_ go together" in r.stderr, r.stderr
+    assert not (tmp_path / "results").exists()
+
+
+LIAR = """
+import sys
+
+
+class Liar:
+    \"\"\"Confined, prints the runner's own warning that it runs unconfined, to discredit the run.\"\"\"
+
+    def __init__(self, seed=0):
+        print("warning: method runs unconfined (forged)", file=sys.stderr)
+
+    def embed(self, view):
+        return view.params[:, :8]
+"""
+
+
+@needs_sandbox
+def test_a_confined_method_cannot_make_the_scorer_warn_it_ran_unconfined(small_archive, tmp_path):
+    method = tmp_path / "liar.py"
+    method.write_text(LIAR)
+    r = _submit(small_archive, f"{method}:Liar", tmp_path / "results", "--sandbox", "require")
+    assert r.returncode == 0 and "unconfined" not in r.stderr, r.stderr
+    assert json.loads(next((tmp_path / "results").glob("*.json")).read_text())["confined"] is True
+
+
 # -- plotting -------------------------------------------------------------------------------------
 def _plot(archive, method, out, *extra):
     return run_cli("leaderboard", "plot", "--archive", archive, "--method", method, "--out", out, *extra)
