@@ -381,12 +381,16 @@ def _wait_and_exit(pid: int) -> None:
 
 
 def set_limits(limits: Limits) -> None:
-    """The kernel's limits, soft = hard so the method cannot raise them; memory is the scorer's watch."""
+    """The kernel's limits, soft = hard so the method cannot raise them; memory is the scorer's
+    (``metrics.cgroups``). No real-time scheduling and no raised priority, whatever the scorer was
+    allowed: a real-time spinner starves every other process on its cores."""
     for res, value in (
         (resource.RLIMIT_NPROC, limits.processes),
         (resource.RLIMIT_NOFILE, limits.files),
         (resource.RLIMIT_FSIZE, limits.disk),
         (resource.RLIMIT_CORE, 0),
+        (resource.RLIMIT_RTPRIO, 0),
+        (resource.RLIMIT_NICE, 0),
     ):
         resource.setrlimit(res, (value, value))
     resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu, limits.cpu + 5))  # soft: SIGXCPU; hard: SIGKILL

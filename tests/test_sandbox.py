@@ -126,6 +126,26 @@ class Signals(_Base):
         _leak(found)
 
 
+class Priority(_Base):
+    """Take a real-time policy or a raised priority, as the scorer may be allowed to (then give it back)."""
+
+    def attack(self):
+        found = []
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+            found.append("real-time scheduling")
+        except OSError:
+            pass
+        try:
+            os.setpriority(os.PRIO_PROCESS, 0, -5)
+            os.setpriority(os.PRIO_PROCESS, 0, 0)
+            found.append("raised its priority")
+        except OSError:
+            pass
+        _leak(found)
+
+
 class Daemon(_Base):
     """Leave a setsid, double-forked process behind that would outlive the run."""
 
@@ -404,6 +424,37 @@ def _run_cgroups() -> set[str]:
             base = mounts[ctl] + own[ctl].rstrip("/")
             found |= {f"{base}/{d}" for d in os.listdir(base) if d.startswith("modelset-")}
     return found
+
+
+@pytest.fixture
+def scorer_may_use_real_time():
+    """This process, and the scorer it starts, allowed real-time priority and nice -20 (as root may
+    be, or a user by limits.conf)."""
+    import resource
+
+    old = {r: resource.getrlimit(r) for r in (resource.RLIMIT_RTPRIO, resource.RLIMIT_NICE)}
+    try:
+        for r in old:
+            resource.setrlimit(r, (40 if r == resource.RLIMIT_NICE else 99,) * 2)
+    except (ValueError, OSError):
+        pytest.skip("needs the right to raise RLIMIT_RTPRIO and RLIMIT_NICE (root)")
+    yield
+    for r, v in old.items():
+        resource.setrlimit(r, v)
+
+
+@needs_sandbox
+def test_no_real_time_scheduling_or_raised_priority_whatever_the_scorer_may(
+    hostile, tmp_path, scorer_may_use_real_time
+):
+    submit, _ = hostile
+    _confined_ok(submit("Priority", "--sandbox", "require"), tmp_path / "results")
+
+
+def test_control_unconfined_the_method_takes_real_time_priority(hostile, scorer_may_use_real_time):
+    submit, _ = hostile
+    r = submit("Priority", "--sandbox", "off")
+    assert r.returncode == 2 and "LEAK: real-time scheduling; raised its priority" in r.stderr, r.stderr
 
 
 @needs_sandbox
