@@ -397,6 +397,47 @@ def test_both_set_ups_give_the_same_confinement(tmp_path, userns):
     assert r.returncode == 0 and r.stdout.startswith("ok "), r.stdout + r.stderr
 
 
+OTHER_ABI = """
+import ctypes, mmap
+if {confined}:
+    from metrics.sandbox import enter
+    enter({root!r})
+# unshare(CLONE_NEWUSER) by i386's number (310) through int 0x80: a filter of x86_64's numbers alone
+# would let it pass, and a user namespace gives back every capability
+code = bytes.fromhex("b836010000" "bb00000010" "cd80" "c3")
+buf = mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+buf.write(code)
+call = ctypes.CFUNCTYPE(ctypes.c_int)(ctypes.addressof(ctypes.c_char.from_buffer(buf)))
+print("unshare returned", call(), flush=True)
+"""
+
+
+def _other_abi(tmp_path, confined):
+    (tmp_path / "root").mkdir()
+    code = OTHER_ABI.format(confined=confined, root=str(tmp_path / "root"))
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+
+
+needs_ia32 = pytest.mark.skipif(os.uname().machine != "x86_64", reason="int 0x80 is x86's")
+
+
+@needs_sandbox
+@needs_ia32
+def test_a_call_by_another_abis_number_is_killed(tmp_path):
+    r = _other_abi(tmp_path, confined=True)
+    if r.returncode == 128 + 11:
+        pytest.skip("this kernel runs no 32-bit calls (ia32 emulation off): nothing to filter")
+    assert r.returncode == 128 + 31 and "unshare returned" not in r.stdout, (r.returncode, r.stdout, r.stderr)  # SIGSYS
+
+
+@needs_ia32
+def test_control_unconfined_the_other_abis_call_makes_a_user_namespace(tmp_path):
+    r = _other_abi(tmp_path, confined=False)
+    if r.returncode == -11:
+        pytest.skip("this kernel runs no 32-bit calls (ia32 emulation off): nothing to filter")
+    assert r.stdout.strip() == "unshare returned 0", (r.returncode, r.stdout, r.stderr)
+
+
 # -- nothing outside touched --------------------------------------------------------------------------
 @needs_sandbox
 def test_the_method_sees_and_signals_only_its_own_processes(hostile, tmp_path):
