@@ -258,27 +258,72 @@ def run_isolated(
     data_root=None,
     limits: Limits = Limits(),
 ) -> tuple[list[dict], dict, dict | None]:
-    """Run ``sub`` in a child process on the public file for ``seeds``: (its outputs per seed, the
+    """Run ``sub`` in child processes on the public file for ``seeds``: (its outputs per seed, the
     record of its code, what held of the sandbox, None if it ran unconfined).
 
-    The child works in a fresh directory holding only the public file (and a copy of the method's
-    file), with a scrubbed environment; confined (``metrics.sandbox``) it can read nothing else but
-    code, and no dataset: not the data directory (``data_root``, else $MODELSET_DATA), nor any the
-    sandbox knows. Its only outputs are one inherited file, read by header (``metrics.outputs``).
+    Each seed runs in a child of its own, so no seed's run can pass its work to another's (the time
+    limit is for all of them together). A child works in a fresh directory holding only the public
+    file (and a copy of the method's file), with a scrubbed environment; confined
+    (``metrics.sandbox``) it can read nothing else but code, and no dataset: not the data directory
+    (``data_root``, else $MODELSET_DATA), nor any the sandbox knows. Its only outputs are one
+    inherited file, read by header (``metrics.outputs``).
     """
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
         raise ModelsetError(f"--timeout must be > 0 seconds, got {timeout!r}")
     base = Path(tempfile.mkdtemp(prefix="modelset-submission-"))
-    work, root = base / "work", base / "root"  # root: the mount point of the sandbox's own /
+    work = base / "work"  # shown read-only to every seed's child, staged once
     work.mkdir()
-    root.mkdir()
-    status_r, status_w = os.pipe()
-    out_fd = os.open(base / "outputs.npz", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    group = Group.make(limits.memory, limits.processes)  # joined by the runner before it forks
     try:
         write_public(work / "public.h5", public)
         (work / "public.h5").chmod(0o644)
         spec, readable, code = stage_code(sub.spec, work)
+        deadline = time.monotonic() + timeout
+        outputs, held, warned = [], None, False
+        for seed in seeds:
+            out, held, warning = _run_seed(
+                spec,
+                seed,
+                public,
+                base / f"seed-{seed}",
+                work,
+                readable,
+                (deadline, timeout),
+                sandbox,
+                data_root,
+                limits,
+            )
+            if warning and not warned:  # the runner's, printed before the method's code loads
+                print(f"modelset: {_printable(warning)}", file=sys.stderr)
+                warned = True
+            outputs.append(out)
+        return outputs, code, held
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _run_seed(
+    spec: str,
+    seed: int,
+    public: dict,
+    run: Path,
+    work: Path,
+    readable: list[str],
+    time_limit: tuple[float, float],
+    sandbox: str,
+    data_root,
+    limits: Limits,
+) -> tuple[dict, dict | None, str | None]:
+    """One seed's child: (its outputs, what held of the sandbox, the runner's unconfined warning)."""
+    deadline, timeout = time_limit
+    if time.monotonic() >= deadline:
+        raise MethodError(f"method ran past its time limit of {timeout:g} s; pass --timeout to allow more")
+    root = run / "root"  # the mount point of the sandbox's own /
+    root.mkdir(parents=True)
+    status_r, status_w = os.pipe()
+    out_fd = os.open(run / "outputs.npz", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fds = {status_r, status_w, out_fd}  # still open here: closed once, never a number reused since
+    group = Group.make(limits.memory, limits.processes)  # joined by the runner before it forks
+    try:
         env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "PYTHONPATH")}
         env.update(
             HOME=str(work),
@@ -289,7 +334,7 @@ def run_isolated(
         )
         cfg = {
             "spec": spec,
-            "seeds": seeds,
+            "seeds": [seed],
             "sandbox": sandbox,
             "root": str(root),
             "readable": readable,
@@ -310,13 +355,15 @@ def run_isolated(
             pass_fds=(status_w, out_fd),
             start_new_session=True,
         )
-        os.close(status_w)
-        os.close(out_fd)
+        for fd in (status_w, out_fd):
+            os.close(fd)
+            fds.discard(fd)
         tail = _Tail(proc.stderr)
-        watch = _Watch(proc, limits.memory, timeout, group)
+        watch = _Watch(proc, limits.memory, deadline - time.monotonic(), group)
         watch.run()
         watch.kill("ended")  # whatever it left behind, had the sandbox not held
         watch.wait_gone()
+        fds.discard(status_r)
         with os.fdopen(status_r, "r") as fh:
             status = fh.read()
         lines = [ln for ln in tail.text().strip().splitlines() if ln.strip()]
@@ -326,23 +373,17 @@ def run_isolated(
                 _failure(watch, proc.returncode, [ln for ln in lines if ln not in unconfined], limits, timeout)
             )
         held = json.loads(status.splitlines()[0]) if status.strip() else None
-        if held is None and unconfined:  # printed by the runner before the method's code loads
-            print(f"modelset: {_printable(unconfined[0])}", file=sys.stderr)
         if held is not None:
             held["held_by"] = group.record()
         try:
-            outputs = read_run(base / "outputs.npz", public, seeds, max_run_bytes(public, seeds))
+            (outputs,) = read_run(run / "outputs.npz", public, [seed], max_run_bytes(public, [seed]))
         except OutputError as e:
             raise MethodError(f"method outputs rejected: {_printable(str(e), 200)}") from None
-        return outputs, code, held
+        return outputs, held, unconfined[0] if held is None and unconfined else None
     finally:
         group.remove()
-        for fd in (status_r, status_w, out_fd):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        shutil.rmtree(base, ignore_errors=True)
+        for fd in fds:
+            os.close(fd)
 
 
 def check_seeds(seeds: list[int]) -> list[int]:

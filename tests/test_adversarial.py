@@ -190,10 +190,36 @@ class ExtraSeed(_Noisy):
 '''
 
 
+SHARED = """
+class Shared:
+    \"\"\"Keeps in its class what each seed's run did, to hand a later seed an earlier seed's work.\"\"\"
+
+    learned = True
+    seeds = set()
+
+    def __init__(self, seed=0):
+        Shared.seeds.add(seed)
+
+    def embed(self, view):
+        if len(Shared.seeds) > 1:
+            raise RuntimeError(f"LEAK: seeds {sorted(Shared.seeds)} ran in one process")
+        return view.params[:, :8]
+"""
+
+
+def test_no_seeds_run_shares_a_process_with_another(small_archive, tmp_path):
+    """Each seed's run is a process of its own: a result's seeds are independent runs."""
+    method = tmp_path / "shared.py"
+    method.write_text(SHARED)
+    r = _submit(small_archive, f"{method}:Shared", tmp_path / "results", "--seeds", "0,1")
+    assert r.returncode == 0, r.stderr  # Shared raises "LEAK: ..." when seeds share its class
+    assert json.loads(next((tmp_path / "results").glob("*.json")).read_text())["seeds"] == [0, 1]
+
+
 @pytest.mark.parametrize(
     "cls, message",
     [
-        ("BestOnly", "missing seed-0, seed-1"),
+        ("BestOnly", "missing seed-0"),  # each seed runs alone: the first one asked for is missing
         ("ExtraSeed", "unexpected seed-99"),
     ],
 )
