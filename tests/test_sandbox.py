@@ -73,8 +73,8 @@ class ChrootEscape(_Base):
 
 
 class Mounts(_Base):
-    """mount a fresh proc, bind the root somewhere writable, unshare a new user namespace, add a key,
-    ptrace a child."""
+    """mount a fresh proc, bind the root somewhere writable, unshare or clone a new user namespace,
+    add a key, ptrace a child."""
 
     def attack(self):
         found = []
@@ -88,6 +88,12 @@ class Mounts(_Base):
             os._exit(0 if libc.unshare(0x10000000) == 0 else 1)
         if os.waitpid(pid, 0)[1] == 0:
             found.append("unshared a user namespace")
+        clone = {{"x86_64": 56, "aarch64": 220}}[os.uname().machine]
+        pid = libc.syscall(clone, 0x10000000 | signal.SIGCHLD, 0, 0, 0, 0)  # clone(CLONE_NEWUSER): a fork
+        if pid == 0:
+            os._exit(0)
+        if pid > 0 and os.waitpid(pid, 0):
+            found.append("cloned into a user namespace")
         add_key = {{"x86_64": 248, "aarch64": 217}}[os.uname().machine]
         if libc.syscall(add_key, b"user", b"modelset", b"x", 1, -2) > 0:  # into the process keyring
             found.append("added a key")
@@ -353,7 +359,14 @@ def test_control_in_a_plain_user_namespace_the_same_attacks_work(hostile, tmp_pa
     code = "import sys; sys.path.insert(0, '.'); import hostile; hostile.Mounts().attack()"
     r = subprocess.run(["unshare", "-Urm", sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
     assert "LEAK:" in r.stderr and all(
-        attack in r.stderr for attack in ("bind-mounted /", "unshared a user namespace", "added a key", "ptrace")
+        attack in r.stderr
+        for attack in (
+            "bind-mounted /",
+            "unshared a user namespace",
+            "cloned into a user namespace",
+            "added a key",
+            "ptrace",
+        )
     ), r.stderr
 
 
