@@ -99,7 +99,9 @@ DENIED = (
 class Limits:
     """What a method may use; each has a ``leaderboard submit`` option (``OPTIONS``)."""
 
-    memory: int = 6 << 30  # bytes resident in all its processes together, watched by the scorer
+    memory: int = (
+        6 << 30
+    )  # bytes in all its processes together: the run's cgroup (metrics.cgroups), else the scorer's watch
     disk: int = 1 << 30  # bytes in its work directory (a tmpfs), and the largest file it may write
     processes: int = 256  # processes and threads at once
     files: int = 1024  # open files per process
