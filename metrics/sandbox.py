@@ -99,9 +99,7 @@ DENIED = (
 class Limits:
     """What a method may use; each has a ``leaderboard submit`` option (``OPTIONS``)."""
 
-    memory: int = (
-        6 << 30
-    )  # bytes in all its processes together: the run's cgroup (metrics.cgroups), else the scorer's watch
+    memory: int = 6 << 30  # bytes in all its processes: their cgroup (metrics.cgroups), else the watch
     disk: int = 1 << 30  # bytes in its work directory (a tmpfs), and the largest file it may write
     processes: int = 256  # processes and threads at once
     files: int = 1024  # open files per process
