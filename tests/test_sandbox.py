@@ -678,6 +678,61 @@ def test_read_npz_checks_every_header_before_loading(tmp_path, arrays, header_sh
         read_npz(path, lambda name: (5, [16384]))
 
 
+class _Planted:
+    """Unpickling it writes a file: what a pickled object array in an output could run in the scorer."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+@pytest.mark.parametrize(
+    "members, message",
+    [
+        ([("x.npy", "pickle")], "not a plain number"),
+        ([("x.npy", "valid"), ("x.pkl", "valid")], "'x.pkl' is not an .npy array"),
+        ([("x.npy", "valid"), ("y.npy", "valid")], "unexpected array 'y'"),
+        ([("x.npy", "valid"), ("x.npy", "huge")], "expected (5, <= 16384)"),  # one name twice
+        ([("x.npy", "huge"), ("x.npy", "valid")], "expected (5, <= 16384)"),
+    ],
+)
+def test_read_npz_refuses_pickles_and_members_that_are_not_the_arrays_asked_for(tmp_path, members, message):
+    """Written by the method's own code: a pickled object array (never unpickled; control: loaded
+    with pickles allowed it runs), a member that is not an array, one not asked for, one name twice."""
+    import io
+    import warnings
+
+    planted = tmp_path / "planted"
+    path = tmp_path / "o.npz"
+    with zipfile.ZipFile(path, "w") as z, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns of a duplicate name
+        for name, what in members:
+            buf = io.BytesIO()
+            if what == "pickle":
+                a = np.empty((5, 3), dtype=object)
+                a[:] = _Planted(str(planted))
+                np.lib.format.write_array(buf, a, allow_pickle=True)
+            else:
+                shape = (10**6, 10**6) if what == "huge" else (5, 3)
+                np.lib.format.write_array_header_1_0(buf, {"descr": "<f8", "fortran_order": False, "shape": shape})
+                buf.write(bytes(120))
+            z.writestr(name, buf.getvalue())
+
+    def expect(name):
+        if name != "x":
+            raise OutputError(f"unexpected array {name!r}")
+        return (5, [16384])
+
+    with pytest.raises(OutputError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        read_npz(path, expect)
+    assert not planted.exists()
+    if members[0][1] == "pickle":  # the control
+        np.load(path, allow_pickle=True)["x"]
+        assert planted.exists()
+
+
 def test_read_npz_loads_what_it_checked(tmp_path):
     a = np.arange(15.0).reshape(5, 3)
     assert np.array_equal(read_npz(_npz(tmp_path / "o.npz", {"x": a}), lambda name: (5, [16384]))["x"], a)
