@@ -278,7 +278,7 @@ def run_isolated(
         (work / "public.h5").chmod(0o644)
         spec, readable, code = stage_code(sub.spec, work)
         deadline = time.monotonic() + timeout
-        outputs, held, warned = [], None, False
+        outputs, helds, warned = [], [], False
         for seed in seeds:
             out, held, warning = _run_seed(
                 spec,
@@ -296,7 +296,8 @@ def run_isolated(
                 print(f"modelset: {_printable(warning)}", file=sys.stderr)
                 warned = True
             outputs.append(out)
-        return outputs, code, held
+            helds.append(held)
+        return outputs, code, None if None in helds else helds[0]  # confined only if every seed was
     finally:
         shutil.rmtree(base, ignore_errors=True)
 

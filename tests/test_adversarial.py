@@ -216,6 +216,27 @@ def test_no_seeds_run_shares_a_process_with_another(small_archive, tmp_path):
     assert json.loads(next((tmp_path / "results").glob("*.json")).read_text())["seeds"] == [0, 1]
 
 
+@needs_sandbox
+def test_a_result_is_confined_only_if_every_seeds_run_was(small_archive, monkeypatch):
+    """The machine fails to confine one seed's run (here: the first's, as if --sandbox off), the
+    next is confined: the run as a whole is not."""
+    import modelset
+    from metrics import leaderboard as lb
+    from metrics.methods import submission
+    from metrics.public import make_public
+
+    real = lb._run_seed
+
+    def first_unconfined(spec, seed, public, run, work, readable, time_limit, sandbox, *rest):
+        return real(spec, seed, public, run, work, readable, time_limit, "off" if seed == 1 else sandbox, *rest)
+
+    monkeypatch.setattr(lb, "_run_seed", first_unconfined)
+    with modelset.load(small_archive) as ms:
+        public, _ = make_public(ms, lb.public_rng(ms))
+    outputs, _, held = lb.run_isolated(submission("raw-cosine"), [1, 0], public, 300, "require")
+    assert len(outputs) == 2 and held is None
+
+
 @pytest.mark.parametrize(
     "cls, message",
     [
