@@ -192,9 +192,12 @@ _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 class _Watch:
-    """Kills the method when its processes together hold more memory than its limit (resident, or
-    as its memory cgroup's OOM kills tell), or it runs past its time; remembers which processes it
-    saw, to wait for them to end."""
+    """Kills the method when its processes together passed their memory limit, or it runs past its
+    time; remembers which processes it saw, to wait for them to end.
+
+    With a memory cgroup, the kernel's OOM kills in it tell; the sum of resident memory, the
+    fallback, counts a page shared by forked processes once in each and misses memory no process
+    maps."""
 
     def __init__(self, proc: subprocess.Popen, memory: int, timeout: float, group: Group, period: float = 0.1):
         self.proc, self.memory, self.timeout, self.group, self.period = proc, memory, timeout, group, period
@@ -207,9 +210,13 @@ class _Watch:
         while self.proc.poll() is None:
             tree = _process_tree(self.proc.pid)
             self.seen.update(tree)
-            used = _resident(tree)
-            self.peak = max(self.peak, used)
-            if used > self.memory or self.group.oom_kills():
+            if "memory" in self.group.dirs:
+                over = self.group.oom_kills() > 0
+            else:
+                used = _resident(tree)
+                self.peak = max(self.peak, used)
+                over = used > self.memory
+            if over:
                 self.kill("memory")
             elif time.monotonic() > deadline:
                 self.kill("time")

@@ -198,6 +198,23 @@ class ForkHog(_Base):
             os._exit(0)
 
 
+class SharedPages(_Base):
+    """Honest: three forked workers that share the parent's 600 MiB, copy-on-write, and touch none."""
+
+    def attack(self):
+        held = np.ones(600 << 20, np.uint8)
+        workers = []
+        for _ in range(3):
+            pid = os.fork()
+            if pid == 0:
+                time.sleep(2)
+                os._exit(0)
+            workers.append(pid)
+        for pid in workers:
+            os.waitpid(pid, 0)
+        del held
+
+
 class MemfdHog(_Base):
     """Memory no process maps: memfd files written, never mapped, held open (in no process's RSS)."""
 
@@ -592,6 +609,15 @@ def test_control_the_same_memory_is_not_resident_where_the_watch_looks(hostile, 
         peak = max(peak, _resident([p.pid]))
         time.sleep(0.05)
     assert p.returncode == 0 and 0 < peak < 300 << 20, (p.returncode, peak)
+
+
+@needs_sandbox
+@needs_cgroups
+def test_pages_forked_workers_share_count_once(hostile, tmp_path):
+    """Summed resident memory counts them once per process (2.4 GiB here); the cgroup, once."""
+    submit, _ = hostile
+    result = _confined_ok(submit("SharedPages", "--sandbox", "require", "--memory", "1536M"), tmp_path / "results")
+    assert result["sandbox"]["held_by"]["memory"].startswith("cgroup")
 
 
 @needs_sandbox
