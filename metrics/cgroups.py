@@ -95,7 +95,7 @@ class Group:
         name = f"modelset-{os.getpid()}-{secrets.token_hex(4)}"
         try:
             mounts, own = _mounts(), _own()
-        except OSError:
+        except (OSError, ValueError):  # no /proc, or a line this parser does not know
             return cls({})
         limits = {"memory": memory, "pids": processes + 1}
         made = cls._v2(mounts, own, name, limits) or {}

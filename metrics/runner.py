@@ -6,9 +6,10 @@ CONFIG_JSON (written by ``leaderboard.run_isolated``) holds the method's spec, t
 process chose, the sandbox mode (``require``: fail if the machine cannot confine the method;
 ``auto``: confine when possible, else warn; ``off``), the sandbox's empty root, the files it shows
 in the work directory, extra code directories it shows, extra data directories it hides, the
-limits, the cgroups it joins first (``metrics.cgroups``), and two inherited file descriptors: ``status`` (one JSON line saying what holds, written
-and closed before the method's code loads) and ``outputs`` (one .npz, ``seed-<s>/<split>.<field>``
-per array, written when every seed has run).
+limits, the cgroups it joins first (``metrics.cgroups``), and two inherited file descriptors:
+``status`` (one JSON line saying what holds, written and closed before the method's code loads)
+and ``outputs`` (one .npz, ``seed-<s>/<split>.<field>`` per array, written when every seed has
+run; the scorer asks for one seed per runner).
 
 The submitted code is imported here only, never in the scoring process, and what it says of itself
 (its name, kind or seeds) goes nowhere. Exit 0, or exit 3 with one line on stderr.
