@@ -74,6 +74,8 @@ def check_outputs(outputs: dict, public: dict) -> dict:
                 raise MethodError(f"{name}: similarity() must return shape ({n}, {n}), got {s.shape}")
             _finite(name, "similarity()", s)
             sims[name] = s.astype(np.float64)
+        if ("scores" in rep) != ("classes" in rep):  # outputs written by the method's own code
+            raise MethodError(f"{name}: predict_scores() and classes_ go together; got only one")
         if "scores" in rep:
             sc, classes = np.asarray(rep["scores"]), np.asarray(rep["classes"])
             if sc.shape != (len(test), len(classes)):

@@ -35,6 +35,7 @@ from modelset.datasets import DATA_ENV
 from modelset.errors import ModelsetError
 from modelset.protocols import HEADLINE, PROTOCOLS, REQUIRED
 
+from .cgroups import Group
 from .evaluate import MethodError, check_outputs, default_seeds, score
 from .methods import NAME, Submission, check_name, check_spec, submission
 from .outputs import OutputError, max_run_bytes, read_embeddings, read_run
@@ -191,11 +192,15 @@ _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 class _Watch:
-    """Kills the method when its processes together hold more memory than its limit, or it runs
-    past its time; remembers which processes it saw, to wait for them to end."""
+    """Kills the method when its processes together passed their memory limit, or it runs past its
+    time; remembers which processes it saw, to wait for them to end.
 
-    def __init__(self, proc: subprocess.Popen, memory: int, timeout: float, period: float = 0.1):
-        self.proc, self.memory, self.timeout, self.period = proc, memory, timeout, period
+    With a memory cgroup, the kernel's OOM kills in it tell; the sum of resident memory, the
+    fallback, counts a page shared by forked processes once in each and misses memory no process
+    maps."""
+
+    def __init__(self, proc: subprocess.Popen, memory: int, timeout: float, group: Group, period: float = 0.1):
+        self.proc, self.memory, self.timeout, self.group, self.period = proc, memory, timeout, group, period
         self.reason: str | None = None
         self.seen: dict[int, int] = {}  # pid: start time
         self.peak = 0
@@ -205,13 +210,19 @@ class _Watch:
         while self.proc.poll() is None:
             tree = _process_tree(self.proc.pid)
             self.seen.update(tree)
-            used = _resident(tree)
-            self.peak = max(self.peak, used)
-            if used > self.memory:
+            if "memory" in self.group.dirs:
+                over = self.group.oom_kills() > 0
+            else:
+                used = _resident(tree)
+                self.peak = max(self.peak, used)
+                over = used > self.memory
+            if over:
                 self.kill("memory")
             elif time.monotonic() > deadline:
                 self.kill("time")
             time.sleep(self.period)
+        if self.group.oom_kills():  # the kernel's kill may have ended the run between two polls
+            self.reason = self.reason or "memory"
 
     def _alive(self) -> list[int]:
         return [p for p, t in self.seen.items() if (_stat(p) or (0, None))[1] == t]
@@ -220,6 +231,7 @@ class _Watch:
         self.reason = self.reason or reason
         if self.proc.poll() is None:  # the outer runner first: its sandbox's pid 1 dies with it, and
             self.proc.kill()  # with pid 1 every process of the namespace
+        self.group.kill()
         for p in self._alive():  # an unconfined run's leftovers
             try:
                 os.kill(p, signal.SIGKILL)
@@ -253,26 +265,73 @@ def run_isolated(
     data_root=None,
     limits: Limits = Limits(),
 ) -> tuple[list[dict], dict, dict | None]:
-    """Run ``sub`` in a child process on the public file for ``seeds``: (its outputs per seed, the
+    """Run ``sub`` in child processes on the public file for ``seeds``: (its outputs per seed, the
     record of its code, what held of the sandbox, None if it ran unconfined).
 
-    The child works in a fresh directory holding only the public file (and a copy of the method's
-    file), with a scrubbed environment; confined (``metrics.sandbox``) it can read nothing else but
-    code, and no dataset: not the data directory (``data_root``, else $MODELSET_DATA), nor any the
-    sandbox knows. Its only outputs are one inherited file, read by header (``metrics.outputs``).
+    Each seed runs in a child of its own, so no seed's run can pass its work to another's (the time
+    limit is for all of them together). A child works in a fresh directory holding only the public
+    file (and a copy of the method's file), with a scrubbed environment; confined
+    (``metrics.sandbox``) it can read nothing else but code, and no dataset: not the data directory
+    (``data_root``, else $MODELSET_DATA), nor any the sandbox knows. Its only outputs are one
+    inherited file, read by header (``metrics.outputs``).
     """
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
         raise ModelsetError(f"--timeout must be > 0 seconds, got {timeout!r}")
     base = Path(tempfile.mkdtemp(prefix="modelset-submission-"))
-    work, root = base / "work", base / "root"  # root: the mount point of the sandbox's own /
+    work = base / "work"  # shown read-only to every seed's child, staged once
     work.mkdir()
-    root.mkdir()
-    status_r, status_w = os.pipe()
-    out_fd = os.open(base / "outputs.npz", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         write_public(work / "public.h5", public)
         (work / "public.h5").chmod(0o644)
         spec, readable, code = stage_code(sub.spec, work)
+        deadline = time.monotonic() + timeout
+        outputs, helds, warned = [], [], False
+        for seed in seeds:
+            out, held, warning = _run_seed(
+                spec,
+                seed,
+                public,
+                base / f"seed-{seed}",
+                work,
+                readable,
+                (deadline, timeout),
+                sandbox,
+                data_root,
+                limits,
+            )
+            if warning and not warned:  # the runner's, printed before the method's code loads
+                print(f"modelset: {_printable(warning)}", file=sys.stderr)
+                warned = True
+            outputs.append(out)
+            helds.append(held)
+        return outputs, code, None if None in helds else helds[0]  # confined only if every seed was
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _run_seed(
+    spec: str,
+    seed: int,
+    public: dict,
+    run: Path,
+    work: Path,
+    readable: list[str],
+    time_limit: tuple[float, float],
+    sandbox: str,
+    data_root,
+    limits: Limits,
+) -> tuple[dict, dict | None, str | None]:
+    """One seed's child: (its outputs, what held of the sandbox, the runner's unconfined warning)."""
+    deadline, timeout = time_limit
+    if time.monotonic() >= deadline:
+        raise MethodError(f"method ran past its time limit of {timeout:g} s; pass --timeout to allow more")
+    root = run / "root"  # the mount point of the sandbox's own /
+    root.mkdir(parents=True)
+    status_r, status_w = os.pipe()
+    out_fd = os.open(run / "outputs.npz", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fds = {status_r, status_w, out_fd}  # still open here: closed once, never a number reused since
+    group = Group.make(limits.memory, limits.processes)  # joined by the runner before it forks
+    try:
         env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "PYTHONPATH")}
         env.update(
             HOME=str(work),
@@ -283,7 +342,7 @@ def run_isolated(
         )
         cfg = {
             "spec": spec,
-            "seeds": seeds,
+            "seeds": [seed],
             "sandbox": sandbox,
             "root": str(root),
             "readable": readable,
@@ -292,6 +351,7 @@ def run_isolated(
             "binds": {f.name: str(f) for f in work.iterdir()},
             "status": status_w,
             "outputs": out_fd,
+            "cgroups": sorted({d for d, _ in group.dirs.values()}),
         }
         proc = subprocess.Popen(
             [sys.executable, "-m", "metrics.runner", json.dumps(cfg)],
@@ -303,13 +363,15 @@ def run_isolated(
             pass_fds=(status_w, out_fd),
             start_new_session=True,
         )
-        os.close(status_w)
-        os.close(out_fd)
+        for fd in (status_w, out_fd):
+            os.close(fd)
+            fds.discard(fd)
         tail = _Tail(proc.stderr)
-        watch = _Watch(proc, limits.memory, timeout)
+        watch = _Watch(proc, limits.memory, deadline - time.monotonic(), group)
         watch.run()
         watch.kill("ended")  # whatever it left behind, had the sandbox not held
         watch.wait_gone()
+        fds.discard(status_r)
         with os.fdopen(status_r, "r") as fh:
             status = fh.read()
         lines = [ln for ln in tail.text().strip().splitlines() if ln.strip()]
@@ -318,21 +380,18 @@ def run_isolated(
             raise MethodError(
                 _failure(watch, proc.returncode, [ln for ln in lines if ln not in unconfined], limits, timeout)
             )
-        if unconfined:  # printed by the runner before the method's code loads
-            print(f"modelset: {_printable(unconfined[0])}", file=sys.stderr)
         held = json.loads(status.splitlines()[0]) if status.strip() else None
+        if held is not None:
+            held["held_by"] = group.record()
         try:
-            outputs = read_run(base / "outputs.npz", public, seeds, max_run_bytes(public, seeds))
+            (outputs,) = read_run(run / "outputs.npz", public, [seed], max_run_bytes(public, [seed]))
         except OutputError as e:
             raise MethodError(f"method outputs rejected: {_printable(str(e), 200)}") from None
-        return outputs, code, held
+        return outputs, held, unconfined[0] if held is None and unconfined else None
     finally:
-        for fd in (status_r, status_w, out_fd):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        shutil.rmtree(base, ignore_errors=True)
+        group.remove()
+        for fd in fds:
+            os.close(fd)
 
 
 def check_seeds(seeds: list[int]) -> list[int]:

@@ -6,9 +6,10 @@ CONFIG_JSON (written by ``leaderboard.run_isolated``) holds the method's spec, t
 process chose, the sandbox mode (``require``: fail if the machine cannot confine the method;
 ``auto``: confine when possible, else warn; ``off``), the sandbox's empty root, the files it shows
 in the work directory, extra code directories it shows, extra data directories it hides, the
-limits, and two inherited file descriptors: ``status`` (one JSON line saying what holds, written
-and closed before the method's code loads) and ``outputs`` (one .npz, ``seed-<s>/<split>.<field>``
-per array, written when every seed has run).
+limits, the cgroups it joins first (``metrics.cgroups``), and two inherited file descriptors:
+``status`` (one JSON line saying what holds, written and closed before the method's code loads)
+and ``outputs`` (one .npz, ``seed-<s>/<split>.<field>`` per array, written when every seed has
+run; the scorer asks for one seed per runner).
 
 The submitted code is imported here only, never in the scoring process, and what it says of itself
 (its name, kind or seeds) goes nowhere. Exit 0, or exit 3 with one line on stderr.
@@ -23,6 +24,7 @@ import sys
 import traceback
 from pathlib import Path
 
+from .cgroups import join
 from .sandbox import Limits, describe
 
 UNCONFINED = "warning: method runs unconfined"
@@ -74,6 +76,11 @@ def _confine(cfg: dict, limits: Limits) -> dict | None:
 def main(argv=None) -> int:
     cfg = json.loads((argv or sys.argv[1:])[0])
     limits = Limits(**cfg["limits"])
+    try:  # before any fork, so that every process of the run is inside
+        join(cfg["cgroups"], os.getpid())
+    except OSError as e:
+        print(f"SandboxError: cannot join the run's cgroup ({e})", file=sys.stderr)
+        return 3
     # Enter the sandbox before importing numpy or torch: a threaded process cannot (see sandbox).
     held = _confine(cfg, limits)
     with os.fdopen(cfg["status"], "w") as status:  # closed before the method's code can reach it

@@ -99,7 +99,7 @@ DENIED = (
 class Limits:
     """What a method may use; each has a ``leaderboard submit`` option (``OPTIONS``)."""
 
-    memory: int = 6 << 30  # bytes resident in all its processes together, watched by the scorer
+    memory: int = 6 << 30  # bytes in all its processes: their cgroup (metrics.cgroups), else the watch
     disk: int = 1 << 30  # bytes in its work directory (a tmpfs), and the largest file it may write
     processes: int = 256  # processes and threads at once
     files: int = 1024  # open files per process
@@ -381,12 +381,16 @@ def _wait_and_exit(pid: int) -> None:
 
 
 def set_limits(limits: Limits) -> None:
-    """The kernel's limits, soft = hard so the method cannot raise them; memory is the scorer's watch."""
+    """The kernel's limits, soft = hard so the method cannot raise them; memory is the scorer's
+    (``metrics.cgroups``). No real-time scheduling and no raised priority, whatever the scorer was
+    allowed: a real-time spinner starves every other process on its cores."""
     for res, value in (
         (resource.RLIMIT_NPROC, limits.processes),
         (resource.RLIMIT_NOFILE, limits.files),
         (resource.RLIMIT_FSIZE, limits.disk),
         (resource.RLIMIT_CORE, 0),
+        (resource.RLIMIT_RTPRIO, 0),
+        (resource.RLIMIT_NICE, 0),
     ):
         resource.setrlimit(res, (value, value))
     resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu, limits.cpu + 5))  # soft: SIGXCPU; hard: SIGKILL

@@ -190,10 +190,57 @@ class ExtraSeed(_Noisy):
 '''
 
 
+SHARED = """
+class Shared:
+    \"\"\"Keeps in its class what each seed's run did, to hand a later seed an earlier seed's work.\"\"\"
+
+    learned = True
+    seeds = set()
+
+    def __init__(self, seed=0):
+        Shared.seeds.add(seed)
+
+    def embed(self, view):
+        if len(Shared.seeds) > 1:
+            raise RuntimeError(f"LEAK: seeds {sorted(Shared.seeds)} ran in one process")
+        return view.params[:, :8]
+"""
+
+
+def test_no_seeds_run_shares_a_process_with_another(small_archive, tmp_path):
+    """Each seed's run is a process of its own: a result's seeds are independent runs."""
+    method = tmp_path / "shared.py"
+    method.write_text(SHARED)
+    r = _submit(small_archive, f"{method}:Shared", tmp_path / "results", "--seeds", "0,1")
+    assert r.returncode == 0, r.stderr  # Shared raises "LEAK: ..." when seeds share its class
+    assert json.loads(next((tmp_path / "results").glob("*.json")).read_text())["seeds"] == [0, 1]
+
+
+@needs_sandbox
+def test_a_result_is_confined_only_if_every_seeds_run_was(small_archive, monkeypatch):
+    """The machine fails to confine one seed's run (here: the first's, as if --sandbox off), the
+    next is confined: the run as a whole is not."""
+    import modelset
+    from metrics import leaderboard as lb
+    from metrics.methods import submission
+    from metrics.public import make_public
+
+    real = lb._run_seed
+
+    def first_unconfined(spec, seed, public, run, work, readable, time_limit, sandbox, *rest):
+        return real(spec, seed, public, run, work, readable, time_limit, "off" if seed == 1 else sandbox, *rest)
+
+    monkeypatch.setattr(lb, "_run_seed", first_unconfined)
+    with modelset.load(small_archive) as ms:
+        public, _ = make_public(ms, lb.public_rng(ms))
+    outputs, _, held = lb.run_isolated(submission("raw-cosine"), [1, 0], public, 300, "require")
+    assert len(outputs) == 2 and held is None
+
+
 @pytest.mark.parametrize(
     "cls, message",
     [
-        ("BestOnly", "missing seed-0, seed-1"),
+        ("BestOnly", "missing seed-0"),  # each seed runs alone: the first one asked for is missing
         ("ExtraSeed", "unexpected seed-99"),
     ],
 )
@@ -204,6 +251,67 @@ def test_a_run_that_leaves_out_or_adds_a_seed_is_rejected(small_archive, tmp_pat
     r = _submit(small_archive, f"{method}:{cls}", results, "--seeds", "0,1,2")
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and message in r.stderr, r.stderr
     assert not list(results.glob("*.json"))
+
+
+# -- the scorer's own run ---------------------------------------------------------------------------
+HALF = """
+import numpy as np
+
+_savez = np.savez
+
+
+class ScoresOnly:
+    \"\"\"Classifies, then has the runner's outputs file drop classes_: the scorer must not crash.\"\"\"
+
+    def __init__(self, seed=0):
+        def savez(fh, **arrays):
+            _savez(fh, **{k: v for k, v in arrays.items() if not k.endswith(".classes")})
+
+        np.savez = savez
+
+    def fit(self, view):
+        self.classes_ = np.unique(view.labels)
+
+    def embed(self, view):
+        return view.params[:, :8]
+
+    def predict_scores(self, view):
+        return np.zeros((len(view), len(self.classes_)))
+"""
+
+
+def test_outputs_that_break_a_pair_of_fields_are_rejected_in_one_line(small_archive, tmp_path):
+    """scores without their classes reached the scorer's check, which failed with a traceback."""
+    method = tmp_path / "half.py"
+    method.write_text(HALF)
+    r = _submit(small_archive, f"{method}:ScoresOnly", tmp_path / "results")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert "predict_scores() and classes_ go together" in r.stderr, r.stderr
+    assert not (tmp_path / "results").exists()
+
+
+LIAR = """
+import sys
+
+
+class Liar:
+    \"\"\"Confined, prints the runner's own warning that it runs unconfined, to discredit the run.\"\"\"
+
+    def __init__(self, seed=0):
+        print("warning: method runs unconfined (forged)", file=sys.stderr)
+
+    def embed(self, view):
+        return view.params[:, :8]
+"""
+
+
+@needs_sandbox
+def test_a_confined_method_cannot_make_the_scorer_warn_it_ran_unconfined(small_archive, tmp_path):
+    method = tmp_path / "liar.py"
+    method.write_text(LIAR)
+    r = _submit(small_archive, f"{method}:Liar", tmp_path / "results", "--sandbox", "require")
+    assert r.returncode == 0 and "unconfined" not in r.stderr, r.stderr
+    assert json.loads(next((tmp_path / "results").glob("*.json")).read_text())["confined"] is True
 
 
 # -- plotting -------------------------------------------------------------------------------------

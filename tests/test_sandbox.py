@@ -73,8 +73,8 @@ class ChrootEscape(_Base):
 
 
 class Mounts(_Base):
-    """mount a fresh proc, bind the root somewhere writable, unshare a new user namespace, add a key,
-    ptrace a child."""
+    """mount a fresh proc, bind the root somewhere writable, unshare or clone a new user namespace,
+    add a key, ptrace a child."""
 
     def attack(self):
         found = []
@@ -88,6 +88,12 @@ class Mounts(_Base):
             os._exit(0 if libc.unshare(0x10000000) == 0 else 1)
         if os.waitpid(pid, 0)[1] == 0:
             found.append("unshared a user namespace")
+        clone = {{"x86_64": 56, "aarch64": 220}}[os.uname().machine]
+        pid = libc.syscall(clone, 0x10000000 | signal.SIGCHLD, 0, 0, 0, 0)  # clone(CLONE_NEWUSER): a fork
+        if pid == 0:
+            os._exit(0)
+        if pid > 0 and os.waitpid(pid, 0):
+            found.append("cloned into a user namespace")
         add_key = {{"x86_64": 248, "aarch64": 217}}[os.uname().machine]
         if libc.syscall(add_key, b"user", b"modelset", b"x", 1, -2) > 0:  # into the process keyring
             found.append("added a key")
@@ -126,6 +132,26 @@ class Signals(_Base):
         _leak(found)
 
 
+class Priority(_Base):
+    """Take a real-time policy or a raised priority, as the scorer may be allowed to (then give it back)."""
+
+    def attack(self):
+        found = []
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+            found.append("real-time scheduling")
+        except OSError:
+            pass
+        try:
+            os.setpriority(os.PRIO_PROCESS, 0, -5)
+            os.setpriority(os.PRIO_PROCESS, 0, 0)
+            found.append("raised its priority")
+        except OSError:
+            pass
+        _leak(found)
+
+
 class Daemon(_Base):
     """Leave a setsid, double-forked process behind that would outlive the run."""
 
@@ -138,6 +164,18 @@ class Daemon(_Base):
 class DaemonTimeout(Daemon):
     def attack(self):
         super().attack()
+        time.sleep(600)
+
+
+class Stopped(_Base):
+    """Stall past the time limit: a setsid child that ignores SIGTERM and stops itself; then stop
+    its own process group and sleep."""
+
+    def attack(self):
+        code = f"import os, signal\\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\\nos.kill(os.getpid(), signal.SIGSTOP)  # {{MARKER}}"
+        subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        os.kill(0, signal.SIGSTOP)
         time.sleep(600)
 
 
@@ -158,6 +196,56 @@ class ForkHog(_Base):
         time.sleep(5)
         if child == 0:
             os._exit(0)
+
+
+class SharedPages(_Base):
+    """Honest: three forked workers that share the parent's 600 MiB, copy-on-write, and touch none."""
+
+    def attack(self):
+        held = np.ones(600 << 20, np.uint8)
+        workers = []
+        for _ in range(3):
+            pid = os.fork()
+            if pid == 0:
+                time.sleep(2)
+                os._exit(0)
+            workers.append(pid)
+        for pid in workers:
+            os.waitpid(pid, 0)
+        del held
+
+
+class MemfdHog(_Base):
+    """Memory no process maps: memfd files written, never mapped, held open (in no process's RSS)."""
+
+    def attack(self):
+        held = []
+        block = bytes(1 << 20)
+        for i in range(3):
+            fd = os.memfd_create(f"hog{{i}}")
+            for _ in range(200):
+                os.write(fd, block)
+            held.append(fd)
+        time.sleep(1)
+
+
+class SocketHog(_Base):
+    """Kernel memory: socket buffers filled and left unread (in no process's RSS)."""
+
+    def attack(self):
+        import socket
+
+        held = []
+        for _ in range(3000):
+            a, b = socket.socketpair()
+            a.setblocking(False)
+            try:
+                while True:
+                    a.send(bytes(65536))
+            except BlockingIOError:
+                pass
+            held.append((a, b))
+        time.sleep(1)
 
 
 class DiskFiller(_Base):
@@ -288,7 +376,14 @@ def test_control_in_a_plain_user_namespace_the_same_attacks_work(hostile, tmp_pa
     code = "import sys; sys.path.insert(0, '.'); import hostile; hostile.Mounts().attack()"
     r = subprocess.run(["unshare", "-Urm", sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
     assert "LEAK:" in r.stderr and all(
-        attack in r.stderr for attack in ("bind-mounted /", "unshared a user namespace", "added a key", "ptrace")
+        attack in r.stderr
+        for attack in (
+            "bind-mounted /",
+            "unshared a user namespace",
+            "cloned into a user namespace",
+            "added a key",
+            "ptrace",
+        )
     ), r.stderr
 
 
@@ -332,6 +427,47 @@ def test_both_set_ups_give_the_same_confinement(tmp_path, userns):
     assert r.returncode == 0 and r.stdout.startswith("ok "), r.stdout + r.stderr
 
 
+OTHER_ABI = """
+import ctypes, mmap
+if {confined}:
+    from metrics.sandbox import enter
+    enter({root!r})
+# unshare(CLONE_NEWUSER) by i386's number (310) through int 0x80: a filter of x86_64's numbers alone
+# would let it pass, and a user namespace gives back every capability
+code = bytes.fromhex("b836010000" "bb00000010" "cd80" "c3")
+buf = mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+buf.write(code)
+call = ctypes.CFUNCTYPE(ctypes.c_int)(ctypes.addressof(ctypes.c_char.from_buffer(buf)))
+print("unshare returned", call(), flush=True)
+"""
+
+
+def _other_abi(tmp_path, confined):
+    (tmp_path / "root").mkdir()
+    code = OTHER_ABI.format(confined=confined, root=str(tmp_path / "root"))
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+
+
+needs_ia32 = pytest.mark.skipif(os.uname().machine != "x86_64", reason="int 0x80 is x86's")
+
+
+@needs_sandbox
+@needs_ia32
+def test_a_call_by_another_abis_number_is_killed(tmp_path):
+    r = _other_abi(tmp_path, confined=True)
+    if r.returncode == 128 + 11:
+        pytest.skip("this kernel runs no 32-bit calls (ia32 emulation off): nothing to filter")
+    assert r.returncode == 128 + 31 and "unshare returned" not in r.stdout, (r.returncode, r.stdout, r.stderr)  # SIGSYS
+
+
+@needs_ia32
+def test_control_unconfined_the_other_abis_call_makes_a_user_namespace(tmp_path):
+    r = _other_abi(tmp_path, confined=False)
+    if r.returncode == -11:
+        pytest.skip("this kernel runs no 32-bit calls (ia32 emulation off): nothing to filter")
+    assert r.stdout.strip() == "unshare returned 0", (r.returncode, r.stdout, r.stderr)
+
+
 # -- nothing outside touched --------------------------------------------------------------------------
 @needs_sandbox
 def test_the_method_sees_and_signals_only_its_own_processes(hostile, tmp_path):
@@ -348,13 +484,60 @@ def test_control_unconfined_the_method_signals_the_scorer_and_reads_its_proc(hos
     )
 
 
+def _run_cgroups() -> set[str]:
+    """The run cgroups below this process's own (a scorer it starts makes its own below them)."""
+    from metrics.cgroups import _mounts, _own
+
+    mounts, own = _mounts(), _own()
+    found = set()
+    for ctl in ("memory", "pids", ""):
+        if ctl in mounts and ctl in own:
+            base = mounts[ctl] + own[ctl].rstrip("/")
+            found |= {f"{base}/{d}" for d in os.listdir(base) if d.startswith("modelset-")}
+    return found
+
+
+@pytest.fixture
+def scorer_may_use_real_time():
+    """This process, and the scorer it starts, allowed real-time priority and nice -20 (as root may
+    be, or a user by limits.conf)."""
+    import resource
+
+    old = {r: resource.getrlimit(r) for r in (resource.RLIMIT_RTPRIO, resource.RLIMIT_NICE)}
+    try:
+        for r in old:
+            resource.setrlimit(r, (40 if r == resource.RLIMIT_NICE else 99,) * 2)
+    except (ValueError, OSError):
+        pytest.skip("needs the right to raise RLIMIT_RTPRIO and RLIMIT_NICE (root)")
+    yield
+    for r, v in old.items():
+        resource.setrlimit(r, v)
+
+
 @needs_sandbox
-@pytest.mark.parametrize("cls, timeout", [("Daemon", "300"), ("DaemonTimeout", "20")])
+def test_no_real_time_scheduling_or_raised_priority_whatever_the_scorer_may(
+    hostile, tmp_path, scorer_may_use_real_time
+):
+    submit, _ = hostile
+    _confined_ok(submit("Priority", "--sandbox", "require"), tmp_path / "results")
+
+
+def test_control_unconfined_the_method_takes_real_time_priority(hostile, scorer_may_use_real_time):
+    submit, _ = hostile
+    r = submit("Priority", "--sandbox", "off")
+    assert r.returncode == 2 and "LEAK: real-time scheduling; raised its priority" in r.stderr, r.stderr
+
+
+@needs_sandbox
+@pytest.mark.parametrize("cls, timeout", [("Daemon", "300"), ("DaemonTimeout", "20"), ("Stopped", "10")])
 def test_no_process_outlives_the_run(hostile, cls, timeout):
+    """Nor any cgroup the run was given."""
     submit, marker = hostile
+    before = _run_cgroups()
     r = submit(cls, "--sandbox", "require", timeout=timeout)
-    assert (r.returncode == 0) if cls == "Daemon" else ("time limit of 20 s" in r.stderr), r.stderr
+    assert (r.returncode == 0) if cls == "Daemon" else (f"time limit of {timeout} s" in r.stderr), r.stderr
     assert _alive(marker) == []
+    assert _run_cgroups() == before
 
 
 def test_control_the_survivor_check_sees_a_live_daemon():
@@ -383,6 +566,67 @@ def test_a_memory_hog_is_rejected_naming_the_limit(hostile, tmp_path):
 def test_memory_counts_all_the_methods_processes_together(hostile):
     submit, _ = hostile
     _rejected(submit("ForkHog", "--sandbox", "require", "--memory", "2G"), "memory limit of 2 GiB")
+
+
+def _cgroups_here() -> bool:
+    from metrics.cgroups import Group
+
+    group = Group.make(1 << 30, 16)
+    group.remove()
+    return set(group.dirs) == {"memory", "pids"}
+
+
+needs_cgroups = pytest.mark.skipif(
+    not _cgroups_here(), reason="needs memory and pids cgroups it may make (root, or a delegated cgroup v2)"
+)
+UNMAPPED = [("MemfdHog", ()), ("SocketHog", ("--open-files", "8192"))]
+
+
+@needs_sandbox
+@needs_cgroups
+@pytest.mark.parametrize("cls, flags", UNMAPPED)
+def test_memory_no_process_maps_is_held_by_the_runs_cgroup(hostile, tmp_path, cls, flags):
+    """memfd files and socket buffers lie outside every process's resident memory, where the
+    scorer's watch looks; the run's memory cgroup charges them, kernel memory included."""
+    submit, _ = hostile
+    _rejected(submit(cls, "--sandbox", "require", "--memory", "512M", *flags), "memory limit of 512 MiB", "--memory")
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("cls, flags", UNMAPPED)
+def test_control_the_same_memory_is_not_resident_where_the_watch_looks(hostile, tmp_path, cls, flags):
+    """Run bare, the attack holds 600 MiB or more while its resident memory, sampled as the watch
+    samples it, stays far below 512 MiB."""
+    from metrics.leaderboard import _resident
+
+    code = (
+        "import resource, sys; sys.path.insert(0, '.'); import hostile; "
+        f"resource.setrlimit(resource.RLIMIT_NOFILE, (8192, 8192)); hostile.{cls}().attack()"
+    )
+    p = subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path)
+    peak = 0
+    while p.poll() is None:
+        peak = max(peak, _resident([p.pid]))
+        time.sleep(0.05)
+    assert p.returncode == 0 and 0 < peak < 300 << 20, (p.returncode, peak)
+
+
+@needs_sandbox
+@needs_cgroups
+def test_pages_forked_workers_share_count_once(hostile, tmp_path):
+    """Summed resident memory counts them once per process (2.4 GiB here); the cgroup, once."""
+    submit, _ = hostile
+    result = _confined_ok(submit("SharedPages", "--sandbox", "require", "--memory", "1536M"), tmp_path / "results")
+    assert result["sandbox"]["held_by"]["memory"].startswith("cgroup")
+
+
+@needs_sandbox
+@needs_cgroups
+def test_the_result_says_what_held_memory_and_processes(hostile, tmp_path):
+    submit, _ = hostile
+    result = _confined_ok(submit("Signals", "--sandbox", "require"), tmp_path / "results")
+    held = result["sandbox"]["held_by"]
+    assert held["memory"] in ("cgroup v1", "cgroup v2") and held["processes"] in ("cgroup v1", "cgroup v2"), held
 
 
 @needs_sandbox
@@ -458,6 +702,61 @@ def test_read_npz_checks_every_header_before_loading(tmp_path, arrays, header_sh
     path = _npz(tmp_path / "o.npz", arrays, header_shape)
     with pytest.raises(OutputError, match=message.replace("(", r"\(").replace(")", r"\)")):
         read_npz(path, lambda name: (5, [16384]))
+
+
+class _Planted:
+    """Unpickling it writes a file: what a pickled object array in an output could run in the scorer."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+@pytest.mark.parametrize(
+    "members, message",
+    [
+        ([("x.npy", "pickle")], "not a plain number"),
+        ([("x.npy", "valid"), ("x.pkl", "valid")], "'x.pkl' is not an .npy array"),
+        ([("x.npy", "valid"), ("y.npy", "valid")], "unexpected array 'y'"),
+        ([("x.npy", "valid"), ("x.npy", "huge")], "expected (5, <= 16384)"),  # one name twice
+        ([("x.npy", "huge"), ("x.npy", "valid")], "expected (5, <= 16384)"),
+    ],
+)
+def test_read_npz_refuses_pickles_and_members_that_are_not_the_arrays_asked_for(tmp_path, members, message):
+    """Written by the method's own code: a pickled object array (never unpickled; control: loaded
+    with pickles allowed it runs), a member that is not an array, one not asked for, one name twice."""
+    import io
+    import warnings
+
+    planted = tmp_path / "planted"
+    path = tmp_path / "o.npz"
+    with zipfile.ZipFile(path, "w") as z, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns of a duplicate name
+        for name, what in members:
+            buf = io.BytesIO()
+            if what == "pickle":
+                a = np.empty((5, 3), dtype=object)
+                a[:] = _Planted(str(planted))
+                np.lib.format.write_array(buf, a, allow_pickle=True)
+            else:
+                shape = (10**6, 10**6) if what == "huge" else (5, 3)
+                np.lib.format.write_array_header_1_0(buf, {"descr": "<f8", "fortran_order": False, "shape": shape})
+                buf.write(bytes(120))
+            z.writestr(name, buf.getvalue())
+
+    def expect(name):
+        if name != "x":
+            raise OutputError(f"unexpected array {name!r}")
+        return (5, [16384])
+
+    with pytest.raises(OutputError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        read_npz(path, expect)
+    assert not planted.exists()
+    if members[0][1] == "pickle":  # the control
+        np.load(path, allow_pickle=True)["x"]
+        assert planted.exists()
 
 
 def test_read_npz_loads_what_it_checked(tmp_path):
