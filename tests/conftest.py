@@ -6,7 +6,7 @@ import sys
 import h5py
 import pytest
 
-import modelset.torchvision_sources as tvs
+import modelset.datasets.torchvision as tvs
 from builders.build import build
 from modelset.archive import load
 from modelset.datasets import DATA_ENV

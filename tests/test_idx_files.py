@@ -221,7 +221,7 @@ def test_a_plain_file_is_read_whatever_its_name_and_a_raw_idx_file_beats_none(tm
 
 
 def test_write_idx_round_trips_through_the_reader(tmp_path):
-    from modelset.idx import read_idx
+    from modelset.datasets.idx import read_idx
 
     a = np.arange(2 * 28 * 28, dtype=np.uint8).reshape(2, 28, 28)
     write_idx(tmp_path / "x", a)
