@@ -47,3 +47,16 @@ def test_the_vector_width_keys_the_section(tmp_path, monkeypatch):
         print("avx2")
     text = (tmp_path / "RESULTS.md").read_text()
     assert "native" in text and "avx2" in text and len(results.sections(text)) == 2
+
+
+def test_a_benchmark_that_exits_with_success_is_recorded_and_a_failing_one_is_not(tmp_path, monkeypatch):
+    """Benchmarks end with ``sys.exit(main())`` inside ``recorded``: exit status 0 is a finished run."""
+    monkeypatch.setattr(results, "RESULTS", tmp_path / "RESULTS.md")
+    with pytest.raises(SystemExit) as e, results.recorded("bench_a", []):
+        print("finished")
+        sys.exit(0)
+    assert e.value.code == 0 and "finished" in (tmp_path / "RESULTS.md").read_text()
+    with pytest.raises(SystemExit), results.recorded("bench_a", []):
+        print("failed")
+        sys.exit(1)
+    assert "failed" not in (tmp_path / "RESULTS.md").read_text()
