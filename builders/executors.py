@@ -14,6 +14,7 @@ import os
 import re
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
@@ -74,8 +75,11 @@ class LocalExecutor:
             initializer=_exit_with_parent,
             initargs=(os.getpid(),),
         )
+        results = parallel(delayed(fn)(*args) for args in items)
         try:
-            yield from parallel(delayed(fn)(*args) for args in items)
+            # Not ``yield from``: that would close joblib's generator early, before the warnings filter below.
+            for result in results:  # noqa: UP028
+                yield result
         except TerminatedWorkerError as e:
             found = re.search(r"exit codes of the workers are \{([^}]*)\}", str(e))
             codes = found.group(1) if found else "unknown"
@@ -83,6 +87,10 @@ class LocalExecutor:
                 f"a build worker process died (exit code {codes}; out of memory?); the units trained so far "
                 "are kept: run the same command again to resume, with fewer --jobs if memory is short"
             ) from None
+        finally:  # a build stopped early (an error, Ctrl-C) stops the workers
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # joblib's warning of the units it cancels: meant so
+                results.close()
 
 
 def _single_threaded(fn, *args):
