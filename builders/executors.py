@@ -27,6 +27,9 @@ CONNECT_TIMEOUT = "10s"
 # A loky worker left idle this long exits: the workers are gone by the time the archive is merged,
 # instead of holding their memory for joblib's default 300 s.
 IDLE_WORKER_TIMEOUT = 2
+# loky warns when a worker times out just as new units arrive (builds back to back in one process);
+# it starts another in its place, which is all there is to it.
+warnings.filterwarnings("ignore", message="A worker stopped while some jobs were given", category=UserWarning)
 
 
 def _exit_with_parent(parent: int) -> None:
