@@ -18,8 +18,8 @@ from modelset.datasets import DATA_ENV, load_dataset
 from modelset.errors import ModelsetError
 from modelset.preset import load_preset
 
-from .conftest import run_cli
 from .datafiles import gzip_file, idx_bytes, write_idx, write_mnist_family
+from .helpers import run_cli
 
 FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 SMALL = ["seeds=2", "tasks.count=2", "epochs=1", "unit_size=2"]
