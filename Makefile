@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 PRESET ?= digits500
 JOBS ?= -1
 
-.PHONY: modelset test lint venv clean clean-archives leaderboard bench
+.PHONY: modelset test test-fast lint venv clean clean-archives leaderboard bench
 
 # Set-up: a local virtual environment with the project and its test tools, torch pinned.
 $(STAMP): pyproject.toml constraints.txt
@@ -30,6 +30,10 @@ leaderboard: modelset
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+# Everything but the tests that build a full-size zoo (marked slow: tests/conftest.py).
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow"
 
 # ruff (lint and format, configured in pyproject.toml) and mypy, leniently; CI runs it before the tests.
 lint: $(STAMP)

@@ -97,7 +97,7 @@ def time_cifar100_load() -> dict:
     import hashlib
     import pickle
 
-    import modelset.torchvision_sources as tvs
+    import modelset.datasets.torchvision as tvs
     from modelset.datasets import load_dataset
 
     rng = np.random.default_rng(0)

@@ -71,11 +71,13 @@ def recorded(name: str, argv: list[str] | None = None):
     key = f"{command} [{width}{', oneDNN ' + isa if isa else ''}]"
     tee, saved = _Tee(sys.stdout), sys.stdout
     sys.stdout = tee
+    finished = None  # a benchmark's ``sys.exit(main())`` that says it succeeded
     try:
         yield
-    except SystemExit as e:  # benchmarks end with sys.exit(main()): exit 0 is a finished run
+    except SystemExit as e:
         if e.code not in (0, None):
             raise
+        finished = e
     finally:
         sys.stdout = saved
     # Only a run that finished gets here: an interrupted or failed one leaves the old section.
@@ -83,3 +85,5 @@ def recorded(name: str, argv: list[str] | None = None):
     body = f"## `{command}`\n\n{date}; torch kernels {width}\n\n```\n{tee.buffer_.getvalue().rstrip()}\n```\n"
     write_section(key, body)
     print(f"figures written to {RESULTS}")
+    if finished is not None:
+        raise finished

@@ -63,6 +63,7 @@ def pinned_threads(n: int = 1):
 def train_unit(unit, device: str = "cpu", data_root=None) -> tuple[str, list]:
     """Train one work unit; runs in a worker or in-process, with the same thread pinning. The
     data directory comes as an argument (workers share no environment with the build)."""
+    failpoint("unit")  # in whichever process trains it: a worker's death, for tests
     with pinned_threads(1):
         # A unit can hold both kinds: a grid may give some entries augmentation or an lr schedule.
         batched = [e for e in unit if e.engine == "batched"]

@@ -1,4 +1,5 @@
-"""Executors: where work units train. This process and worker processes, or dask.distributed.
+"""Executors: where work units train. joblib's loky worker processes on this machine, or
+dask.distributed.
 
 Both hand each work unit to a trainer and give back its results, in completion order, to the one
 process that writes shards and the archive: workers need no shared filesystem, only modelset
@@ -9,13 +10,12 @@ the executor.
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
+import re
 import threading
 import time
-from collections import deque
+import warnings
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from contextlib import contextmanager
 
 from modelset.errors import ModelsetError
@@ -24,11 +24,18 @@ log = logging.getLogger("modelset.build")
 
 # How long to wait for a dask scheduler before calling the address unreachable.
 CONNECT_TIMEOUT = "10s"
+# A loky worker left idle this long exits: the workers are gone by the time the archive is merged,
+# instead of holding their memory for joblib's default 300 s.
+IDLE_WORKER_TIMEOUT = 2
+# loky warns when a worker times out just as new units arrive (builds back to back in one process);
+# it starts another in its place, which is all there is to it.
+warnings.filterwarnings("ignore", message="A worker stopped while some jobs were given", category=UserWarning)
 
 
 def _exit_with_parent(parent: int) -> None:
     """Worker initializer: exit once the build process is gone (even by kill -9), rather than
-    block for ever writing a result nobody will read, holding its memory."""
+    block for ever writing a result nobody will read, holding its memory (loky's workers do not
+    watch their parent)."""
 
     def watch():
         while os.getppid() == parent:
@@ -39,43 +46,54 @@ def _exit_with_parent(parent: int) -> None:
 
 
 class LocalExecutor:
-    """``jobs`` trainers on this machine: this process and ``jobs - 1`` worker processes.
+    """``jobs`` trainers on this machine: joblib's loky worker processes, or this process alone.
 
-    This process trains too, rather than wait on workers: every process holds its own ~0.6 GiB
-    of torch, so a pool of ``jobs`` workers beside an idle parent would cost one more. (Threads
-    would share it, but oneDNN primitives must not migrate between threads.) Workers are spawned,
-    not forked (torch's OpenMP state does not survive a fork), and exit when this process dies."""
+    With ``jobs`` > 1 this process only hands out units and writes; it does not train beside the
+    workers. joblib runs ``n_jobs=1`` in the calling thread, so one loky worker beside a training
+    parent is not to be had, and a unit training in a second thread of this process would share its
+    torch thread settings (see ``build.pinned_threads``). The cost is this process's memory, one
+    torch import more than a pool whose parent trains (README, "Local workers", has the measurement).
+    loky workers are spawned, not forked (torch's OpenMP state does not survive a fork)."""
 
     def __init__(self, jobs: int):
         self.jobs = (os.cpu_count() or 1) if jobs == -1 else jobs
 
     def map_unordered(self, fn: Callable, items: Iterable[tuple]) -> Iterator:
-        queue = deque(items)
-        if self.jobs == 1 or len(queue) < 2:
-            for args in queue:
+        from joblib import Parallel, delayed
+        from joblib.externals.loky.process_executor import TerminatedWorkerError
+
+        items = list(items)
+        if self.jobs == 1 or len(items) < 2:
+            for args in items:
                 yield fn(*args)
             return
-        n = self.jobs - 1
-        pool = ProcessPoolExecutor(
-            n, mp_context=multiprocessing.get_context("spawn"), initializer=_exit_with_parent, initargs=(os.getpid(),)
+        parallel = Parallel(
+            n_jobs=min(self.jobs, len(items)),
+            backend="loky",
+            return_as="generator_unordered",
+            batch_size=1,  # one unit per task: a result is a shard, saved as soon as it is back
+            pre_dispatch="2 * n_jobs",  # two units in hand per worker, so none idles between units
+            max_nbytes=None,  # units are small; nothing to memory-map
+            idle_worker_timeout=IDLE_WORKER_TIMEOUT,
+            initializer=_exit_with_parent,
+            initargs=(os.getpid(),),
         )
-        running = set()
+        results = parallel(delayed(fn)(*args) for args in items)
         try:
-            while queue or running:
-                # Two units in hand per worker, so none idles while this process trains one;
-                # this process takes from the other end of the queue.
-                while queue and len(running) < 2 * n:
-                    running.add(pool.submit(fn, *queue.popleft()))
-                done = {f for f in running if f.done()}
-                for f in done:
-                    running.discard(f)
-                    yield f.result()
-                if queue:
-                    yield fn(*queue.pop())
-                elif running and not done:
-                    wait(running, return_when=FIRST_COMPLETED)
-        finally:
-            pool.shutdown(wait=False, cancel_futures=True)
+            # Not ``yield from``: that would close joblib's generator early, before the warnings filter below.
+            for result in results:  # noqa: UP028
+                yield result
+        except TerminatedWorkerError as e:
+            found = re.search(r"exit codes of the workers are \{([^}]*)\}", str(e))
+            codes = found.group(1) if found else "unknown"
+            raise ModelsetError(
+                f"a build worker process died (exit code {codes}; out of memory?); the units trained so far "
+                "are kept: run the same command again to resume, with fewer --jobs if memory is short"
+            ) from None
+        finally:  # a build stopped early (an error, Ctrl-C) stops the workers
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # joblib's warning of the units it cancels: meant so
+                results.close()
 
 
 def _single_threaded(fn, *args):

@@ -80,8 +80,8 @@ class ChainedGram(SimilarityMethod):
 class FirstOrderNet(SimilarityMethod):
     """The "no alignment" learned baseline: flattened weights -> linear embedding, trained with
     cross-entropy over the training tasks like LPS's head. ``permutations = True`` trains it on
-    every model with its hidden units in a new random order each epoch (digits500: retrieval mAP
-    0.163 +- 0.005 over seeds 0-4, against 0.091; off by default, so the baseline stays unaligned)."""
+    every model with its hidden units in a new random order each epoch (it retrieves markedly better
+    on digits500: ``benchmarks/learners.py``; off by default, so the baseline stays unaligned)."""
 
     def __init__(
         self, seed: int = 0, permutations: bool = False, epochs: int = 100, lr: float = 3e-3, weight_decay: float = 1e-3
@@ -94,8 +94,7 @@ class FirstOrderNet(SimilarityMethod):
         if self.permutations:
             layers = layer_tensors(view, "first-order")
             augment = lambda x, gen: _flat(*permute_hidden(*layers, gen))
-        # 100 full-batch epochs at lr 3e-3 score as 300 at 1e-3 (digits500 seeds 0-1: retrieval mAP 0.100,
-        # 0.088 against 0.088, 0.092) in a third of the time
+        # 100 full-batch epochs at lr 3e-3 scored as 300 at 1e-3 on digits500, in a third of the time
         self.net_, self.classes_ = fit_task_embedding(
             lambda: Identity(x.shape[1]),
             x,

@@ -12,18 +12,18 @@ an MLP (GAP commutes with permuting channels), so the last conv's channels are t
 Our choices: HNP rather than NP, since the head's rows are in class order (a task's labels are
 ordered), which NP would throw away. A conv kernel's k x k positions enter as k*k input channels
 of an (out, in) weight, zero-padded for the head and the biases: equivariance is the same, but
-nfn's trailing-dims form multiplies every layer's output channels by k*k and measured 0.45 s per
-training step of one 8-channel layer on 300 models (against 0.09), too slow for a fit of a few
-seconds. One HNP layer of
-8 channels (two layers, or 4 channels, measured no better on digits500, at up to 2x the time).
+nfn's trailing-dims form multiplies every layer's output channels by k*k, which made a training
+step several times slower, too slow for a fit of a few seconds. One HNP layer of 8 channels (two
+layers, or 4 channels, scored no better on digits500, at up to twice the time).
 Every tensor is divided by its standard deviation over the training models (one scalar per
 tensor, so equivariance is kept); the pooled vector feeds the shared task-embedding head
 (``metrics.training``: standardise, dropout, linear 64-d, cosine classifier, Adam, full batch),
 trained end to end with the NFN layers, 100 epochs at lr 0.01. The NFN fits its training models
 perfectly and generalises little, so it is regularised hard: dropout 0.5 and weight decay 0.1
-(retrieval mAP 0.23 on digits500, against 0.15 at LPS's 0.1 and 1e-2). On digits500 it stays far below LPS; on
-fashion-mnist500 it reaches 0.51 (LPS 0.65): one equivariant layer cannot form the products
-across layers that make a network's function, which is where the task lives.
+(markedly better on digits500 than LPS's 0.1 and 1e-2). It stays below LPS on digits500 and on
+fashion-mnist500 (``benchmarks/learners.py``; benchmarks/RESULTS.md has the figures): one
+equivariant layer cannot form the products across layers that make a network's function, which
+is where the task lives.
 
 Every family works through the archive's effective weights (STR, DGConv and ACDC views already
 hold effective conv weights). An architecture whose layers are not a chain of conv/linear layers
@@ -58,9 +58,9 @@ def weight_space(view) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ..
 
 
 class HNPEncoder(nn.Module):
-    """HNPLinear -> ReLU -> HNPLinear -> ReLU -> HNPPool, flattened; inputs scaled per tensor."""
+    """``layers`` times (HNPLinear -> ReLU), then HNPPool, flattened; inputs scaled per tensor."""
 
-    def __init__(self, spec, scales, in_channels: int, channels: int = 8, layers: int = 2):
+    def __init__(self, spec, scales, in_channels: int, channels: int = 8, layers: int = 1):
         super().__init__()
         from nfn.layers import HNPLinear, HNPPool, TupleOp
 

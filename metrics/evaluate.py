@@ -9,9 +9,9 @@ import numpy as np
 from modelset.errors import ModelsetError
 from modelset.protocols import PROTOCOLS, SPLITS, applicable, split_targets
 
-from . import protocols as evaluators
 from .methods import cosine_similarity
 from .probes import embedding_probe, similarity_probe
+from .protocols import EVALUATORS
 from .views import ModelView, row_models
 
 
@@ -153,7 +153,7 @@ def score(outputs: dict, public: dict, key: dict, ms, protocols=None) -> dict:
             tuple(targets),
             targets,
         )
-        evaluator = getattr(evaluators, p.evaluator)()
+        evaluator = EVALUATORS.lookup(p.evaluator)()
         result[p.name] = evaluator.eval(evaluator.inputs(case))
     return {f"{p}.{k}": v for p, scores_ in result.items() for k, v in scores_.items()}
 

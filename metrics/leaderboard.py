@@ -33,7 +33,7 @@ import pandas as pd
 from modelset.atomic import atomic_file, write_text
 from modelset.datasets import DATA_ENV
 from modelset.errors import ModelsetError
-from modelset.protocols import HEADLINE, PROTOCOLS, REQUIRED
+from modelset.protocols import HEADLINE, PROTOCOLS, RANK_BY, REQUIRED
 
 from .cgroups import Group
 from .evaluate import MethodError, check_outputs, default_seeds, score
@@ -604,7 +604,7 @@ def _table(part: pd.DataFrame, board: str) -> list[str]:
 
 def render(results_dir) -> pd.DataFrame:
     """leaderboard.csv and leaderboard.md from every result file (the newest per method and kind),
-    each kind ranked apart by retrieval mAP, its task-relation and property scores in two tables. Files that are not results are named in one warning."""
+    each kind ranked apart by the protocols' ranking metric (``RANK_BY``), its task-relation and property scores in two tables. Files that are not results are named in one warning."""
     results_dir = Path(results_dir)
     rows, ignored = [], []
     for f in sorted(results_dir.glob("*.json")):
@@ -623,11 +623,11 @@ def render(results_dir) -> pd.DataFrame:
     if rows:
         board = pd.DataFrame(rows).sort_values("time").groupby(["kind", "method"]).tail(1)
         board["kind"] = pd.Categorical(board["kind"], list(KINDS))
-        board = board.sort_values(["kind", "retrieval.map"], ascending=[True, False]).reset_index(drop=True)
+        board = board.sort_values(["kind", RANK_BY], ascending=[True, False]).reset_index(drop=True)
         board.insert(
             1,
             "rank",
-            board.groupby("kind", observed=True)["retrieval.map"].rank(ascending=False, method="min").astype(int),
+            board.groupby("kind", observed=True)[RANK_BY].rank(ascending=False, method="min").astype(int),
         )
     write_text(results_dir / "leaderboard.csv", board.to_csv(index=False))
     lines = []

@@ -40,6 +40,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from modelset.errors import ModelsetError
+from modelset.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ BUILTIN = {
     "cka": Builtin("metrics.baselines:LinearCKA", functional=True),
     "output-agreement": Builtin("metrics.baselines:OutputAgreement", functional=True),
 }
+BUILTIN = Registry("method", BUILTIN)  # written as a {name: record} literal, looked up as a registry
 
 # A name that is safe in a file name and a table cell: no separators, no leading dot or dash.
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")

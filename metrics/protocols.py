@@ -1,4 +1,5 @@
-"""Evaluators of the benchmark protocols (OGB-style), named by the records in ``modelset.protocols``.
+"""Evaluators of the benchmark protocols (OGB-style), named by the records in ``modelset.protocols``
+and registered in ``EVALUATORS``.
 
 ``eval(input_dict)`` validates its inputs (shape, dtype, NaN, range) and returns a dict of scores;
 ``inputs(case)`` builds that dict from a method's outputs on the protocol's public views and the
@@ -13,6 +14,7 @@ from sklearn.cluster import AgglomerativeClustering
 from sklearn.metrics import normalized_mutual_info_score, r2_score
 
 from modelset.errors import ModelsetError
+from modelset.registry import Registry
 
 
 def _array(d: dict, key: str, ndim: int, kind: str = "f") -> np.ndarray:
@@ -182,3 +184,20 @@ class FactorsEvaluator:
                 raise ModelsetError(f"{name}: y_pred has {len(p)} values but y_true has {len(y)}")
             out[name.rpartition(".")[2]] = float(np.mean(y == p))
         return {**out, "mean": float(np.mean(list(out.values())))}
+
+
+# Each protocol record names its evaluator here (modelset.protocols.Protocol.evaluator).
+EVALUATORS: Registry[type] = Registry(
+    "evaluator",
+    {
+        c.__name__: c
+        for c in (
+            TaskIdEvaluator,
+            RetrievalEvaluator,
+            RelationEvaluator,
+            ClusteringEvaluator,
+            RegressionEvaluator,
+            FactorsEvaluator,
+        )
+    },
+)

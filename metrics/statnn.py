@@ -8,11 +8,12 @@ model is the concatenation over layers; the statistics do not depend on filter o
 Our choices: the paper trains gradient boosting or an MLP to predict accuracy; here the target is
 the task, so the statistics feed the task-embedding head shared with LPS (``metrics.training``:
 standardise, dropout 0.1, linear 64-d embedding, cosine classifier over the training tasks, Adam,
-full batch), whose embedding retrieval compares by cosine (digits500: retrieval mAP 0.169, about
-the untrained statistics' 0.171 in ``weight-stats``; task_id top-1 0.07: weight statistics say
-little about which classes a model tells apart). Gradient boosting over the same statistics
-(scikit-learn's HistGradientBoostingClassifier, 100 iterations), with its class probabilities
-over the training tasks as the embedding, measured lower: retrieval mAP 0.131 (seed 0).
+full batch), whose embedding retrieval compares by cosine. On digits500 it retrieves about as
+well as the untrained statistics of ``weight-stats`` and identifies tasks little better than
+chance: weight statistics say little about which classes a model tells apart (the board has the
+figures). Gradient boosting over the same statistics (scikit-learn's
+HistGradientBoostingClassifier, 100 iterations), with its class probabilities over the training
+tasks as the embedding, retrieved worse when tried.
 """
 
 from __future__ import annotations

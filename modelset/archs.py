@@ -18,6 +18,7 @@ from torch import nn
 from .errors import ModelsetError
 from .families import FAMILIES, make_conv, make_linear
 from .families import family as family_spec
+from .registry import Registry
 
 # sigmoid and selu: activations of the Small CNN Zoo, for its imported models.
 ACTIVATIONS = {
@@ -51,7 +52,7 @@ class ArchSpec:
     families: tuple[str, ...]  # parameterizations its layers can take (modelset.families)
 
 
-_ARCHS: dict[str, ArchSpec] = {}
+ARCHS: Registry[ArchSpec] = Registry("architecture")
 
 
 def register_arch(*, batched: bool = False, families: tuple[str, ...] = ("dense",)):
@@ -59,20 +60,18 @@ def register_arch(*, batched: bool = False, families: tuple[str, ...] = ("dense"
     under its function name; ``families`` beyond dense are passed to it as ``family``."""
 
     def deco(fn):
-        _ARCHS[fn.__name__] = ArchSpec(fn.__name__, fn, batched, tuple(families))
+        ARCHS.add(ArchSpec(fn.__name__, fn, batched, tuple(families)))
         return fn
 
     return deco
 
 
 def list_archs() -> list[str]:
-    return sorted(_ARCHS)
+    return sorted(ARCHS)
 
 
 def arch_spec(name: str) -> ArchSpec:
-    if name not in _ARCHS:
-        raise ModelsetError(f"unknown architecture {name!r}; available: {', '.join(list_archs())}")
-    return _ARCHS[name]
+    return ARCHS.lookup(name)
 
 
 def create_model(
@@ -86,7 +85,7 @@ def create_model(
         raise ModelsetError(f"unknown init {init!r}; available: {', '.join(INITS)}")
     fam = family_spec(family)
     if family not in spec.families:
-        able = [a.name for a in _ARCHS.values() if family in a.families]
+        able = [a.name for a in ARCHS.values() if family in a.families]
         raise ModelsetError(
             f"architecture {name!r} supports the families {', '.join(spec.families)}, not "
             f"{family!r}; architectures with {family}: {', '.join(able)}"

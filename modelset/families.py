@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import ModelsetError
+from .registry import Registry
 
 
 # -- STR ----------------------------------------------------------------------------------------
@@ -199,9 +200,9 @@ def _acdc(in_ch, out_ch, opts, stride, shared):
     return ACDCConv2d(in_ch, out_ch, 3, lambda: shared[key], n_atoms=m, stride=stride, padding=1)
 
 
-FAMILIES: dict[str, Family] = {
-    f.name: f
-    for f in (
+FAMILIES: Registry[Family] = Registry(
+    "family",
+    (
         Family("dense", own_params=False),
         Family(
             "str",
@@ -225,14 +226,12 @@ FAMILIES: dict[str, Family] = {
             },
             conv=_acdc,
         ),
-    )
-}
+    ),
+)
 
 
 def family(name: str) -> Family:
-    if name not in FAMILIES:
-        raise ModelsetError(f"unknown family {name!r}; available: {', '.join(FAMILIES)}")
-    return FAMILIES[name]
+    return FAMILIES.lookup(name)
 
 
 def make_conv(name: str, in_ch: int, out_ch: int, opts: dict, shared: nn.ParameterDict, stride: int = 1) -> nn.Module:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import splits
+from .registry import Registry
 from .splits import Zoo
 
 
@@ -76,7 +77,7 @@ EPOCH = Split(
         "each side capped at [splits] epoch_max_rows; predict each checkpoint's epoch"
     ),
 )
-SPLITS = {s.name: s for s in (TASK_ID, RETRIEVAL, CROSS_FAMILY, EPOCH)}  # in drawing order
+SPLITS = Registry("split", (TASK_ID, RETRIEVAL, CROSS_FAMILY, EPOCH))  # in drawing order
 
 
 def grid_factors(ms) -> list[str]:
@@ -123,14 +124,21 @@ class Protocol:
     applies: Callable = field(default=lambda ms: True)  # beyond its split being stored
     required: bool = False  # every archive has it: a result without it is not a result
     classifies: bool = False  # scored by the method's own task classifier (predict_scores) when it has one
+    ranks: bool = False  # its first headline metric ranks the board (one protocol says so)
 
 
-PROTOCOLS = {
-    p.name: p
-    for p in (
+PROTOCOLS: Registry[Protocol] = Registry(
+    "protocol",
+    (
         Protocol("task_id", TASK_ID, "TaskIdEvaluator", ("top1", "top5"), "relations", required=True, classifies=True),
         Protocol(
-            "retrieval", RETRIEVAL, "RetrievalEvaluator", ("map", "cmc1", "cmc5", "cmc10"), "relations", required=True
+            "retrieval",
+            RETRIEVAL,
+            "RetrievalEvaluator",
+            ("map", "cmc1", "cmc5", "cmc10"),
+            "relations",
+            required=True,
+            ranks=True,
         ),
         Protocol("relation", RETRIEVAL, "RelationEvaluator", ("spearman", "ndcg10"), "relations", required=True),
         Protocol("clustering", RETRIEVAL, "ClusteringEvaluator", ("nmi",), "relations", required=True),
@@ -156,11 +164,13 @@ PROTOCOLS = {
             _family,
             applies=lambda ms: ms.models["family"].nunique() > 1,
         ),
-    )
-}
+    ),
+)
 
 HEADLINE = [f"{p.name}.{m}" for p in PROTOCOLS.values() for m in p.headline]
 REQUIRED = [f"{p.name}.{m}" for p in PROTOCOLS.values() if p.required for m in p.headline]
+# The metric the board ranks by: the first headline of the protocol that ranks (a required one).
+(RANK_BY,) = [f"{p.name}.{p.headline[0]}" for p in PROTOCOLS.values() if p.ranks and p.required]
 
 
 def make_splits(zoo: Zoo, fractions: dict, seed: int) -> dict:

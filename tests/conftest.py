@@ -1,25 +1,27 @@
-import hashlib
-import os
-import subprocess
-import sys
+"""Fixtures only; what tests share besides them is in helpers.py."""
 
-import h5py
+import hashlib
+from contextlib import ExitStack
+
 import pytest
 
-import modelset.torchvision_sources as tvs
+import modelset
+import modelset.datasets.torchvision as tvs
 from builders.build import build
-from modelset.archive import load
 from modelset.datasets import DATA_ENV
 from modelset.preset import load_preset
 
 from .datafiles import write_all
+from .helpers import SMALL, SWEEP
 
-# A tiny zoo for pipeline tests: 6 tasks x 2 seeds, 3 epochs, 2 models per work unit.
-SMALL = ["seeds=2", "tasks.count=6", "epochs=3", "unit_size=2"]
-# A tiny zoo's command-line flags, for presets of file-based datasets.
-TINY = ["--set", "seeds=1", "--set", "tasks.count=2", "--set", "epochs=2", "--no-progress"]
-# A tiny mixed zoo: 4 tasks x {dense, STR, DGConv, ACDC} x 2 seeds, 4 epochs.
-MIXED = ["seeds=2", "tasks.count=4", "epochs=4", 'grid.family=["dense", "str", "dgconv", "acdc"]']
+# Fixtures that build a full-size zoo: a test that uses one is slow (``make test-fast`` skips it).
+FULL_SIZE = {"digits500", "digits500_reference"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if FULL_SIZE & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")
@@ -27,20 +29,6 @@ def small_archive(tmp_path_factory):
     out = tmp_path_factory.mktemp("small") / "small.h5"
     build(load_preset("digits500", SMALL), out, jobs=1, progress=False)
     return out
-
-
-# A tiny property zoo: digits-sweep on 2 tasks, relu and tanh x two learning rates x 2 seeds (16
-# models), 3 epochs, checkpoints at the init, after epoch 1 and at the end.
-SWEEP = [
-    "tasks.count=2",
-    "epochs=3",
-    "unit_size=8",
-    "checkpoints=[0, 1, 3]",
-    'grid.optimizer=["adam"]',
-    'grid.init=["default"]',
-    "grid.weight_decay=[0.0]",
-    "grid.lr=[0.003, 0.03]",
-]
 
 
 @pytest.fixture(scope="session")
@@ -58,69 +46,12 @@ def digits500(tmp_path_factory):
     return out
 
 
-def run_cli(*args, cwd=None, timeout=600, data_env="inherit"):
-    """Run the installed `modelset` command; returns the CompletedProcess. ``data_env`` is its
-    $MODELSET_DATA: this process's ("inherit"), a directory, or None for none."""
-    env = dict(os.environ)
-    if data_env != "inherit":
-        env.pop(DATA_ENV, None)
-        if data_env is not None:
-            env[DATA_ENV] = str(data_env)
-    return subprocess.run(
-        [sys.executable, "-m", "modelset.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=timeout,
-        env={**env, "PYTHONWARNINGS": "ignore"},
-    )
-
-
-def archive_params(path):
-    """{architecture: its parameter matrix} of an archive."""
-    with h5py.File(path, "r") as f:
-        return {a: f[f"architectures/{a}/params"][()] for a in f["architectures"]}
-
-
-def archive_metadata(path):
-    """Every table and attribute but the creation time."""
-    with load(path) as ms:
-        attrs = {k: v for k, v in ms.attrs.items() if k != "created"}
-        return (
-            attrs,
-            ms.models.to_dict("list"),
-            ms.tasks.to_dict("list"),
-            {s: {p: v.tolist() for p, v in ms.split(s).items()} for s in ("task_id", "retrieval")},
-        )
-
-
-def permute_hidden_units(view, rng):
-    """The same models with every hidden layer's units in a new random order, as a new view
-    (check_method's own transform, with a seed drawn from ``rng``)."""
-    from metrics.checks import permute_hidden_units as permute
-
-    return permute(view, seed=int(rng.integers(2**31)))
-
-
-# A submitted method file whose top-level code records which process imported it (in ``marks``).
-TOP_LEVEL = """
-import os
-import sys
-
-try:  # who imports this file: only the sandboxed child may
-    with open(os.path.join({marks!r}, f"imported-by-{{os.getpid()}}"), "w") as fh:
-        fh.write(" ".join(sys.argv))
-except OSError:
-    pass
-
-
-class Mean:
-    def __init__(self, seed=0):
-        pass
-
-    def embed(self, view):
-        return view.params.mean(1, keepdims=True)
-"""
+@pytest.fixture
+def opened():
+    """opened(path): ``modelset.load(path)``, entered as a context manager and closed when the test
+    ends, so that a test reads an archive as long as it likes without leaving it open."""
+    with ExitStack() as stack:
+        yield lambda path: stack.enter_context(modelset.load(path))
 
 
 # -- tiny files of the file-based datasets (tests/datafiles.py) ---------------------------------

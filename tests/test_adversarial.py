@@ -9,7 +9,7 @@ import pytest
 
 from metrics.sandbox import probe
 
-from .conftest import TOP_LEVEL, run_cli
+from .helpers import TOP_LEVEL, run_cli
 
 _why = probe()
 needs_sandbox = pytest.mark.skipif(_why is not None, reason=f"this machine cannot confine a method: {_why}")

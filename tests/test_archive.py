@@ -10,11 +10,11 @@ from modelset.preset import load_preset
 from modelset.schema import param_checksum
 from modelset.verify import verify
 
-from .conftest import SMALL, run_cli
+from .helpers import SMALL, run_cli
 
 
-def test_tables_and_provenance(small_archive):
-    ms = modelset.load(small_archive)
+def test_tables_and_provenance(small_archive, opened):
+    ms = opened(small_archive)
     m, t = ms.models, ms.tasks
     assert isinstance(m, pd.DataFrame) and len(m) == 12 and len(t) == 6
     for col in [
@@ -62,8 +62,8 @@ def test_readable_with_plain_h5py(small_archive):
         assert layout["name"][0] == b"convs.0.weight" and np.isfinite(w).all()
 
 
-def test_params_state_dict_and_lazy_reads(small_archive):
-    ms = modelset.load(small_archive)
+def test_params_state_dict_and_lazy_reads(small_archive, opened):
+    ms = opened(small_archive)
     every = ms.params()
     assert every.shape == (12, 4851) and every.dtype == np.float32
     picked = ms.params([7, 2, 7])
@@ -75,8 +75,8 @@ def test_params_state_dict_and_lazy_reads(small_archive):
         ms.params([99])
 
 
-def test_splits_partition_models(small_archive):
-    ms = modelset.load(small_archive)
+def test_splits_partition_models(small_archive, opened):
+    ms = opened(small_archive)
     tid, ret = ms.split("task_id"), ms.split("retrieval")
     m = ms.models
     assert sorted(np.concatenate(list(tid.values()))) == list(range(12))

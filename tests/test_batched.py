@@ -28,7 +28,7 @@ from builders.train import make_optimizer, task_tensors, train_reference
 from modelset.archs import create_model
 from modelset.preset import load_preset
 
-from .conftest import SMALL, run_cli
+from .helpers import SMALL, run_cli
 
 SGD_REL = 5e-5  # see the module docstring
 
@@ -172,7 +172,7 @@ def test_optimizer_is_torch_optim_bit_for_bit(kind, weight_decay):
         assert flat.row(m).tobytes() == expected.tobytes()
 
 
-def test_engine_is_part_of_the_plan_hash_and_shards(tmp_path):
+def test_engine_is_part_of_the_plan_hash_and_shards(tmp_path, opened):
     small = ["seeds=1", "tasks.count=2", "epochs=1", "unit_size=1"]
     a, b = (make_plan(load_preset("digits500", small + [f"engine={e}"])) for e in ("batched", "reference"))
     assert a.hash != b.hash
@@ -182,10 +182,10 @@ def test_engine_is_part_of_the_plan_hash_and_shards(tmp_path):
     assert is_up_to_date(out, a) and not is_up_to_date(out, b)
     report = build(load_preset("digits500", small + ["engine=reference"]), out, progress=False, keep_shards=True)
     assert report["trained"] == 2 and len(list(shard_dir_for(out).glob("unit-*.npz"))) == 4
-    assert 'engine = "reference"' in modelset.load(out).attrs["preset"]
+    assert 'engine = "reference"' in opened(out).attrs["preset"]
 
 
-def test_engine_flag_and_bad_engine(tmp_path):
+def test_engine_flag_and_bad_engine(tmp_path, opened):
     out = tmp_path / "ref.h5"
     r = run_cli(
         "build",
@@ -199,7 +199,7 @@ def test_engine_flag_and_bad_engine(tmp_path):
         *[a for s in ["seeds=1", "tasks.count=2", "epochs=1"] for a in ("--set", s)],
     )
     assert r.returncode == 0, r.stderr
-    assert 'engine = "reference"' in modelset.load(out).attrs["preset"]
+    assert 'engine = "reference"' in opened(out).attrs["preset"]
     r = run_cli("build", "--preset", "digits500", "--out", tmp_path / "x" / "y.h5", "--set", "engine=turbo")
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "engine must be one of batched, reference" in r.stderr
     assert not (tmp_path / "x").exists()

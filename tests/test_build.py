@@ -1,8 +1,4 @@
 import os
-import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
@@ -10,17 +6,13 @@ import pytest
 from builders.build import build, shard_dir_for
 from modelset.preset import load_preset
 
-from .conftest import SMALL, archive_metadata, archive_params
+from .helpers import SMALL, archive_params, assert_same_archive, kill_and_resume
 
 
 def test_same_preset_is_bit_identical_whatever_jobs(small_archive, tmp_path):
     other = tmp_path / "jobs2.h5"
     build(load_preset("digits500", SMALL), other, jobs=2, progress=False)
-    a, b = archive_params(small_archive), archive_params(other)
-    assert a.keys() == b.keys()
-    for arch in a:
-        assert a[arch].tobytes() == b[arch].tobytes()
-    assert archive_metadata(small_archive) == archive_metadata(other)
+    assert_same_archive(small_archive, other)
 
 
 def test_up_to_date_archive_is_not_rebuilt(small_archive):
@@ -40,35 +32,12 @@ def test_changed_preset_rebuilds_and_reuses_no_stale_shard(small_archive, tmp_pa
 
 def test_resume_after_sigkill_trains_only_the_missing_models(small_archive, tmp_path):
     out = tmp_path / "killed.h5"
-    cmd = [
-        sys.executable,
-        "-m",
-        "modelset.cli",
-        "build",
-        "--preset",
-        "digits500",
-        "--out",
-        str(out),
-        "--jobs",
-        "1",
-        "--no-progress",
-    ] + [a for s in SMALL for a in ("--set", s)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    shards = shard_dir_for(out)
-    deadline = time.time() + 120
-    while len(list(shards.glob("unit-*.npz"))) < 2 and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    done = len(list(shards.glob("unit-*.npz")))
-    assert proc.returncode == -signal.SIGKILL and 2 <= done < 6 and not out.exists()
-
-    resumed = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert resumed.returncode == 0, resumed.stderr
-    assert f"{2 * done} already trained, {12 - 2 * done} to train" in resumed.stderr
-    assert archive_params(out)["small_cnn"].tobytes() == archive_params(small_archive)["small_cnn"].tobytes()
-    assert archive_metadata(out) == archive_metadata(small_archive)
-    assert not shards.exists() and not list(tmp_path.glob(".*.tmp"))
+    r = kill_and_resume(out, SMALL, after_shards=2)
+    done = r.shards_at_kill
+    assert 2 <= done < 6
+    assert f"{2 * done} already trained, {12 - 2 * done} to train" in r.resumed.stderr
+    assert_same_archive(out, small_archive)
+    assert not shard_dir_for(out).exists() and not list(tmp_path.glob(".*.tmp"))
 
 
 def test_failed_merge_leaves_no_partial_file(tmp_path, monkeypatch):

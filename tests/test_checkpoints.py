@@ -1,17 +1,11 @@
 """Checkpoints: a model's weights and metrics at chosen epochs, from both engines, through shards,
 merge and archive, on tiny real digits builds."""
 
-import os
-import signal
-import subprocess
-import sys
-
 import h5py
 import numpy as np
 import pytest
 import torch
 
-import modelset
 from builders.batched import train_batched
 from builders.build import build
 from builders.plan import make_plan, work_units
@@ -20,7 +14,7 @@ from modelset.errors import ModelsetError
 from modelset.preset import load_preset
 from modelset.verify import verify
 
-from .conftest import archive_metadata, run_cli
+from .helpers import archive_metadata, kill_and_resume, run_cli
 
 # 2 tasks x {dense, STR} x 2 seeds, 3 epochs, checkpoints at the init, after epoch 1 and at the end.
 CKPT = ["seeds=2", "tasks.count=2", "epochs=3", "unit_size=2", "checkpoints=[0, 1, 3]", 'grid.family=["dense", "str"]']
@@ -48,8 +42,8 @@ def _checkpoint_arrays(path):
     return out
 
 
-def test_checkpoints_are_stored_and_equal_the_curves_and_final_metrics(ckpt_archive):
-    ms = modelset.load(ckpt_archive)
+def test_checkpoints_are_stored_and_equal_the_curves_and_final_metrics(ckpt_archive, opened):
+    ms = opened(ckpt_archive)
     m, c = ms.models, ms.checkpoints
     assert ms.checkpoint_epochs == EPOCHS
     assert list(c.columns) == ["model", "epoch", "train_acc", "train_loss", "test_acc", "test_loss"]
@@ -75,8 +69,8 @@ def test_checkpoints_are_stored_and_equal_the_curves_and_final_metrics(ckpt_arch
     assert verify(ckpt_archive) == []
 
 
-def test_rebuilt_models_reproduce_their_checkpoint_accuracy(ckpt_archive):
-    ms = modelset.load(ckpt_archive)
+def test_rebuilt_models_reproduce_their_checkpoint_accuracy(ckpt_archive, opened):
+    ms = opened(ckpt_archive)
     by = ms.checkpoints.set_index(["model", "epoch"])
     for family, g in ms.models.groupby("family"):
         row = g.iloc[-1]
@@ -156,25 +150,8 @@ def test_bit_identical_whatever_jobs(ckpt_archive, tmp_path):
 @pytest.mark.parametrize("failpoint, trained_before", [("train:3", 2), ("merge:2", 4)])
 def test_killed_build_resumes_to_the_same_checkpoints(ckpt_archive, tmp_path, failpoint, trained_before):
     out = tmp_path / "zoo.h5"
-    cmd = [
-        sys.executable,
-        "-m",
-        "modelset.cli",
-        "build",
-        "--preset",
-        "digits500",
-        "--out",
-        str(out),
-        "--jobs",
-        "1",
-        "--no-progress",
-    ] + [a for s in CKPT for a in ("--set", s)]
-    env = {k: v for k, v in os.environ.items() if k != "MODELSET_FAILPOINT"}
-    killed = subprocess.run(cmd, env={**env, "MODELSET_FAILPOINT": failpoint}, capture_output=True, timeout=600)
-    assert killed.returncode == -signal.SIGKILL and not out.exists()
-    resumed = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    assert resumed.returncode == 0, resumed.stderr
-    assert f"{2 * trained_before} already trained" in resumed.stderr
+    r = kill_and_resume(out, CKPT, failpoint=failpoint)
+    assert f"{2 * trained_before} already trained" in r.resumed.stderr
     assert _checkpoint_arrays(out) == _checkpoint_arrays(ckpt_archive)
     assert archive_metadata(out) == archive_metadata(ckpt_archive)
 
@@ -195,8 +172,8 @@ def test_verify_catches_a_damaged_checkpoint(ckpt_archive, tmp_path):
     ] + ["checkpoints are incomplete: root attribute 'checkpoint_epochs' and /checkpoints go together"]
 
 
-def test_an_epoch_not_stored_is_a_clear_error(ckpt_archive, small_archive):
-    ms = modelset.load(ckpt_archive)
+def test_an_epoch_not_stored_is_a_clear_error(ckpt_archive, small_archive, opened):
+    ms = opened(ckpt_archive)
     for call in (
         lambda: ms.params(epoch=2),
         lambda: ms.params([0], epoch=2),
@@ -205,7 +182,7 @@ def test_an_epoch_not_stored_is_a_clear_error(ckpt_archive, small_archive):
     ):
         with pytest.raises(ModelsetError, match=r"epoch 2 is not a stored checkpoint \(stored epochs: 0, 1, 3\)"):
             call()
-    plain = modelset.load(small_archive)
+    plain = opened(small_archive)
     assert plain.checkpoint_epochs == [] and plain.checkpoints.empty
     assert list(plain.checkpoints.columns) == list(ms.checkpoints.columns)
     with pytest.raises(ModelsetError, match="this archive stores no checkpoints"):
@@ -263,7 +240,7 @@ def test_checkpoints_are_not_a_grid_factor(tmp_path):
         load_preset("digits500", ["checkpoints=[5]", "grid.epochs=[4, 8]"])
 
 
-def test_digits_sweep_plan_and_a_small_build(tmp_path):
+def test_digits_sweep_plan_and_a_small_build(tmp_path, opened):
     """digits-sweep: >= 2,000 models; every work unit is one batched pass; a cut-down build (the
     full grid's structure, fewer values) builds, verifies and splits by task and seed."""
     preset = load_preset("digits-sweep")
@@ -286,7 +263,7 @@ def test_digits_sweep_plan_and_a_small_build(tmp_path):
     ]
     build(load_preset("digits-sweep", small), out, jobs=1, progress=False)
     assert verify(out) == []
-    ms = modelset.load(out)
+    ms = opened(out)
     m = ms.models
     assert len(m) == 2 * 2 * 2 * 2 * 2 and ms.checkpoint_epochs == [0, 2]
     for part in ("task_id", "retrieval"):  # every model in exactly one part

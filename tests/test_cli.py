@@ -2,7 +2,7 @@
 
 import pytest
 
-from .conftest import run_cli
+from .helpers import run_cli
 
 
 def test_presets_lists_each_with_a_description():

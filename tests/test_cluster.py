@@ -15,7 +15,7 @@ from builders.build import build, shard_dir_for
 from modelset.errors import ModelsetError
 from modelset.preset import load_preset
 
-from .conftest import MIXED, SMALL, archive_metadata, archive_params, run_cli
+from .helpers import MIXED, SMALL, archive_metadata, assert_same_archive, run_cli, start_build, wait_for_shards
 
 distributed = pytest.importorskip("distributed")
 
@@ -28,17 +28,11 @@ def cluster():
         yield lc
 
 
-def _same_archive(a, b):
-    pa, pb = archive_params(a), archive_params(b)
-    assert pa.keys() == pb.keys() and all(pa[k].tobytes() == pb[k].tobytes() for k in pa)
-    assert archive_metadata(a) == archive_metadata(b)
-
-
 def test_scheduler_build_is_bit_identical_to_the_local_build(small_archive, cluster, tmp_path):
     out = tmp_path / "dask.h5"
     report = build(load_preset("digits500", SMALL), out, scheduler=cluster.scheduler_address, progress=False)
     assert report["trained"] == 12
-    _same_archive(small_archive, out)
+    assert_same_archive(small_archive, out)
 
 
 def test_mixed_family_zoo_on_the_cluster_is_bit_identical(cluster, tmp_path):
@@ -47,7 +41,7 @@ def test_mixed_family_zoo_on_the_cluster_is_bit_identical(cluster, tmp_path):
     preset = load_preset("digits-families", MIXED)
     build(preset, tmp_path / "local.h5", jobs=1, progress=False)
     build(preset, tmp_path / "dask.h5", scheduler=cluster.scheduler_address, progress=False)
-    _same_archive(tmp_path / "local.h5", tmp_path / "dask.h5")
+    assert_same_archive(tmp_path / "local.h5", tmp_path / "dask.h5")
     assert (
         len(set(archive_metadata(tmp_path / "dask.h5")[1]["family_checksum"])) == 24 + 1
     )  # 24 non-dense, "" for dense
@@ -69,7 +63,7 @@ def test_dask_workers_receive_the_data_directory(cluster, tmp_path, monkeypatch)
     build(
         preset, tmp_path / "dask.h5", scheduler=cluster.scheduler_address, progress=False, data_root=tmp_path / "data"
     )
-    _same_archive(tmp_path / "local.h5", tmp_path / "dask.h5")
+    assert_same_archive(tmp_path / "local.h5", tmp_path / "dask.h5")
 
 
 def test_scheduler_build_trains_only_missing_units(small_archive, cluster, tmp_path):
@@ -81,7 +75,7 @@ def test_scheduler_build_trains_only_missing_units(small_archive, cluster, tmp_p
     out.unlink()
     report = build(load_preset("digits500", SMALL), out, scheduler=cluster.scheduler_address, progress=False)
     assert report["trained"] == 8
-    _same_archive(small_archive, out)
+    assert_same_archive(small_archive, out)
 
 
 def test_cluster_local_from_the_command_line(small_archive, tmp_path):
@@ -102,7 +96,7 @@ def test_cluster_local_from_the_command_line(small_archive, tmp_path):
     assert "12 models (12 trained now)" in r.stdout
     assert "LocalCluster at tcp://127.0.0.1:" in r.stderr and "12/12" in r.stderr  # progress bar ran
     assert "Traceback" not in r.stderr
-    _same_archive(small_archive, out)
+    assert_same_archive(small_archive, out)
 
 
 def _closed_port():
@@ -179,35 +173,12 @@ def test_multithreaded_workers_are_refused(tmp_path):
 def test_local_workers_exit_when_the_build_is_killed(tmp_path):
     """The local executor's worker processes must not outlive a killed build, holding memory."""
     import signal
-    import subprocess
-    import sys
-    import time
 
     import psutil
 
     out = tmp_path / "killed.h5"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "modelset.cli",
-            "build",
-            "--preset",
-            "digits500",
-            "--out",
-            str(out),
-            "--jobs",
-            "2",
-            "--no-progress",
-            *[a for s in ["seeds=2", "tasks.count=20", "epochs=10"] for a in ("--set", s)],
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    shards = tmp_path / ".killed.h5.shards"
-    deadline = time.time() + 120
-    while not list(shards.glob("unit-*.npz")) and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
+    proc = start_build(out, ["seeds=2", "tasks.count=20", "epochs=10"], jobs=2)
+    wait_for_shards(proc, out, 1)
     workers = psutil.Process(proc.pid).children(recursive=True)
     assert workers and proc.poll() is None
     proc.send_signal(signal.SIGKILL)

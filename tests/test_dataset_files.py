@@ -20,8 +20,8 @@ from modelset.errors import ModelsetError
 from modelset.preset import load_preset
 from modelset.tasks import make_tasks, relation_matrix
 
-from .conftest import TINY, run_cli
 from .datafiles import CIFAR100_COARSE, CIFAR100_NAMES, CIFAR100_SUPER, MNIST_FAMILY
+from .helpers import TINY, run_cli
 
 ALL = [*MNIST_FAMILY, "cifar10", "cifar100", "svhn"]
 

@@ -15,8 +15,8 @@ from modelset.datasets import DATA_ENV
 from modelset.errors import ModelsetError
 from modelset.verify import verify
 
-from .conftest import TINY, run_cli
 from .datafiles import CIFAR100_COARSE, write_cifar100
+from .helpers import TINY, run_cli
 
 
 def _reproduces(path, root):
@@ -125,7 +125,7 @@ def test_tiny_svhn_and_fashion_zoos_from_preset_files(data_root, trust, tmp_path
         _reproduces(out, data_root)
 
 
-def test_download_passes_through_to_torchvision(data_root, tmp_path, monkeypatch, no_env, capsys):
+def test_download_passes_through_to_torchvision(data_root, tmp_path, monkeypatch, no_env, capsys, opened):
     """--download calls torchvision's download (faked here: no network) into the data directory."""
     import torchvision.datasets as tvd
 
@@ -143,7 +143,7 @@ def test_download_passes_through_to_torchvision(data_root, tmp_path, monkeypatch
         main(["build", "--preset", "mnist500", "--data-root", str(root), "--download", "--out", str(out), *TINY]) == 0
     )
     assert calls and set(calls) == {str(root)} and (root / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file()
-    assert len(modelset.load(out).models) == 2
+    assert len(opened(out).models) == 2
 
     def offline(self):
         raise RuntimeError("Error downloading train-images-idx3-ubyte.gz:\nTried https://..., got: <urlopen error>")

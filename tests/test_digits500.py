@@ -8,20 +8,18 @@ import numpy as np
 import torch
 from nbclient import NotebookClient
 
-import modelset
-
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
-def test_every_model_really_learns(digits500):
-    acc = modelset.load(digits500).models["test_acc"]
+def test_every_model_really_learns(digits500, opened):
+    acc = opened(digits500).models["test_acc"]
     assert len(acc) == 500
     assert acc.mean() >= 0.95, acc.describe()
     assert acc.min() >= 0.85, acc.nsmallest(5)
 
 
-def test_protocol_splits_have_the_modelset500_shape(digits500):
-    ms = modelset.load(digits500)
+def test_protocol_splits_have_the_modelset500_shape(digits500, opened):
+    ms = opened(digits500)
     m = ms.models
     tid = ms.split("task_id")
     assert len(tid["train"]) == 300 and len(tid["test"]) == 200
@@ -32,8 +30,8 @@ def test_protocol_splits_have_the_modelset500_shape(digits500):
     assert unseen["task"].nunique() == 20 and len(ret["query"]) == len(ret["gallery"]) == 100
 
 
-def test_rebuilt_models_reproduce_their_stored_accuracy(digits500):
-    ms = modelset.load(digits500)
+def test_rebuilt_models_reproduce_their_stored_accuracy(digits500, opened):
+    ms = opened(digits500)
     for model_id in [0, 137, 499]:
         row = ms.models.loc[model_id]
         x, y = ms.task_data(row.task, "test")

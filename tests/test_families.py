@@ -5,13 +5,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import modelset
 from builders.build import build
 from modelset.families import ACDCConv2d, DGConv2d, STRConv2d, dg_groups, kron_mask, str_weight
 from modelset.preset import load_preset
 from modelset.verify import verify
 
-from .conftest import MIXED, run_cli
+from .helpers import MIXED, run_cli
 
 
 def test_str_soft_threshold_formula():
@@ -76,8 +75,8 @@ def mixed_archive(tmp_path_factory):
     return out
 
 
-def test_mixed_zoo_stores_every_family_in_one_layout(mixed_archive):
-    ms = modelset.load(mixed_archive)
+def test_mixed_zoo_stores_every_family_in_one_layout(mixed_archive, opened):
+    ms = opened(mixed_archive)
     m = ms.models
     assert verify(mixed_archive) == []
     assert m.groupby("family").size().to_dict() == {"acdc": 8, "dense": 8, "dgconv": 8, "str": 8}
@@ -92,18 +91,18 @@ def test_mixed_zoo_stores_every_family_in_one_layout(mixed_archive):
     assert set(m.loc[cross["query"], "family"]) == {"dense"} and "dense" not in set(m.loc[cross["gallery"], "family"])
 
 
-def test_info_reports_each_family(mixed_archive):
+def test_info_reports_each_family(mixed_archive, opened):
     r = run_cli("info", mixed_archive)
     assert r.returncode == 0, r.stderr
-    m = modelset.load(mixed_archive).models
+    m = opened(mixed_archive).models
     for fam, g in m.groupby("family"):
         line = next(x for x in r.stdout.splitlines() if x.startswith(f"family {fam}:"))
         assert f"{len(g)} models" in line and f"mean {g['test_acc'].mean():.4f}" in line
         assert f"sparsity {g['sparsity'].mean():.3f}" in line
 
 
-def test_dgconv_effective_weight_is_the_stored_weight_times_the_stored_gates_mask(mixed_archive):
-    ms = modelset.load(mixed_archive)
+def test_dgconv_effective_weight_is_the_stored_weight_times_the_stored_gates_mask(mixed_archive, opened):
+    ms = opened(mixed_archive)
     i = int(ms.models.index[ms.models.family == "dgconv"][0])
     own, eff = ms.family_state_dict(i), ms.state_dict(i)
     binary = (torch.sign(own["convs.1.gate"]) + 1) / 2
@@ -112,8 +111,8 @@ def test_dgconv_effective_weight_is_the_stored_weight_times_the_stored_gates_mas
     assert groups[0] == dg_groups(binary.tolist())
 
 
-def test_every_family_is_rebuilt_and_reproduces_its_accuracy(mixed_archive):
-    ms = modelset.load(mixed_archive)
+def test_every_family_is_rebuilt_and_reproduces_its_accuracy(mixed_archive, opened):
+    ms = opened(mixed_archive)
     for family, g in ms.models.groupby("family"):
         row = g.iloc[0]
         net = ms.model(int(row.id))
@@ -126,7 +125,7 @@ def test_every_family_is_rebuilt_and_reproduces_its_accuracy(mixed_archive):
             assert (net(x).argmax(1) == y).float().mean().item() == row.test_acc, family
 
 
-def test_str_sparsity_rises_with_weight_decay_and_falls_with_abs_s_init(tmp_path):
+def test_str_sparsity_rises_with_weight_decay_and_falls_with_abs_s_init(tmp_path, opened):
     base = ["seeds=1", "tasks.count=2", "epochs=8", "family=str"]
     out = tmp_path / "wd.h5"
     build(
@@ -135,7 +134,7 @@ def test_str_sparsity_rises_with_weight_decay_and_falls_with_abs_s_init(tmp_path
         jobs=2,
         progress=False,
     )
-    by_wd = modelset.load(out).models.groupby("weight_decay")["sparsity"].mean()
+    by_wd = opened(out).models.groupby("weight_decay")["sparsity"].mean()
     assert by_wd.is_monotonic_increasing and by_wd.iloc[-1] > by_wd.iloc[0] + 0.1, by_wd
     deep = tmp_path / "deep.h5"
     build(
@@ -144,7 +143,7 @@ def test_str_sparsity_rises_with_weight_decay_and_falls_with_abs_s_init(tmp_path
         jobs=2,
         progress=False,
     )
-    assert modelset.load(deep).models["sparsity"].mean() < by_wd.loc[0.002]
+    assert opened(deep).models["sparsity"].mean() < by_wd.loc[0.002]
 
 
 @pytest.mark.parametrize(

@@ -18,8 +18,8 @@ from modelset.datasets import DATA_ENV, load_dataset
 from modelset.errors import ModelsetError
 from modelset.preset import load_preset
 
-from .conftest import run_cli
 from .datafiles import gzip_file, idx_bytes, write_idx, write_mnist_family
+from .helpers import run_cli
 
 FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 SMALL = ["seeds=2", "tasks.count=2", "epochs=1", "unit_size=2"]
@@ -221,7 +221,7 @@ def test_a_plain_file_is_read_whatever_its_name_and_a_raw_idx_file_beats_none(tm
 
 
 def test_write_idx_round_trips_through_the_reader(tmp_path):
-    from modelset.idx import read_idx
+    from modelset.datasets.idx import read_idx
 
     a = np.arange(2 * 28 * 28, dtype=np.uint8).reshape(2, 28, 28)
     write_idx(tmp_path / "x", a)

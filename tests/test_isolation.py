@@ -9,7 +9,7 @@ import pytest
 
 from metrics.sandbox import probe
 
-from .conftest import TOP_LEVEL, run_cli
+from .helpers import TOP_LEVEL, run_cli
 
 SNOOP = '''
 import os

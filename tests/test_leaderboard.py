@@ -16,7 +16,7 @@ from metrics.evaluate import evaluate
 from metrics.methods import load_method
 from metrics.public import read_public
 
-from .conftest import run_cli
+from .helpers import run_cli
 
 METHOD_FILE = '''
 import time
@@ -62,7 +62,7 @@ def method_file(tmp_path):
     return f
 
 
-def test_public_file_hides_test_labels(small_archive, tmp_path):
+def test_public_file_hides_test_labels(small_archive, tmp_path, opened):
     out = tmp_path / "public.h5"
     assert run_cli("leaderboard", "public", "--archive", small_archive, "--out", out).returncode == 0
     with h5py.File(out, "r") as f:
@@ -73,7 +73,7 @@ def test_public_file_hides_test_labels(small_archive, tmp_path):
         assert not any(n.split("/")[-1] in ("task", "seed", "ids", "checksum") for n in names)
         assert "probe" not in f  # weights and layout only, unless asked for as functional
     public = read_public(out)
-    ms = modelset.load(small_archive)
+    ms = opened(small_archive)
     train, test = public["retrieval"]
     assert set(train.labels) == set(ms.models.loc[ms.split("retrieval")["train"], "task"])
     assert len(test) == len(ms.split("retrieval")["query"]) + len(ms.split("retrieval")["gallery"])
@@ -89,7 +89,7 @@ def _sha256(path):
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def test_submit_builtin_and_file_methods_then_render(small_archive, method_file, tmp_path):
+def test_submit_builtin_and_file_methods_then_render(small_archive, method_file, tmp_path, opened):
     results = tmp_path / "results"
     r = run_cli("leaderboard", "submit", "--archive", small_archive, "--method", "gram", "--results", results)
     assert r.returncode == 0, r.stderr
@@ -110,7 +110,7 @@ def test_submit_builtin_and_file_methods_then_render(small_archive, method_file,
         "sha256": _sha256(baselines),
     }
     assert mean["code"] == {"file": "mine.py", "sha256": _sha256(method_file)}
-    ms = modelset.load(small_archive)
+    ms = opened(small_archive)
     in_process = evaluate(ms, "gram")["scores"]
     # equal up to the last bits a BLAS call's threads and alignment may change between two processes
     assert {k: pytest.approx(v["values"], rel=1e-9, abs=1e-12) for k, v in gram["scores"].items()} == in_process
@@ -185,7 +185,7 @@ def test_the_probe_is_only_taken_from_the_data_the_models_saw(small_archive, tmp
     assert r.returncode == 0, r.stderr  # a weights-only method needs no dataset at all
 
 
-def test_embeddings_computed_elsewhere_score_like_the_method(small_archive, tmp_path):
+def test_embeddings_computed_elsewhere_score_like_the_method(small_archive, tmp_path, opened):
     public_path = tmp_path / "public.h5"
     run_cli("leaderboard", "public", "--archive", small_archive, "--out", public_path)
     public = read_public(public_path)
@@ -211,7 +211,7 @@ def test_embeddings_computed_elsewhere_score_like_the_method(small_archive, tmp_
     assert res["method"] == "emb" and res["kind"] == "weights" and res["confined"] is False  # computed elsewhere
     assert "| 1 | emb (unconfined) | 1 |" in (tmp_path / "res" / "leaderboard.md").read_text()
     assert res["code"] == {"file": "emb.npz", "sha256": _sha256(tmp_path / "emb.npz")}
-    expected = evaluate(modelset.load(small_archive), "weight-stats")["scores"]
+    expected = evaluate(opened(small_archive), "weight-stats")["scores"]
     assert res["scores"].keys() == expected.keys()
     for k, v in expected.items():
         np.testing.assert_allclose(res["scores"][k]["values"], v, rtol=1e-6, atol=1e-9, err_msg=k)

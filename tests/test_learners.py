@@ -16,14 +16,14 @@ from metrics.views import ModelView, archive_view, probe_batch
 from modelset.archs import create_model, flatten, layout
 from modelset.errors import ModelsetError
 
-from .conftest import permute_hidden_units
+from .helpers import permute_hidden_units
 
 
 @pytest.fixture(scope="module")
 def views(small_archive):
-    ms = modelset.load(small_archive)
-    train = archive_view(ms, ms.split("retrieval")["train"], with_labels=True)
-    test = archive_view(ms, ms.split("retrieval")["query"], with_labels=False, inputs=probe_batch(ms))
+    with modelset.load(small_archive) as ms:
+        train = archive_view(ms, ms.split("retrieval")["train"], with_labels=True)
+        test = archive_view(ms, ms.split("retrieval")["query"], with_labels=False, inputs=probe_batch(ms))
     return train, test
 
 
@@ -60,13 +60,13 @@ def test_nfn_and_lps_refuse_an_architecture_they_cannot_represent_with_one_line(
 
 
 @pytest.mark.parametrize("name", ["lps", "nfn", "statnn"])
-def test_learned_methods_are_deterministic_per_seed(small_archive, name):
-    ms = modelset.load(small_archive)
+def test_learned_methods_are_deterministic_per_seed(small_archive, name, opened):
+    ms = opened(small_archive)
     assert evaluate(ms, name, seeds=[1])["scores"] == evaluate(ms, name, seeds=[1])["scores"]
 
 
-def test_learned_methods_recover_tasks_on_digits500(digits500):
-    ms = modelset.load(digits500)
+def test_learned_methods_recover_tasks_on_digits500(digits500, opened):
+    ms = opened(digits500)
     m = {
         name: np.mean(evaluate(ms, name, seeds=[0])["scores"]["retrieval.map"])
         for name in ["lps", "learned-probes", "lps-fixed", "nfn", "statnn", "raw-cosine"]
@@ -122,12 +122,12 @@ def _learners_benchmark():
     return module
 
 
-def test_the_ablation_builds_its_variants_from_constructor_arguments(small_archive):
+def test_the_ablation_builds_its_variants_from_constructor_arguments(small_archive, opened):
     learners = _learners_benchmark()
     for row, cls, options in learners.ABLATION:  # an unknown argument is a TypeError here
         method = learners.variant(cls, options)(seed=2)
         assert type(method) is cls and method.get_params() == {**cls(seed=2).get_params(), **options}, row
-    ms = modelset.load(small_archive)
+    ms = opened(small_archive)
     quick = learners.variant(load_method("learned-probes"), {"rank": 2, "epochs": 5})
     scores, seconds = learners.measure(ms, quick, [0])
     assert np.isfinite(scores["retrieval.map"]).all() and seconds > 0

@@ -5,17 +5,16 @@ import numpy as np
 import pytest
 import torch
 
-import modelset
 from metrics.evaluate import evaluate
 from metrics.lps import chained_gram
 from metrics.methods import BUILTIN
 from metrics.views import archive_view, probe_batch
 
-from .conftest import permute_hidden_units
+from .helpers import permute_hidden_units
 
 
-def test_lps_features_ignore_filter_order_raw_weights_do_not(small_archive):
-    ms = modelset.load(small_archive)
+def test_lps_features_ignore_filter_order_raw_weights_do_not(small_archive, opened):
+    ms = opened(small_archive)
     view = archive_view(ms, range(4), with_labels=False, inputs=probe_batch(ms))
     permuted = permute_hidden_units(view, np.random.default_rng(0))
     x = torch.from_numpy(view.probe)
@@ -29,15 +28,15 @@ def test_lps_features_ignore_filter_order_raw_weights_do_not(small_archive):
 
 
 @pytest.mark.parametrize("name", sorted(BUILTIN))
-def test_every_builtin_follows_the_contract(small_archive, name):
-    ms = modelset.load(small_archive)
+def test_every_builtin_follows_the_contract(small_archive, name, opened):
+    ms = opened(small_archive)
     r = evaluate(ms, name, seeds=[0, 1] if BUILTIN[name].learned else [0])
     assert set(r["scores"]) >= {"task_id.top1", "retrieval.map", "relation.spearman", "clustering.nmi"}
     assert all(np.isfinite(v).all() for v in r["scores"].values())
 
 
-def test_weights_alone_reveal_less_than_the_function(digits500):
-    ms = modelset.load(digits500)
+def test_weights_alone_reveal_less_than_the_function(digits500, opened):
+    ms = opened(digits500)
     m = {
         name: np.mean(evaluate(ms, name, seeds=[0])["scores"]["retrieval.map"])
         for name in ["raw-cosine", "gram", "lps", "output-agreement"]
@@ -47,15 +46,15 @@ def test_weights_alone_reveal_less_than_the_function(digits500):
     assert m["output-agreement"] > 0.9 > m["lps"]  # the functional reference stays ahead
 
 
-def test_learned_methods_are_seeded(small_archive):
-    ms = modelset.load(small_archive)
+def test_learned_methods_are_seeded(small_archive, opened):
+    ms = opened(small_archive)
     a = evaluate(ms, "lps", seeds=[3])["scores"]
     b = evaluate(ms, "lps", seeds=[3])["scores"]
     assert a == b
 
 
-def test_a_weights_only_view_has_no_probe_and_says_how_to_get_one(small_archive):
-    ms = modelset.load(small_archive)
+def test_a_weights_only_view_has_no_probe_and_says_how_to_get_one(small_archive, opened):
+    ms = opened(small_archive)
     view = archive_view(ms, range(4), with_labels=False)
     assert view.modules()  # the models can be rebuilt...
     with pytest.raises(AttributeError, match="--functional"):

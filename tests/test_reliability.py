@@ -1,7 +1,6 @@
 """Integrity checks against real corruption, and readers that stay safe while an archive is rebuilt."""
 
 import subprocess
-import sys
 import time
 
 import h5py
@@ -11,7 +10,7 @@ import modelset
 from modelset.schema import param_checksum
 from modelset.verify import verify
 
-from .conftest import SMALL, run_cli
+from .helpers import SMALL, build_command, run_cli
 
 
 def test_verify_detects_a_flipped_byte_on_disk(small_archive, tmp_path):
@@ -41,19 +40,7 @@ def test_open_readers_never_see_a_half_written_archive(small_archive, tmp_path):
     held = modelset.load(path)  # a notebook holding the archive open
     before = held.params().copy()
     old_hash = held.attrs["plan_hash"]
-    cmd = [
-        sys.executable,
-        "-m",
-        "modelset.cli",
-        "build",
-        "--preset",
-        "digits500",
-        "--out",
-        str(path),
-        "--no-progress",
-        "--jobs",
-        "1",
-    ] + [a for s in SMALL + ["lr=0.01"] for a in ("--set", s)]
+    cmd = build_command(path, SMALL + ["lr=0.01"])
     rebuild = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     reads = 0
     while rebuild.poll() is None or reads == 0:

@@ -49,15 +49,14 @@ def test_the_vector_width_keys_the_section(tmp_path, monkeypatch):
     assert "native" in text and "avx2" in text and len(results.sections(text)) == 2
 
 
-def test_a_benchmark_ending_in_sys_exit_is_recorded_by_its_status(tmp_path, monkeypatch):
-    """Benchmarks end with ``sys.exit(main())`` inside ``recorded``: exit 0 is a finished run, and
-    any other status leaves the file."""
+def test_a_benchmark_that_exits_with_success_is_recorded_and_a_failing_one_is_not(tmp_path, monkeypatch):
+    """Benchmarks end with ``sys.exit(main())`` inside ``recorded``: exit status 0 is a finished run."""
     monkeypatch.setattr(results, "RESULTS", tmp_path / "RESULTS.md")
-    with results.recorded("bench_a", []):
+    with pytest.raises(SystemExit) as e, results.recorded("bench_a", []):
         print("finished")
         sys.exit(0)
-    assert "finished" in (tmp_path / "RESULTS.md").read_text()
+    assert e.value.code == 0 and "finished" in (tmp_path / "RESULTS.md").read_text()
     with pytest.raises(SystemExit), results.recorded("bench_a", []):
         print("failed")
-        sys.exit(2)
+        sys.exit(1)
     assert "failed" not in (tmp_path / "RESULTS.md").read_text()

@@ -19,7 +19,7 @@ import pytest
 from metrics.outputs import OutputError, read_npz
 from metrics.sandbox import probe
 
-from .conftest import run_cli
+from .helpers import run_cli
 
 _why = probe()
 needs_sandbox = pytest.mark.skipif(_why is not None, reason=f"this machine cannot confine a method: {_why}")

@@ -17,7 +17,7 @@ from modelset.errors import ModelsetError
 from modelset.smallcnnzoo import export, import_zoo
 from modelset.verify import verify
 
-from .conftest import run_cli
+from .helpers import run_cli
 
 
 @pytest.fixture(scope="module")
@@ -28,10 +28,10 @@ def exported(sweep_archive, tmp_path_factory):
     return out
 
 
-def test_export_reads_as_nfns_loader_reads_it(sweep_archive, exported):
+def test_export_reads_as_nfns_loader_reads_it(sweep_archive, exported, opened):
     """nfn's ZooDataset, step by step: weights.npy in the split file's order, metrics.csv.gz, the
     final step's rows, kernels moved from TensorFlow's order by its transposes."""
-    ms = modelset.load(sweep_archive)
+    ms = opened(sweep_archive)
     data = np.load(exported / "weights.npy")
     order = pd.read_csv(exported / "digits_split.csv", header=None).values.flatten()
     metrics = pd.read_csv(exported / "metrics.csv.gz", compression="gzip").iloc[order]
@@ -72,13 +72,13 @@ def test_export_reads_as_nfns_loader_reads_it(sweep_archive, exported):
     assert plain.equals(pd.read_csv(exported / "metrics.csv.gz"))
 
 
-def test_round_trip_gives_back_the_models(sweep_archive, exported, tmp_path):
+def test_round_trip_gives_back_the_models(sweep_archive, exported, tmp_path, opened):
     out = tmp_path / "back.h5"
     r = run_cli("import", "small-cnn-zoo", exported, "--out", out)
     assert r.returncode == 0, r.stderr
     assert "ms.model(i) reproduces the stored accuracy" in r.stdout
     assert verify(out) == []
-    a, b = modelset.load(sweep_archive), modelset.load(out)
+    a, b = opened(sweep_archive), opened(out)
     assert a.params().tobytes() == b.params().tobytes()
     for e in a.checkpoint_epochs:
         assert a.params(epoch=e).tobytes() == b.params(epoch=e).tobytes()
@@ -99,14 +99,14 @@ def test_round_trip_gives_back_the_models(sweep_archive, exported, tmp_path):
     assert sums["weights.npy"] == hashlib.sha256((exported / "weights.npy").read_bytes()).hexdigest()
 
 
-def test_round_trip_of_an_archive_without_checkpoints(small_archive, tmp_path):
+def test_round_trip_of_an_archive_without_checkpoints(small_archive, tmp_path, opened):
     """One row per model, at its own last epoch: the import keeps final states only."""
-    ms = modelset.load(small_archive)
+    ms = opened(small_archive)
     export(ms, tmp_path / "zoo")
     assert pd.read_csv(tmp_path / "zoo" / "metrics.csv")["step"].tolist() == ms.models["epochs"].tolist()
     import_zoo(tmp_path / "zoo", tmp_path / "back.h5")
     assert verify(tmp_path / "back.h5") == []
-    back = modelset.load(tmp_path / "back.h5")
+    back = opened(tmp_path / "back.h5")
     assert back.checkpoint_epochs == [] and "checkpoints" not in back.h5
     assert back.params().tobytes() == ms.params().tobytes()
     pd.testing.assert_frame_equal(back.models, ms.models)
@@ -191,14 +191,14 @@ def _write_zoo(root, runs=5, incomplete=True):
     return x, labels, np.stack(rows), pd.DataFrame(meta)
 
 
-def test_import_of_the_zoos_files_runs_them_as_tensorflow_does(tmp_path):
+def test_import_of_the_zoos_files_runs_them_as_tensorflow_does(tmp_path, opened):
     x, labels, rows, meta = _write_zoo(tmp_path / "zoo")
     out = tmp_path / "zoo.h5"
     r = run_cli("import", "small-cnn-zoo", tmp_path / "zoo", "--out", out)
     assert r.returncode == 0, r.stderr
     assert "skipped 1 runs: checkpoints other than" in r.stdout and "averaged to grayscale" in r.stdout
     assert run_cli("verify", out).returncode == 0
-    ms = modelset.load(out)
+    ms = opened(out)
     m = ms.models
     assert len(m) == 5 and ms.checkpoint_epochs == STEPS and m["arch"].unique().tolist() == ["small_cnn_zoo_tf"]
     assert m["lr"].tolist() == [0.1, 0.01, 0.1, 0.01, 0.1] and set(m["init"]) == {"kaiming_normal"}

@@ -4,7 +4,6 @@ changes the weights and leaves the function unchanged."""
 import pytest
 import torch
 
-import modelset
 from modelset import symmetry
 from modelset.archs import create_model
 from modelset.errors import ModelsetError
@@ -31,8 +30,8 @@ def _assert_same_function(ms, i, net, other):
 
 
 @pytest.mark.parametrize("activation", ["relu", "tanh"])
-def test_permutation_keeps_every_function(sweep_archive, activation):
-    ms = modelset.load(sweep_archive)
+def test_permutation_keeps_every_function(sweep_archive, activation, opened):
+    ms = opened(sweep_archive)
     gen = torch.Generator().manual_seed(0)
     for i in ms.models.index[ms.models["activation"] == activation][:3]:
         net, other = _transformed(ms, i, lambda w, b: symmetry.random_permutation(w, b, gen))
@@ -40,8 +39,8 @@ def test_permutation_keeps_every_function(sweep_archive, activation):
 
 
 @pytest.mark.parametrize("activation", ["relu", "tanh"])
-def test_the_activations_own_symmetry_keeps_every_function(sweep_archive, activation):
-    ms = modelset.load(sweep_archive)
+def test_the_activations_own_symmetry_keeps_every_function(sweep_archive, activation, opened):
+    ms = opened(sweep_archive)
     gen = torch.Generator().manual_seed(1)
     for i in ms.models.index[ms.models["activation"] == activation][:3]:
         net, other = _transformed(
@@ -52,9 +51,9 @@ def test_the_activations_own_symmetry_keeps_every_function(sweep_archive, activa
         _assert_same_function(ms, i, net, other)
 
 
-def test_each_symmetry_is_only_the_activations_own(sweep_archive):
+def test_each_symmetry_is_only_the_activations_own(sweep_archive, opened):
     """Scaling breaks tanh, a sign flip breaks relu: the registry pairs each with its activation."""
-    ms = modelset.load(sweep_archive)
+    ms = opened(sweep_archive)
     gen = torch.Generator().manual_seed(2)
     m = ms.models
     for act, wrong in (("relu", "tanh"), ("tanh", "relu")):

@@ -14,11 +14,11 @@ from modelset.splits import VAL_RULE, val_models
 from modelset.weightspace import ChunkBatchSampler, WeightSpaceDataset
 
 
-def test_nfn_layout_is_what_nfn_reads(sweep_archive):
+def test_nfn_layout_is_what_nfn_reads(sweep_archive, opened):
     from nfn.common import WeightSpaceFeatures, network_spec_from_wsfeat
     from nfn.layers import HNPLinear, HNPPool
 
-    ms = modelset.load(sweep_archive)
+    ms = opened(sweep_archive)
     ds = WeightSpaceDataset(ms, "task_id", "test", "test_acc", layout="nfn")
     (weights, biases), y = next(iter(DataLoader(ds, batch_size=4)))
     assert [tuple(w.shape) for w in weights] == [
@@ -41,8 +41,8 @@ def test_nfn_layout_is_what_nfn_reads(sweep_archive):
     assert out.shape[0] == 4 and torch.isfinite(out).all()
 
 
-def test_flat_layout_is_the_archive_rows_at_any_stored_epoch(sweep_archive):
-    ms = modelset.load(sweep_archive)
+def test_flat_layout_is_the_archive_rows_at_any_stored_epoch(sweep_archive, opened):
+    ms = opened(sweep_archive)
     for epoch in (None, 1):
         ds = WeightSpaceDataset(ms, "task_id", "train", None, epoch=epoch, layout="flat")
         rows = torch.cat(list(ds.loader(batch_size=5))).numpy()
@@ -52,8 +52,8 @@ def test_flat_layout_is_the_archive_rows_at_any_stored_epoch(sweep_archive):
         WeightSpaceDataset(ms, epoch=2)
 
 
-def test_parts_are_the_stored_split_and_val_follows_the_stored_rule(sweep_archive):
-    ms = modelset.load(sweep_archive)
+def test_parts_are_the_stored_split_and_val_follows_the_stored_rule(sweep_archive, opened):
+    ms = opened(sweep_archive)
     assert {k: ms.h5["splits"].attrs[k] for k in VAL_RULE} == VAL_RULE  # written at build time
     split = ms.split("task_id")
     train, val, test = (WeightSpaceDataset(ms, "task_id", p).ids for p in ("train", "val", "test"))
@@ -73,8 +73,8 @@ def test_parts_are_the_stored_split_and_val_follows_the_stored_rule(sweep_archiv
         WeightSpaceDataset(ms, "task_id", "query")
 
 
-def test_targets_are_the_protocols(sweep_archive):
-    ms = modelset.load(sweep_archive)
+def test_targets_are_the_protocols(sweep_archive, opened):
+    ms = opened(sweep_archive)
     ids = WeightSpaceDataset(ms, "task_id", "test").ids
     expected = {
         **PROTOCOLS["accuracy"].targets(ms, ids),
@@ -99,8 +99,8 @@ def test_targets_are_the_protocols(sweep_archive):
         WeightSpaceDataset(ms, "task_id", "test", "accuracy")
 
 
-def test_stats_are_the_training_parts_per_tensor(sweep_archive):
-    ms = modelset.load(sweep_archive)
+def test_stats_are_the_training_parts_per_tensor(sweep_archive, opened):
+    ms = opened(sweep_archive)
     test = WeightSpaceDataset(ms, "task_id", "test")
     train_ids = WeightSpaceDataset(ms, "task_id", "train").ids
     rows = ms.params(train_ids).astype(np.float64)
@@ -111,8 +111,8 @@ def test_stats_are_the_training_parts_per_tensor(sweep_archive):
         np.testing.assert_allclose([s["mean"], s["std"]], [block.mean(), block.std()], rtol=1e-9, atol=1e-12)
 
 
-def test_batches_read_whole_chunks_never_one_model_at_a_time(sweep_archive, monkeypatch):
-    ms = modelset.load(sweep_archive)
+def test_batches_read_whole_chunks_never_one_model_at_a_time(sweep_archive, monkeypatch, opened):
+    ms = opened(sweep_archive)
     ds = WeightSpaceDataset(ms, "epoch", "train", "epoch", layout="nfn")
     chunk = ms.h5["architectures/small_cnn/checkpoints"].chunks[0]
     reads, calls = [], []

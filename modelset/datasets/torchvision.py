@@ -15,9 +15,9 @@ CIFAR batch is a pickle, so the check also keeps an unknown pickle from ever bei
 family has published sums only for the compressed downloads (torchvision checks those when it
 downloads), and they depend on the gzip header (the file name it records), not only the images: a
 distribution's re-compressed copy of the same files differs. IDX files are therefore checked for
-their format and shape (``modelset.idx``), gzipped or not. There is no switch that turns the
+their format and shape (``modelset.datasets.idx``), gzipped or not. There is no switch that turns the
 check off: a test suite that writes small files in these formats substitutes the sums of its own
-files for ``published_md5`` (the ``trust`` fixture in tests/conftest.py), so the check itself runs in tests too.
+files for ``published_md5`` (the ``trust`` fixture of the tests), so the check itself runs in tests too.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .datasets import Dataset, register_file_dataset
-from .errors import ModelsetError
+from ..errors import ModelsetError
+from .base import Dataset, register_file_dataset
 from .idx import read_idx
 
 DIGITS = tuple(str(i) for i in range(10))
@@ -67,6 +67,7 @@ class TorchvisionSource:
     superclass_names: tuple[str, ...] = ()
     # The files may sit directly in DIR and be gzipped (FILE or FILE.gz): the MNIST family as distributed.
     as_distributed: bool = False
+    from_files = True  # read from a data directory (``base.resolve_root``)
 
     @property
     def layout(self) -> str:

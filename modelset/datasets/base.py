@@ -1,23 +1,18 @@
-"""Base datasets: images, labels and one fixed train/test split per dataset.
-
-A dataset source is registered by name; a task (see ``tasks``) selects classes from it.
-The default, scikit-learn's digits, ships inside the package so that it works offline. The
-torchvision datasets (MNIST, Fashion-MNIST, KMNIST, CIFAR-10, CIFAR-100, SVHN; see
-``torchvision_sources``) are read from files in a data directory: ``load_dataset(name, root)``,
-else the directory named by the ``MODELSET_DATA`` environment variable.
-"""
+"""A base dataset (images, labels, one fixed train/test split), the registry of datasets by name,
+and where a dataset's files are read from (``resolve_root``)."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
-from importlib import resources
 
 import numpy as np
 
-from .errors import ModelsetError
+from ..errors import ModelsetError
+from ..registry import Registry
 
 
 @dataclass(frozen=True, eq=False)
@@ -54,38 +49,54 @@ class Dataset:
 # The environment variable naming the data directory of file-based datasets (``--data-root``).
 DATA_ENV = "MODELSET_DATA"
 
-_SOURCES = {}  # name -> function() -> Dataset: datasets that ship with modelset
-_FILE_SOURCES = {}  # name -> object with .title, .load(root) and .download(root): read from files
+
+@dataclass(frozen=True, eq=False)
+class Packaged:
+    """A dataset that ships with modelset (or is made in memory): it has no data directory."""
+
+    name: str
+    make: Callable[[], Dataset]
+    from_files = False
+
+    def load(self, root=None) -> Dataset:
+        return _load_packaged(self)
+
+    def download(self, root) -> None:
+        pass
+
+
+# Every dataset by name: ``Packaged`` ones, and file-based ones (``torchvision.TorchvisionSource``:
+# ``from_files``, ``load(root)``, ``download(root)``, ``accepted`` and ``torchvision_class``).
+DATASETS: Registry = Registry("dataset")
 
 
 def register_dataset(name):
+    """Register ``fn() -> Dataset`` as the packaged dataset ``name``."""
+
     def deco(fn):
-        _SOURCES[name] = fn
+        DATASETS.add(Packaged(name, fn))
         return fn
 
     return deco
 
 
 def register_file_dataset(source):
-    """Register a dataset read from files under a data directory (see ``torchvision_sources``)."""
-    _FILE_SOURCES[source.name] = source
-    return source
+    """Register a dataset read from files under a data directory (see ``torchvision``)."""
+    return DATASETS.add(source)
 
 
 def list_datasets() -> list[str]:
-    return sorted({*_SOURCES, *_FILE_SOURCES})
+    return sorted(DATASETS)
 
 
 def resolve_root(name: str, root=None) -> str | None:
     """The data directory for dataset ``name``: ``root`` if given, else $MODELSET_DATA, as an
     absolute path; None for a dataset that ships with modelset (it has no directory)."""
-    if name in _SOURCES:
+    src = DATASETS.lookup(name)
+    if not src.from_files:
         return None
-    if name not in _FILE_SOURCES:
-        raise ModelsetError(f"unknown dataset {name!r}; available: {', '.join(list_datasets())}")
     root = root or os.environ.get(DATA_ENV)
     if not root:
-        src = _FILE_SOURCES[name]
         raise ModelsetError(
             f"dataset {name!r} is read from files and no data directory is set: give --data-root DIR "
             f"(or set {DATA_ENV}=DIR), with {src.accepted}; on a connected machine, --download "
@@ -94,8 +105,7 @@ def resolve_root(name: str, root=None) -> str | None:
     root = os.path.abspath(os.fspath(root))
     if os.path.exists(root) and not os.path.isdir(root):
         raise ModelsetError(
-            f"data directory {root!r} of dataset {name!r} is a file; give the directory that holds "
-            f"{_FILE_SOURCES[name].accepted}"
+            f"data directory {root!r} of dataset {name!r} is a file; give the directory that holds {src.accepted}"
         )
     return root
 
@@ -108,7 +118,7 @@ def load_dataset(name: str, root=None) -> Dataset:
     and how to obtain the files; nothing is written.
     """
     root = resolve_root(name, root)
-    return _load_builtin(name) if root is None else _FILE_SOURCES[name].load(root)
+    return DATASETS[name].load(root)
 
 
 def download_dataset(name: str, root=None) -> str | None:
@@ -116,37 +126,10 @@ def download_dataset(name: str, root=None) -> str | None:
     are missing; returns the directory, or None for a dataset that ships with modelset."""
     root = resolve_root(name, root)
     if root is not None:
-        _FILE_SOURCES[name].download(root)
+        DATASETS[name].download(root)
     return root
 
 
 @lru_cache(maxsize=4)
-def _load_builtin(name: str) -> Dataset:
-    return _SOURCES[name]()
-
-
-@register_dataset("digits")
-def _digits() -> Dataset:
-    """scikit-learn's digits (UCI, 1,797 8x8 images, values 0..16).
-
-    The split was drawn once with ``train_test_split(test_size=0.25, stratify=labels,
-    random_state=0)`` and is stored in the file, so it can never drift with a library version.
-    """
-    with resources.files("modelset.data").joinpath("digits.npz").open("rb") as fh:
-        z = np.load(fh)
-        images, labels, test = z["images"], z["labels"], z["test"]
-    x = images.astype(np.float32)[:, None]
-    # Zero-mean inputs: with raw 0..16 (or 0..1) pixels the small CNN trains markedly slower and
-    # a few models per 500 stall below 85 %.
-    mean, std = x[~test].mean(), x[~test].std()
-    return Dataset(
-        name="digits",
-        images=(x - mean) / std,
-        labels=labels.astype(np.int64),
-        test=test.astype(bool),
-        class_names=tuple(str(i) for i in range(10)),
-        normalization=f"(pixel - {mean:.6g}) / {std:.6g}: mean and std of the train split's 0..16 pixels",
-    )
-
-
-from . import torchvision_sources  # noqa: E402,F401  (registers the file-based datasets)
+def _load_packaged(src: Packaged) -> Dataset:
+    return src.make()

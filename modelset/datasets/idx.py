@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ModelsetError
+from ..errors import ModelsetError
 
 UBYTE = 0x08
 GZIP_MAGIC = b"\x1f\x8b"
