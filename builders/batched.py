@@ -42,7 +42,7 @@ aten = torch.ops.aten
 
 # Recipe keys that must be equal for models to share one pass; lr, momentum and weight decay
 # are per model, and init only matters at init time.
-_PASS_KEYS = ("epochs", "batch_size", "optimizer", "activation")
+PASS_KEYS = ("epochs", "batch_size", "optimizer", "activation")
 
 
 def train_batched(unit: list[PlanEntry], device="cpu", data_root=None) -> list[ModelResult]:
@@ -50,7 +50,7 @@ def train_batched(unit: list[PlanEntry], device="cpu", data_root=None) -> list[M
     passes: dict[tuple, list[int]] = {}
     for i, e in enumerate(unit):
         passes.setdefault(
-            (e.arch, e.family, e.family_options, e.checkpoints, *(e.hparams[k] for k in _PASS_KEYS)), []
+            (e.arch, e.family, e.family_options, e.checkpoints, *(e.hparams[k] for k in PASS_KEYS)), []
         ).append(i)
     results: list[ModelResult | None] = [None] * len(unit)
     for idx in passes.values():

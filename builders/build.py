@@ -8,6 +8,7 @@ on --jobs, the executor or interruptions.
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import sys
@@ -24,7 +25,7 @@ from modelset.datasets import download_dataset, load_dataset, resolve_root
 from modelset.errors import ModelsetError
 from modelset.families import FAMILIES
 from modelset.preset import Preset
-from modelset.protocols import make_splits
+from modelset.protocols import SAMPLE_BINS, make_splits
 from modelset.schema import CHECKPOINT_EPOCHS, CURVES, FORMAT_VERSION, METRICS, model_columns, param_checksum
 from modelset.writer import ArchiveWriter
 
@@ -244,6 +245,8 @@ def merge(plan: Plan, units, shards: Path, out: Path, data_root=None) -> None:
         "plan_hash": plan.hash,
         "n_models": len(entries),
     }
+    if preset.sample_bins:  # the bins the hparams protocol scores sampled numbers by
+        attrs[SAMPLE_BINS] = json.dumps(preset.sample_bins, sort_keys=True)
     epochs_kept = preset.checkpoints
     if epochs_kept:  # only then: an archive without checkpoints is what it was before they existed
         attrs[CHECKPOINT_EPOCHS] = np.asarray(epochs_kept, dtype=np.int64)
@@ -312,7 +315,7 @@ def merge(plan: Plan, units, shards: Path, out: Path, data_root=None) -> None:
                     }
                 )
                 rows[arch] += 1
-        models = pd.DataFrame.from_records(records, columns=model_columns(entries[0].hparams))
+        models = pd.DataFrame.from_records(records, columns=model_columns(preset.recipe_keys))
         zoo = w.write_tables(models, curves, checkpoint_rows if k else [])
         w.write_splits(make_splits(zoo, preset["splits"], preset["seed"]))
 

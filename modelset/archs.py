@@ -38,6 +38,17 @@ INITS = {
     "xavier_normal": nn.init.xavier_normal_,
     "xavier_uniform": nn.init.xavier_uniform_,
     "orthogonal": nn.init.orthogonal_,
+    # The Small CNN Zoo's inits: zero mean, std ``init_std`` (the preset's train.init_std).
+    "normal": None,
+    "truncated_normal": None,
+    "uniform": None,
+}
+# (weight, std): the truncated normal is cut at two standard deviations (of the untruncated
+# normal), as TensorFlow's TruncatedNormal; the uniform spans +-sqrt(3)*std.
+STD_INITS = {
+    "normal": lambda w, std: nn.init.normal_(w, 0.0, std),
+    "truncated_normal": lambda w, std: nn.init.trunc_normal_(w, 0.0, std, -2 * std, 2 * std),
+    "uniform": lambda w, std: nn.init.uniform_(w, -(3**0.5) * std, 3**0.5 * std),
 }
 
 
@@ -76,9 +87,18 @@ def arch_spec(name: str) -> ArchSpec:
 
 
 def create_model(
-    name, *, in_channels, n_classes, activation="relu", init="default", family="dense", family_options=None
+    name,
+    *,
+    in_channels,
+    n_classes,
+    activation="relu",
+    init="default",
+    family="dense",
+    family_options=None,
+    init_std=0.0,
 ):
-    """A fresh model; ``family`` picks the parameterization of its layers (modelset.families)."""
+    """A fresh model; ``family`` picks the parameterization of its layers (modelset.families);
+    ``init_std`` is the scale of the std-scaled inits (STD_INITS)."""
     spec = arch_spec(name)
     if activation not in ACTIVATIONS:
         raise ModelsetError(f"unknown activation {activation!r}; available: {', '.join(ACTIVATIONS)}")
@@ -95,10 +115,12 @@ def create_model(
     if len(spec.families) > 1:  # the builder takes the family (dense included)
         kw = {"family": family, "family_options": {**fam.options, **(family_options or {})}}
     model = spec.builder(in_channels=in_channels, n_classes=n_classes, activation=activation, **kw)
-    if INITS[init] is not None:
+    if init in STD_INITS and not init_std > 0:
+        raise ModelsetError(f"init {init!r} needs init_std > 0, got {init_std!r}")
+    if INITS[init] is not None or init in STD_INITS:
         for m in model.modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)):
-                INITS[init](m.weight)
+                STD_INITS[init](m.weight, init_std) if init in STD_INITS else INITS[init](m.weight)
     return model
 
 

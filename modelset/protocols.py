@@ -12,6 +12,7 @@ What the public file holds for a split: the training rows' weights with their ta
 
 from __future__ import annotations
 
+import json
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -79,10 +80,32 @@ EPOCH = Split(
 SPLITS = {s.name: s for s in (TASK_ID, RETRIEVAL, CROSS_FAMILY, EPOCH)}  # in drawing order
 
 
+# Root attribute: JSON {key: bin edges} of the sampled numeric hyper-parameters, which the hparams
+# protocol predicts as the bin a model's value falls in (written by the build from the preset).
+SAMPLE_BINS = "sample_bins"
+
+
 def grid_factors(ms) -> list[str]:
-    """The training hyper-parameters the zoo's preset sweeps ([grid] keys of [train])."""
+    """The training hyper-parameters the zoo's preset sweeps ([grid] and [sample] keys of [train])
+    that vary between its models."""
     preset = tomllib.loads(ms.attrs["preset"])
-    return [k for k in preset.get("grid", {}) if k in preset.get("train", {}) and ms.models[k].nunique() > 1]
+    swept = [*preset.get("grid", {}), *preset.get("sample", {})]
+    return [k for k in swept if k in preset.get("train", {}) and ms.models[k].nunique() > 1]
+
+
+def sample_bins(ms) -> dict[str, list[float]]:
+    """{key: bin edges} of the zoo's sampled numeric hyper-parameters, as its archive states them."""
+    text = ms.attrs.get(SAMPLE_BINS)
+    return json.loads(text) if text else {}
+
+
+def factor_codes(ms, column: str, ids) -> np.ndarray:
+    """Class codes of a swept hyper-parameter: its bin for a sampled number, else its value's code."""
+    edges = sample_bins(ms).get(column)
+    if edges is None:
+        return codes(ms, column, ids)
+    values = ms.models[column].loc[ids].to_numpy(np.float64)
+    return np.digitize(values, edges[1:-1]).astype(np.int64)  # bin i: edges[i] <= value < edges[i + 1]
 
 
 def codes(ms, column: str, ids) -> np.ndarray:
@@ -101,7 +124,7 @@ def _gap(ms, ids) -> dict:
 
 
 def _hparams(ms, ids) -> dict:
-    return {f"hparam.{k}": codes(ms, k, ids) for k in grid_factors(ms)}
+    return {f"hparam.{k}": factor_codes(ms, k, ids) for k in grid_factors(ms)}
 
 
 def _family(ms, ids) -> dict:
