@@ -124,9 +124,20 @@ def create_model(
     return model
 
 
+def dropout_mask(shape, p: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Inverted dropout's multiplier: each unit kept with probability 1 - p and scaled by 1 / (1 - p),
+    drawn from ``generator`` (both training engines draw masks through this one function)."""
+    return (torch.rand(shape, generator=generator) >= p).float() * (1.0 / (1.0 - p))
+
+
 class SmallCNN(nn.Module):
     """3x3 convs padded by 1, with biases and all of one stride, an activation after each, global
-    average pooling, linear head."""
+    average pooling, linear head. With ``dropout`` > 0, dropout follows every conv layer's
+    activation in training mode, its masks drawn from ``dropout_generator`` (torch's global
+    generator when None); the training loops set both from the recipe. Neither is a parameter."""
+
+    dropout: float = 0.0
+    dropout_generator: torch.Generator | None = None
 
     def __init__(
         self,
@@ -163,6 +174,8 @@ class SmallCNN(nn.Module):
         act = ACTIVATIONS[self.activation]
         for conv in self.convs:
             x = act(conv(x))
+            if self.training and self.dropout:
+                x = x * dropout_mask(x.shape, self.dropout, self.dropout_generator).to(x.device)
         return self.head(x.mean(dim=(2, 3)))
 
 

@@ -23,7 +23,7 @@ from .datasets import list_datasets
 from .errors import ModelsetError
 from .families import FAMILIES
 
-OPTIMIZERS = ("adam", "adamw", "sgd")
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 ENGINES = ("batched", "reference")  # builders.batched / builders.train
 
 # Every valid key with its type and a check; the defaults fill what a preset file omits.
@@ -319,9 +319,9 @@ def _check_init_std(d: dict) -> None:
     inits = {d["train"]["init"], *d["grid"].get("init", [])}
     if "init" in d["sample"] and "choice" in d["sample"]["init"]:
         inits |= set(d["sample"]["init"]["choice"])
-    stds = [d["train"]["init_std"], *d["grid"].get("init_std", [])]
+    stds = d["grid"].get("init_std") or [d["train"]["init_std"]]  # what models can draw
     if "init_std" in d["sample"]:
-        stds += list(next(iter(d["sample"]["init_std"].values())))
+        stds = list(next(iter(d["sample"]["init_std"].values())))
     needs = sorted(i for i in inits if i in _STD_INITS)
     _check(
         not needs or all(_is_num(s) and s > 0 for s in stds),
