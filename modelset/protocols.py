@@ -144,20 +144,39 @@ class Protocol:
     board: str  # the board's table: "relations" (task relations) or "properties"
     targets: Callable | None = None  # (ms, row ids) -> {target: values}, the properties it predicts
     applies: Callable = field(default=lambda ms: True)  # beyond its split being stored
-    required: bool = False  # every archive has it: a result without it is not a result
+    # Every zoo of at least ``min_tasks`` tasks has it: a result on such a zoo without it is not a result.
+    required: bool = False
     classifies: bool = False  # scored by the method's own task classifier (predict_scores) when it has one
+    min_tasks: int = 1  # fewer tasks than this, and the protocol does not apply (task relations need two)
 
 
 PROTOCOLS = {
     p.name: p
     for p in (
-        Protocol("task_id", TASK_ID, "TaskIdEvaluator", ("top1", "top5"), "relations", required=True, classifies=True),
         Protocol(
-            "retrieval", RETRIEVAL, "RetrievalEvaluator", ("map", "cmc1", "cmc5", "cmc10"), "relations", required=True
+            "task_id",
+            TASK_ID,
+            "TaskIdEvaluator",
+            ("top1", "top5"),
+            "relations",
+            required=True,
+            classifies=True,
+            min_tasks=2,
         ),
-        Protocol("relation", RETRIEVAL, "RelationEvaluator", ("spearman", "ndcg10"), "relations", required=True),
-        Protocol("clustering", RETRIEVAL, "ClusteringEvaluator", ("nmi",), "relations", required=True),
-        Protocol("cross_family", CROSS_FAMILY, "RetrievalEvaluator", ("map", "cmc1"), "relations"),
+        Protocol(
+            "retrieval",
+            RETRIEVAL,
+            "RetrievalEvaluator",
+            ("map", "cmc1", "cmc5", "cmc10"),
+            "relations",
+            required=True,
+            min_tasks=2,
+        ),
+        Protocol(
+            "relation", RETRIEVAL, "RelationEvaluator", ("spearman", "ndcg10"), "relations", required=True, min_tasks=2
+        ),
+        Protocol("clustering", RETRIEVAL, "ClusteringEvaluator", ("nmi",), "relations", required=True, min_tasks=2),
+        Protocol("cross_family", CROSS_FAMILY, "RetrievalEvaluator", ("map", "cmc1"), "relations", min_tasks=2),
         Protocol("accuracy", TASK_ID, "RegressionEvaluator", ("kendall", "r2"), "properties", _accuracy, required=True),
         Protocol("gap", TASK_ID, "RegressionEvaluator", ("kendall",), "properties", _gap, required=True),
         Protocol(
@@ -183,7 +202,26 @@ PROTOCOLS = {
 }
 
 HEADLINE = [f"{p.name}.{m}" for p in PROTOCOLS.values() for m in p.headline]
-REQUIRED = [f"{p.name}.{m}" for p in PROTOCOLS.values() if p.required for m in p.headline]
+
+
+def required(n_tasks: int) -> list[str]:
+    """The headline metrics every result on a zoo of ``n_tasks`` tasks must hold: which protocols
+    are required is a property of the zoo (a zoo of one task has no task relations to score)."""
+    return [f"{p.name}.{m}" for p in PROTOCOLS.values() if p.required and n_tasks >= p.min_tasks for m in p.headline]
+
+
+def skipped(n_tasks: int) -> dict[str, str]:
+    """{protocol: why it is not scored} of the required protocols a zoo of ``n_tasks`` tasks skips."""
+    return {
+        p.name: f"needs {p.min_tasks} or more tasks; the zoo holds {n_tasks}"
+        for p in PROTOCOLS.values()
+        if p.required and n_tasks < p.min_tasks
+    }
+
+
+def required_splits(n_tasks: int) -> list[str]:
+    """The splits every archive of a zoo of ``n_tasks`` tasks stores: those its required protocols read."""
+    return list(dict.fromkeys(p.split.name for p in PROTOCOLS.values() if p.required and n_tasks >= p.min_tasks))
 
 
 def make_splits(zoo: Zoo, fractions: dict, seed: int) -> dict:
@@ -201,10 +239,14 @@ def applicable(ms, splits_only=None) -> list[Protocol]:
     """The protocols an opened archive supports (its split is stored and it applies), optionally only
     those on the splits named in ``splits_only``."""
     stored = set(ms.h5["splits"]) if "splits" in ms.h5 else set()
+    n_tasks = len(ms.tasks)
     return [
         p
         for p in PROTOCOLS.values()
-        if p.split.name in stored and p.applies(ms) and (splits_only is None or p.split.name in splits_only)
+        if p.split.name in stored
+        and n_tasks >= p.min_tasks
+        and p.applies(ms)
+        and (splits_only is None or p.split.name in splits_only)
     ]
 
 
