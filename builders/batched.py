@@ -338,14 +338,19 @@ class _Dropout:
         self.device, self.counts = device, np.zeros(len(entries), np.int64)
 
     def masks(self, h):
-        """(B, M*C, H, W) multipliers of an activation laid out as the grouped convolutions' output."""
+        """(B, M*C, H, W) multipliers of an activation laid out as the grouped convolutions' output
+        (channels last: memory (B, H, W, M, C), which is how each model's mask is drawn)."""
         B, MC, H, W = h.shape
         M = len(self.p)
-        mask = torch.ones(B, M, MC // M, H, W)
+        mask = (
+            torch.ones(B, H, W, M, MC // M)
+            if (self.counts < B).any() or not all(self.p)
+            else torch.empty(B, H, W, M, MC // M)
+        )
         for m, (p, gen, count) in enumerate(zip(self.p, self.gens, self.counts)):
             if p and count:
-                mask[:count, m] = dropout_mask((int(count), MC // M, H, W), p, gen)
-        return mask.view(B, MC, H, W).to(self.device).contiguous(memory_format=torch.channels_last)
+                mask[:count, :, :, m] = dropout_mask((int(count), MC // M, H, W), p, gen).permute(0, 2, 3, 1)
+        return mask.view(B, H, W, MC).permute(0, 3, 1, 2).to(self.device)
 
 
 _ACT = {"relu": torch.relu, "gelu": F.gelu, "tanh": torch.tanh, "silu": F.silu}

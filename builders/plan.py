@@ -167,10 +167,12 @@ def make_plan(preset: Preset, device: str = "cpu", data_root=None) -> Plan:
 
 
 def work_units(plan: Plan) -> list[list[PlanEntry]]:
-    """Consecutive runs of ``unit_size`` entries of one architecture: fixed by the plan alone."""
+    """Consecutive runs of ``unit_size`` entries of one architecture (with sampled keys, of one
+    pass group: ``_pass_group``): fixed by the plan alone."""
     size = plan.preset["unit_size"]
+    key = _pass_group if plan.preset["sample"] else (lambda e: e.arch)
     units = []
-    for _, group in itertools.groupby(plan.entries, key=lambda e: e.arch):
+    for _, group in itertools.groupby(plan.entries, key=key):
         group = list(group)
         units += [group[i : i + size] for i in range(0, len(group), size)]
     return units
@@ -180,14 +182,18 @@ def _group_for_passes(entries: list[PlanEntry]) -> list[PlanEntry]:
     """Entries grouped (in plan order within a group, groups by first appearance) by what one
     batched pass shares and by train fraction, renumbered: with sampled keys, consecutive units
     then train in one pass of equal-sized training sets, not several small ones padded to the largest."""
-    from .batched import PASS_KEYS
-
     groups: dict[tuple, list[PlanEntry]] = {}
     for e in entries:
-        hp = e.hparams
-        key = (e.arch, e.family, e.engine, *(str(hp.get(k)) for k in (*PASS_KEYS, "train_fraction")))
-        groups.setdefault(key, []).append(e)
+        groups.setdefault(_pass_group(e), []).append(e)
     return [replace(e, id=i) for i, e in enumerate(e for g in groups.values() for e in g)]
+
+
+def _pass_group(e: PlanEntry) -> tuple:
+    """What models must share to train in one batched pass of equal-sized training sets."""
+    from .batched import PASS_KEYS
+
+    hp = e.hparams
+    return (e.arch, e.family, e.engine, *(str(hp.get(k)) for k in (*PASS_KEYS, "train_fraction")))
 
 
 def _hash(entries: list[PlanEntry], device: str) -> str:

@@ -101,9 +101,9 @@ def model_data(entry: PlanEntry, data_root=None) -> tuple[torch.Tensor, ...]:
     return xtr, ytr, xte, yte
 
 
-def dropout_generator(entry: PlanEntry) -> torch.Generator:
+def dropout_generator(entry: PlanEntry) -> np.random.Generator:
     """Where a model's dropout masks come from: a generator of its own, apart from the data order."""
-    return torch.Generator().manual_seed(derive_seed(entry.data_seed, "dropout"))
+    return np.random.default_rng(derive_seed(entry.data_seed, "dropout"))
 
 
 def init_model(entry: PlanEntry, data_root=None):
