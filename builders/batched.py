@@ -30,19 +30,19 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, vmap
 
-from modelset.archs import SmallCNN
+from modelset.archs import SmallCNN, dropout_mask
 from modelset.errors import ModelsetError
 from modelset.families import FAMILIES, effective_weights, mean_groups
 from modelset.schema import CURVES
 
 from .plan import PlanEntry
-from .train import CheckpointRecorder, ModelResult, init_model, result_of, task_tensors
+from .train import CheckpointRecorder, ModelResult, dropout_generator, init_model, model_data, result_of
 
 aten = torch.ops.aten
 
 # Recipe keys that must be equal for models to share one pass; lr, momentum and weight decay
 # are per model, and init only matters at init time.
-_PASS_KEYS = ("epochs", "batch_size", "optimizer", "activation")
+PASS_KEYS = ("epochs", "batch_size", "optimizer", "activation")
 
 
 def train_batched(unit: list[PlanEntry], device="cpu", data_root=None) -> list[ModelResult]:
@@ -50,7 +50,7 @@ def train_batched(unit: list[PlanEntry], device="cpu", data_root=None) -> list[M
     passes: dict[tuple, list[int]] = {}
     for i, e in enumerate(unit):
         passes.setdefault(
-            (e.arch, e.family, e.family_options, e.checkpoints, *(e.hparams[k] for k in _PASS_KEYS)), []
+            (e.arch, e.family, e.family_options, e.checkpoints, *(e.hparams[k] for k in PASS_KEYS)), []
         ).append(i)
     results: list[ModelResult | None] = [None] * len(unit)
     for idx in passes.values():
@@ -63,7 +63,7 @@ class _Data:
     """Each model's task data, padded to the largest task of the pass, on the device."""
 
     def __init__(self, entries, device, data_root=None):
-        tensors = [task_tensors(e.dataset, e.classes, e.transform, data_root)[0] for e in entries]
+        tensors = [model_data(e, data_root) for e in entries]
         self.n_train = [len(t[1]) for t in tensors]
         self.n_test = [len(t[3]) for t in tensors]
         self.train = self._stack([t[0] for t in tensors], [t[1] for t in tensors], device)
@@ -129,7 +129,7 @@ class _Flat:
 
 
 class _Optimizer:
-    """torch.optim's single-tensor Adam, AdamW and SGD arithmetic, elementwise over all models,
+    """torch.optim's single-tensor Adam, AdamW, SGD and RMSprop arithmetic, elementwise over all models,
     with each model's own lr, momentum, weight decay and step count; models not in this step
     (``active`` false) keep parameters and state unchanged."""
 
@@ -140,7 +140,7 @@ class _Optimizer:
         self.momentum = np.array([h["momentum"] for h in hps], np.float64)
         self.steps = np.zeros(flat.M, np.int64)
         z = torch.zeros_like(flat.data)
-        self.state = [z.clone(), z.clone()]  # Adam: exp_avg, exp_avg_sq; SGD: momentum buffer
+        self.state = [z.clone(), z.clone()]  # Adam: exp_avg, exp_avg_sq; SGD: momentum buffer; RMSprop: square_avg
 
     def _per_elem(self, values):
         """One value per model, spread over that model's elements; a Python float when all
@@ -161,6 +161,8 @@ class _Optimizer:
         self.steps += active
         if self.kind == "sgd":
             self._sgd(p, g)
+        elif self.kind == "rmsprop":
+            self._rmsprop(p, g)
         else:
             self._adam(p, g)
         if not active.all():
@@ -185,6 +187,19 @@ class _Optimizer:
             p.addcdiv_(exp_avg, denom, value=step_size)
         else:  # addcdiv computes self + (value * t1) / t2: the same rounding
             p.addcdiv_(exp_avg * step_size, denom)
+
+    def _rmsprop(self, p, g):
+        alpha, eps = 0.99, 1e-8  # torch.optim.RMSprop's defaults, as the reference loop uses them
+        if self.wd.any():
+            g = self._axpy(g, p, self.wd)
+        square_avg = self.state[0]
+        square_avg.mul_(alpha).addcmul_(g, g, value=1 - alpha)
+        avg = square_avg.sqrt().add_(eps)
+        lr = self._per_elem(-self.lr)
+        if isinstance(lr, float):
+            p.addcdiv_(g, avg, value=lr)
+        else:  # addcdiv computes self + (value * t1) / t2: the same rounding
+            p.addcdiv_(g * lr, avg)
 
     def _axpy(self, y, x, a):
         """y + a * x, a per model; a shared value takes torch.optim's own (fused) kernel."""
@@ -235,6 +250,7 @@ class _GroupedCNN:
             assert w.shape[-2:] == (3, 3) and conv.padding in (1, (1, 1))
             s = conv.stride
             self.strides.append([s, s] if isinstance(s, int) else list(s))
+        self.dropout: _Dropout | None = None  # set by the pass when a model of it has dropout
         # A family without parameters of its own trains its effective weights directly: no graph.
         self.dense = not own_params
         assert not self.dense or all(e is p for e, p in zip(effective, params))
@@ -260,7 +276,7 @@ class _GroupedCNN:
         effective, leaves = self._weights(grad=keep)
         weights = [t.detach() for t in effective]
         h = x.permute(1, 0, 2, 3, 4).reshape(B, M * C, H, W).contiguous(memory_format=torch.channels_last)
-        saved = [h]
+        saved, dropped = [h], ([], [])  # dropped: activations before dropout, and their masks
         for i in range(self.n_conv):
             w = weights[2 * i]
             w = w.reshape(M * w.shape[1], *w.shape[2:]).contiguous(memory_format=torch.channels_last)
@@ -269,15 +285,20 @@ class _GroupedCNN:
             # In place for relu (its backward needs only the output): out of place, relu on this
             # channels-last tensor costs as much as the convolution.
             h = z.relu_() if self.activation == "relu" else _ACT[self.activation](z)
+            if keep and self.dropout is not None:  # the activation's backward needs h itself
+                mask = self.dropout.masks(h)
+                dropped[0].append(h)
+                dropped[1].append(mask)
+                h = h * mask
             saved += [z, h]
         g = h.mean((2, 3)).view(B, M, -1).transpose(0, 1)  # M, B, width
         hw, hb = weights[2 * self.n_conv], weights[2 * self.n_conv + 1]
         logits = torch.baddbmm(hb.unsqueeze(1), g, hw.transpose(1, 2))
-        return (logits, (saved, weights, g, effective, leaves)) if keep else logits
+        return (logits, (saved, weights, g, effective, leaves, dropped)) if keep else logits
 
     def backward(self, dlogits, cache):
         """Gradients of sum(dlogits * logits) into ``flat.grad``."""
-        saved, weights, g, effective, leaves = cache
+        saved, weights, g, effective, leaves, (undropped, masks) = cache
         M, n = self.M, self.n_conv
         # convolution_backward's (stride, padding, dilation, transposed, output padding, groups)
         conv = [(s, [1, 1], [1, 1], False, [0, 0], M) for s in self.strides]
@@ -290,6 +311,8 @@ class _GroupedCNN:
         dh = dh.permute(0, 3, 1, 2)  # a channels-last view of the broadcast mean gradient
         for i in reversed(range(n)):
             x, z, h = saved[2 * i], saved[2 * i + 1], saved[2 * i + 2]
+            if masks:  # through dropout: the gradient of the kept units, scaled as they were
+                dh, h = dh * masks[i], undropped[i]
             dz = ACT_BACKWARD[self.activation](dh, z, h)
             grads[2 * i] = aten.convolution_backward(dz, x, weights[2 * i], None, *conv[i], [False, True, False])[1]
             grads[2 * i + 1] = dz.sum((0, 2, 3))
@@ -302,6 +325,32 @@ class _GroupedCNN:
             grads = torch.autograd.grad(effective, leaves, [gr.view(e.shape) for gr, e in zip(grads, effective)])
             for i, gr in enumerate(grads):
                 self.flat.block(i, self.flat.grad).copy_(gr)
+
+
+class _Dropout:
+    """Each model's dropout masks, drawn as the reference loop draws them: from the model's own
+    generator (``train.dropout_generator``), for its real samples of the step only (``counts``,
+    set before each step), layer after layer; padded samples and models without dropout get 1."""
+
+    def __init__(self, entries, device):
+        self.p = [e.hparams.get("dropout", 0.0) for e in entries]
+        self.gens = [dropout_generator(e) for e in entries]
+        self.device, self.counts = device, np.zeros(len(entries), np.int64)
+
+    def masks(self, h):
+        """(B, M*C, H, W) multipliers of an activation laid out as the grouped convolutions' output
+        (channels last: memory (B, H, W, M, C), which is how each model's mask is drawn)."""
+        B, MC, H, W = h.shape
+        M = len(self.p)
+        mask = (
+            torch.ones(B, H, W, M, MC // M)
+            if (self.counts < B).any() or not all(self.p)
+            else torch.empty(B, H, W, M, MC // M)
+        )
+        for m, (p, gen, count) in enumerate(zip(self.p, self.gens, self.counts)):
+            if p and count:
+                mask[:count, :, :, m] = dropout_mask((int(count), MC // M, H, W), p, gen).permute(0, 2, 3, 1)
+        return mask.view(B, H, W, MC).permute(0, 3, 1, 2).to(self.device)
 
 
 _ACT = {"relu": torch.relu, "gelu": F.gelu, "tanh": torch.tanh, "silu": F.silu}
@@ -347,6 +396,8 @@ def _train_pass(entries: list[PlanEntry], device, data_root=None) -> list[ModelR
             f'the batched engine trains SmallCNN architectures; {entries[0].arch} is not one: set engine = "reference"'
         )
     net = _GroupedCNN(models, flat, FAMILIES[entries[0].family].own_params)
+    if any(e.hparams.get("dropout", 0.0) for e in entries):
+        net.dropout = _Dropout(entries, device)
     opt = _Optimizer(flat, [e.hparams for e in entries])
     data = _Data(entries, device, data_root)
     M, n = len(entries), np.array(data.n_train)
@@ -384,6 +435,8 @@ def _train_pass(entries: list[PlanEntry], device, data_root=None) -> list[ModelR
         correct = torch.zeros(M, dtype=torch.long, device=device)
         for s in range(steps.max()):
             count = np.clip(n - s * bs, 0, bs)  # real samples of each model in this step
+            if net.dropout is not None:
+                net.dropout.counts = count
             x, y = _gather(*data.train, order[s])
             count_t = torch.tensor(count, device=device)
             valid = torch.arange(bs, device=device)[None] < count_t[:, None]

@@ -8,6 +8,7 @@ on --jobs, the executor or interruptions.
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import sys
@@ -24,8 +25,9 @@ from modelset.datasets import download_dataset, load_dataset, resolve_root
 from modelset.errors import ModelsetError
 from modelset.families import FAMILIES
 from modelset.preset import Preset
-from modelset.protocols import make_splits
+from modelset.protocols import SAMPLE_BINS, make_splits
 from modelset.schema import CHECKPOINT_EPOCHS, CURVES, FORMAT_VERSION, METRICS, model_columns, param_checksum
+from modelset.splits import Zoo
 from modelset.writer import ArchiveWriter
 
 from .batched import train_batched
@@ -245,11 +247,14 @@ def merge(plan: Plan, units, shards: Path, out: Path, data_root=None) -> None:
         "plan_hash": plan.hash,
         "n_models": len(entries),
     }
+    if preset.sample_bins:  # the bins the hparams protocol scores sampled numbers by
+        attrs[SAMPLE_BINS] = json.dumps(preset.sample_bins, sort_keys=True)
     epochs_kept = preset.checkpoints
     if epochs_kept:  # only then: an archive without checkpoints is what it was before they existed
         attrs[CHECKPOINT_EPOCHS] = np.asarray(epochs_kept, dtype=np.int64)
     k = len(epochs_kept)
     checkpoint_rows = []
+    finite = np.ones(len(entries), bool)
     with ArchiveWriter(out, attrs) as w:
         w.write_dataset(dataset)
         w.write_tasks(plan.tasks, dataset.n_classes, plan.relations, preset["tasks"]["relation"])
@@ -293,6 +298,7 @@ def merge(plan: Plan, units, shards: Path, out: Path, data_root=None) -> None:
                     fam_rows[(arch, e.family)] += 1
                 if k:
                     checkpoint_rows += _checkpoint_rows(e.id, epochs_kept, r.checkpoints)
+                finite[e.id] = bool(np.isfinite(r.params).all())
                 records.append(
                     {
                         "id": e.id,
@@ -313,8 +319,12 @@ def merge(plan: Plan, units, shards: Path, out: Path, data_root=None) -> None:
                     }
                 )
                 rows[arch] += 1
-        models = pd.DataFrame.from_records(records, columns=model_columns(entries[0].hparams))
+        models = pd.DataFrame.from_records(records, columns=model_columns(preset.recipe_keys))
         zoo = w.write_tables(models, curves, checkpoint_rows if k else [])
+        # Runs that diverged (non-finite final weights) stay in the archive but enter no split, as
+        # the Small CNN Zoo drops them: no protocol scores a method on them.
+        if not finite.all():
+            zoo = Zoo(zoo.models[finite[zoo.models["id"].to_numpy()]], zoo.checkpoints)
         w.write_splits(make_splits(zoo, preset["splits"], preset["seed"]))
 
 

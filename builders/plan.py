@@ -3,6 +3,8 @@
 A model's init and data-order seeds derive from the build seed, its task's identity (classes and
 transform, not its position) and its seed value only, so models of one task differ only by seed,
 and a grid point's models share the init of their seed: grid factors are controlled comparisons.
+Sampled keys ([sample]) are drawn per model from the build seed, the task's identity, the grid
+point and the seed: a model's draw depends on nothing else, so neither on workers nor on order.
 """
 
 from __future__ import annotations
@@ -10,7 +12,10 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-from dataclasses import asdict, dataclass
+import math
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
 
 from modelset.archs import arch_spec
 from modelset.datasets import load_dataset
@@ -102,24 +107,40 @@ def batched_supports(arch: str, recipe: dict) -> bool:
     )
 
 
+def draw_sample(sample: dict, seed: int) -> dict:
+    """One model's values of the [sample] keys, in key order from ``default_rng(seed)``."""
+    rng, out = np.random.default_rng(seed), {}
+    for key in sorted(sample):
+        (kind, args) = next(iter(sample[key].items()))
+        if kind == "choice":
+            out[key] = args[int(rng.integers(len(args)))]
+        elif kind == "loguniform":
+            out[key] = float(math.exp(rng.uniform(math.log(args[0]), math.log(args[1]))))
+        else:
+            out[key] = float(rng.uniform(args[0], args[1]))
+    return out
+
+
 def make_plan(preset: Preset, device: str = "cpu", data_root=None) -> Plan:
     """Every model of ``preset``: tasks drawn from the dataset (read from ``data_root``, else
     $MODELSET_DATA), whose fingerprint, not its location, enters each entry."""
     dataset = load_dataset(preset["dataset"], data_root)
     tasks = make_tasks(preset["tasks"], dataset, preset["seed"])
-    grid = preset["grid"]
+    grid, sample, keys = preset["grid"], preset["sample"], preset.recipe_keys
     points = [dict(zip(grid, values)) for values in itertools.product(*grid.values())] or [{}]
     entries = []
     for task in tasks:
         identity = [list(task.classes), task.transform]
-        for point in points:
-            point = dict(point)
+        for grid_point in points:
+            point = dict(grid_point)
             family = point.pop("family", preset["family"])
             fam = preset["families"].get(family, {})
-            recipe = {**preset["train"], **{k: v for k, v in fam.items() if k in preset["train"]}, **point}
-            train = tuple(sorted(recipe.items()))
+            base = {**preset["train"], **{k: v for k, v in fam.items() if k in preset["train"]}, **point}
             options = tuple(sorted((k, v) for k, v in fam.items() if k not in preset["train"]))
             for seed in preset.seed_values:
+                drawn = draw_sample(sample, derive_seed(preset["seed"], "sample", identity, grid_point, seed))
+                recipe = {k: v for k, v in {**base, **drawn}.items() if k in keys}
+                train = tuple(sorted(recipe.items()))
                 entries.append(
                     PlanEntry(
                         id=len(entries),
@@ -140,17 +161,39 @@ def make_plan(preset: Preset, device: str = "cpu", data_root=None) -> Plan:
                         checkpoints=preset.checkpoints,
                     )
                 )
+    if sample:
+        entries = _group_for_passes(entries)
     return Plan(preset=preset, tasks=tasks, entries=entries, device=device)
 
 
 def work_units(plan: Plan) -> list[list[PlanEntry]]:
-    """Consecutive runs of ``unit_size`` entries of one architecture: fixed by the plan alone."""
+    """Consecutive runs of ``unit_size`` entries of one architecture (with sampled keys, of one
+    pass group: ``_pass_group``): fixed by the plan alone."""
     size = plan.preset["unit_size"]
+    key = _pass_group if plan.preset["sample"] else (lambda e: e.arch)
     units = []
-    for _, group in itertools.groupby(plan.entries, key=lambda e: e.arch):
+    for _, group in itertools.groupby(plan.entries, key=key):
         group = list(group)
         units += [group[i : i + size] for i in range(0, len(group), size)]
     return units
+
+
+def _group_for_passes(entries: list[PlanEntry]) -> list[PlanEntry]:
+    """Entries grouped (in plan order within a group, groups by first appearance) by what one
+    batched pass shares and by train fraction, renumbered: with sampled keys, consecutive units
+    then train in one pass of equal-sized training sets, not several small ones padded to the largest."""
+    groups: dict[tuple, list[PlanEntry]] = {}
+    for e in entries:
+        groups.setdefault(_pass_group(e), []).append(e)
+    return [replace(e, id=i) for i, e in enumerate(e for g in groups.values() for e in g)]
+
+
+def _pass_group(e: PlanEntry) -> tuple:
+    """What models must share to train in one batched pass of equal-sized training sets."""
+    from .batched import PASS_KEYS
+
+    hp = e.hparams
+    return (e.arch, e.family, e.engine, *(str(hp.get(k)) for k in (*PASS_KEYS, "train_fraction")))
 
 
 def _hash(entries: list[PlanEntry], device: str) -> str:

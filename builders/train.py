@@ -15,14 +15,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from modelset.archs import create_model, flatten, layout
+from modelset.archs import SmallCNN, create_model, flatten, layout
 from modelset.augment import augment
 from modelset.datasets import load_dataset, resolve_root
+from modelset.errors import ModelsetError
 from modelset.families import FAMILIES, effective_state_dict, family_stats, mean_groups
 from modelset.schema import CURVES, METRICS
 from modelset.tasks import task_arrays
 
-from .plan import PlanEntry
+from .plan import PlanEntry, derive_seed
 
 
 @dataclass
@@ -86,12 +87,31 @@ def _task_tensors(dataset: str, root, classes: tuple, transform: str):
     return tuple(out), ds.input_shape[0], len(classes)
 
 
+def model_data(entry: PlanEntry, data_root=None) -> tuple[torch.Tensor, ...]:
+    """(train x, train y, test x, test y) of a model: its task's data, the training images cut to
+    the model's own fixed random subset when its recipe's ``train_fraction`` is below 1 (drawn from
+    its data seed; the subset keeps the images' order)."""
+    xtr, ytr, xte, yte = task_tensors(entry.dataset, entry.classes, entry.transform, data_root)[0]
+    fraction = entry.hparams.get("train_fraction", 1.0)
+    if fraction < 1:
+        n = len(ytr)
+        rng = np.random.default_rng(derive_seed(entry.data_seed, "train_fraction"))
+        keep = torch.from_numpy(np.sort(rng.permutation(n)[: max(1, round(fraction * n))]))
+        xtr, ytr = xtr[keep], ytr[keep]
+    return xtr, ytr, xte, yte
+
+
+def dropout_generator(entry: PlanEntry) -> np.random.Generator:
+    """Where a model's dropout masks come from: a generator of its own, apart from the data order."""
+    return np.random.default_rng(derive_seed(entry.data_seed, "dropout"))
+
+
 def init_model(entry: PlanEntry, data_root=None):
     _, in_channels, n_classes = task_tensors(entry.dataset, entry.classes, entry.transform, data_root)
     hp = entry.hparams
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(entry.init_seed)
-        return create_model(
+        model = create_model(
             entry.arch,
             in_channels=in_channels,
             n_classes=n_classes,
@@ -99,12 +119,20 @@ def init_model(entry: PlanEntry, data_root=None):
             init=hp["init"],
             family=entry.family,
             family_options=dict(entry.family_options),
+            init_std=hp.get("init_std", 0.0),
         )
+    if hp.get("dropout", 0.0):
+        if not isinstance(model, SmallCNN):
+            raise ModelsetError(f"train.dropout: {entry.arch} takes no dropout; SmallCNN architectures do")
+        model.dropout = hp["dropout"]
+    return model
 
 
 def make_optimizer(params, hp: dict):
     if hp["optimizer"] == "sgd":
         return torch.optim.SGD(params, lr=hp["lr"], momentum=hp["momentum"], weight_decay=hp["weight_decay"])
+    if hp["optimizer"] == "rmsprop":  # torch's defaults: alpha 0.99, eps 1e-8, no momentum
+        return torch.optim.RMSprop(params, lr=hp["lr"], weight_decay=hp["weight_decay"])
     cls = torch.optim.AdamW if hp["optimizer"] == "adamw" else torch.optim.Adam
     return cls(params, lr=hp["lr"], weight_decay=hp["weight_decay"])
 
@@ -117,10 +145,11 @@ def evaluate(model, x, y) -> tuple[float, float]:
 
 
 def train_reference(entry: PlanEntry, device="cpu", data_root=None) -> ModelResult:
-    tensors, _, _ = task_tensors(entry.dataset, entry.classes, entry.transform, data_root)
-    xtr, ytr, xte, yte = (t.to(device) for t in tensors)
+    xtr, ytr, xte, yte = (t.to(device) for t in model_data(entry, data_root))
     hp = entry.hparams
     model = init_model(entry, data_root).to(device)  # initialised on the CPU: the same init on every device
+    if getattr(model, "dropout", 0.0):
+        model.dropout_generator = dropout_generator(entry)
     opt = make_optimizer(model.parameters(), hp)
     gen = torch.Generator().manual_seed(entry.data_seed)
     curves = {k: np.zeros(hp["epochs"], np.float32) for k in CURVES}

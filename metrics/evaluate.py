@@ -48,7 +48,9 @@ def run_method(cls, seed: int, public: dict) -> dict:
             rep["classes"] = np.asarray(method.classes_)
         if callable(getattr(method, "predict_property", None)):
             for target in train.targets or {}:
-                rep[f"predict.{target}"] = np.asarray(method.predict_property(test, target))
+                values = method.predict_property(test, target)
+                if values is not None:  # None: the method leaves this target to the fixed probe
+                    rep[f"predict.{target}"] = np.asarray(values)
         out[name] = rep
     return out
 

@@ -33,7 +33,7 @@ import pandas as pd
 from modelset.atomic import atomic_file, write_text
 from modelset.datasets import DATA_ENV
 from modelset.errors import ModelsetError
-from modelset.protocols import HEADLINE, PROTOCOLS, RANK_BY, REQUIRED
+from modelset.protocols import HEADLINE, PROTOCOLS, RANK_BY, required, skipped
 
 from .cgroups import Group
 from .evaluate import MethodError, check_outputs, default_seeds, score
@@ -44,7 +44,9 @@ from .runner import UNCONFINED
 from .sandbox import Limits, describe
 
 RESULT_VERSION = 3  # v2: the scoring side's kind, the code's record, confinement; v3: property protocols
-# (v3 results may also say what held of the sandbox: its engine and limits; older ones do not)
+# (v3 results may also say what held of the sandbox: its engine and limits; older ones do not; and
+# the metrics the zoo requires and the protocols it skips: older ones are of zoos that skip none)
+ALL_REQUIRED = required(2)  # what a result that does not say so must hold
 BOARDS = {"relations": "Task relations", "properties": "Properties, predicted from the representation"}
 KINDS = {"weights": "Weights only", "functional": "Functional: the methods run the models on probe inputs"}
 
@@ -439,6 +441,8 @@ def _result(
         "code": code,
         "confined": held is not None,
         "sandbox": held,
+        "required": required(len(ms.tasks)),
+        "skipped": skipped(len(ms.tasks)),
         "scores": {
             k: {"mean": float(np.mean(v)), "std": float(np.std(v)), "values": v}
             for k in scores[0]
@@ -540,6 +544,7 @@ def is_result(r) -> bool:
     try:
         n = len(r["seeds"])
         datetime.fromisoformat(r["time"])
+        need = r.get("required", ALL_REQUIRED)  # the zoo's required metrics, as the scorer wrote them
         return bool(
             r["result_version"] == RESULT_VERSION
             and isinstance(r["method"], str)
@@ -551,7 +556,12 @@ def is_result(r) -> bool:
             and isinstance(r["code"], dict)
             and isinstance(r["confined"], bool)
             and isinstance(r["scores"], dict)
-            and all(k in r["scores"] for k in REQUIRED)
+            and isinstance(need, list)
+            and bool(need)
+            and set(need) <= set(ALL_REQUIRED)
+            and all(k in r["scores"] for k in need)
+            and isinstance(r.get("skipped", {}), dict)
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in r.get("skipped", {}).items())
             and all(
                 _number(v["mean"])
                 and _number(v["std"])
@@ -583,6 +593,7 @@ def _board_row(f: Path, r: dict) -> dict:
         "time": r["time"],
         "result": f.name,
         "code_sha256": r["code"].get("sha256"),
+        "skipped": json.dumps(r.get("skipped", {}), sort_keys=True),  # {protocol: why}
         **{k: sc[k]["mean"] for k in HEADLINE if k in sc},
         **{f"{k} std": sc[k]["std"] for k in HEADLINE if k in sc},
     }
@@ -602,32 +613,50 @@ def _table(part: pd.DataFrame, board: str) -> list[str]:
     return lines
 
 
+def _skipped(part: pd.DataFrame, board: str) -> str | None:
+    """Why a board's table is empty: every protocol on it skipped by the zoo, as its results say."""
+    on_board = [p for p in PROTOCOLS.values() if p.board == board and p.required]
+    reasons = {k: v for text in part["skipped"] for k, v in json.loads(text).items()}
+    if not on_board or any(p.name not in reasons for p in on_board):
+        return None
+    return f"Skipped ({', '.join(p.name for p in on_board)}): {reasons[on_board[0].name]}."
+
+
 def render(results_dir) -> pd.DataFrame:
     """leaderboard.csv and leaderboard.md from every result file (the newest per method and kind),
-    each kind ranked apart by the protocols' ranking metric (``RANK_BY``), its task-relation and property scores in two tables. Files that are not results are named in one warning."""
+    each kind ranked apart by the protocols' ranking metric (``RANK_BY``: retrieval mAP; accuracy's
+    Kendall tau on a zoo of one task), its
+    task-relation and property scores in two tables, or why the zoo skips one. Files that are not
+    results (of this version, or of the zoo the others are) are named in one warning."""
     results_dir = Path(results_dir)
-    rows, ignored = [], []
+    loaded, ignored = [], []
     for f in sorted(results_dir.glob("*.json")):
         r = _load_result(f)
         if r is None:
             ignored.append(_printable(f.name, 80))
         else:
-            rows.append(_board_row(f, r))
+            loaded.append((f, r))
+    # One board, one zoo: a result requiring fewer metrics than the others is not of this zoo.
+    most = max((len(r.get("required", ALL_REQUIRED)) for _, r in loaded), default=0)
+    ignored += [_printable(f.name, 80) for f, r in loaded if len(r.get("required", ALL_REQUIRED)) < most]
+    rows = [_board_row(f, r) for f, r in loaded if len(r.get("required", ALL_REQUIRED)) == most]
     if ignored:
         print(
             f"modelset: warning: {len(ignored)} file(s) in {results_dir} are not results (result format "
             f"v{RESULT_VERSION}), not shown: {', '.join(ignored)}",
             file=sys.stderr,
         )
-    board = pd.DataFrame(columns=["kind", "rank", "method", "seeds", *REQUIRED])
+    board = pd.DataFrame(columns=["kind", "rank", "method", "seeds", *ALL_REQUIRED])
     if rows:
         board = pd.DataFrame(rows).sort_values("time").groupby(["kind", "method"]).tail(1)
         board["kind"] = pd.Categorical(board["kind"], list(KINDS))
-        board = board.sort_values(["kind", RANK_BY], ascending=[True, False]).reset_index(drop=True)
+        # The first ranking metric every result holds (a zoo of one task has no retrieval).
+        by = next((k for k in RANK_BY if k in board and board[k].notna().all()), RANK_BY[-1])
+        board = board.sort_values(["kind", by], ascending=[True, False]).reset_index(drop=True)
         board.insert(
             1,
             "rank",
-            board.groupby("kind", observed=True)[RANK_BY].rank(ascending=False, method="min").astype(int),
+            board.groupby("kind", observed=True)[by].rank(ascending=False, method="min").astype(int),
         )
     write_text(results_dir / "leaderboard.csv", board.to_csv(index=False))
     lines = []
@@ -636,6 +665,7 @@ def render(results_dir) -> pd.DataFrame:
         if len(part):
             lines += [f"## {title}", ""]
             for board_name, board_title in BOARDS.items():
-                lines += [f"### {board_title}", "", *_table(part, board_name), ""]
+                why = _skipped(part, board_name)
+                lines += [f"### {board_title}", "", *([why] if why else _table(part, board_name)), ""]
     write_text(results_dir / "leaderboard.md", "\n".join(lines) if lines else "No results yet.\n")
     return board

@@ -20,7 +20,7 @@ The property protocols (test accuracy, generalisation gap, hyper-parameters, epo
 the same representation with a fixed probe (``metrics.probes``). A method may predict a property
 itself instead: the training view's ``targets`` holds each property of the split's training rows,
 and ``predict_property(view, target) -> (n,)`` returns its values for the view's rows (class codes
-for categorical targets).
+for categorical targets), or None to leave that target to the probe.
 
 What a method is, is said by whoever submits it, never by the class: a method that runs the models
 (``view.modules()`` on ``view.probe``) is submitted as functional, and only then do its views carry

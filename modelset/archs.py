@@ -39,6 +39,17 @@ INITS = {
     "xavier_normal": nn.init.xavier_normal_,
     "xavier_uniform": nn.init.xavier_uniform_,
     "orthogonal": nn.init.orthogonal_,
+    # The Small CNN Zoo's inits: zero mean, std ``init_std`` (the preset's train.init_std).
+    "normal": None,
+    "truncated_normal": None,
+    "uniform": None,
+}
+# (weight, std): the truncated normal is cut at two standard deviations (of the untruncated
+# normal), as TensorFlow's TruncatedNormal; the uniform spans +-sqrt(3)*std.
+STD_INITS = {
+    "normal": lambda w, std: nn.init.normal_(w, 0.0, std),
+    "truncated_normal": lambda w, std: nn.init.trunc_normal_(w, 0.0, std, -2 * std, 2 * std),
+    "uniform": lambda w, std: nn.init.uniform_(w, -(3**0.5) * std, 3**0.5 * std),
 }
 
 
@@ -75,9 +86,18 @@ def arch_spec(name: str) -> ArchSpec:
 
 
 def create_model(
-    name, *, in_channels, n_classes, activation="relu", init="default", family="dense", family_options=None
+    name,
+    *,
+    in_channels,
+    n_classes,
+    activation="relu",
+    init="default",
+    family="dense",
+    family_options=None,
+    init_std=0.0,
 ):
-    """A fresh model; ``family`` picks the parameterization of its layers (modelset.families)."""
+    """A fresh model; ``family`` picks the parameterization of its layers (modelset.families);
+    ``init_std`` is the scale of the std-scaled inits (STD_INITS)."""
     spec = arch_spec(name)
     if activation not in ACTIVATIONS:
         raise ModelsetError(f"unknown activation {activation!r}; available: {', '.join(ACTIVATIONS)}")
@@ -94,16 +114,37 @@ def create_model(
     if len(spec.families) > 1:  # the builder takes the family (dense included)
         kw = {"family": family, "family_options": {**fam.options, **(family_options or {})}}
     model = spec.builder(in_channels=in_channels, n_classes=n_classes, activation=activation, **kw)
-    if INITS[init] is not None:
+    if init in STD_INITS and not init_std > 0:
+        raise ModelsetError(f"init {init!r} needs init_std > 0, got {init_std!r}")
+    if INITS[init] is not None or init in STD_INITS:
         for m in model.modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)):
-                INITS[init](m.weight)
+                STD_INITS[init](m.weight, init_std) if init in STD_INITS else INITS[init](m.weight)
     return model
+
+
+def dropout_mask(shape, p: float, generator: np.random.Generator | None = None) -> torch.Tensor:
+    """Inverted dropout's multiplier for an (N, C, H, W) activation: each unit kept with probability
+    1 - p and scaled by 1 / (1 - p). Uniforms come from ``generator`` (numpy's PCG64 draws float32
+    ~2x faster than torch's CPU generator; None: torch's global one) in (N, H, W, C) order, and the
+    mask keeps that memory order (channels last), which the batched engine's grouped activations
+    share. Both training engines draw masks through this one function."""
+    n, c, h, w = shape
+    if generator is None:
+        u = torch.rand((n, h, w, c))
+    else:
+        u = torch.from_numpy(generator.random((n, h, w, c), dtype=np.float32))
+    return (u >= p).float().mul_(1.0 / (1.0 - p)).permute(0, 3, 1, 2)
 
 
 class SmallCNN(nn.Module):
     """3x3 convs padded by 1, with biases and all of one stride, an activation after each, global
-    average pooling, linear head."""
+    average pooling, linear head. With ``dropout`` > 0, dropout follows every conv layer's
+    activation in training mode, its masks drawn from ``dropout_generator`` (torch's global
+    generator when None); the training loops set both from the recipe. Neither is a parameter."""
+
+    dropout: float = 0.0
+    dropout_generator: np.random.Generator | None = None
 
     def __init__(
         self,
@@ -140,6 +181,8 @@ class SmallCNN(nn.Module):
         act = ACTIVATIONS[self.activation]
         for conv in self.convs:
             x = act(conv(x))
+            if self.training and self.dropout:
+                x = x * dropout_mask(x.shape, self.dropout, self.dropout_generator).to(x.device)
         return self.head(x.mean(dim=(2, 3)))
 
 

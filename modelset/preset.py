@@ -1,12 +1,15 @@
 """Presets: a TOML description of a zoo, validated, with ``--set key=value`` overrides.
 
 A preset names a dataset, tasks, an architecture, seeds and a training recipe; [grid] sweeps
-any [train] key over a list of values. ``Preset.text`` is the resolved TOML stored in archives.
+any [train] key over a list of values, and [sample] draws [train] keys at random per model
+(``loguniform``, ``uniform`` or ``choice``; ``builders.plan`` draws them from the build seed).
+``Preset.text`` is the resolved TOML stored in archives.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import tomllib
 from dataclasses import dataclass
 from importlib import resources
@@ -20,7 +23,7 @@ from .datasets import list_datasets
 from .errors import ModelsetError
 from .families import FAMILIES
 
-OPTIMIZERS = ("adam", "adamw", "sgd")
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 ENGINES = ("batched", "reference")  # builders.batched / builders.train
 
 # Every valid key with its type and a check; the defaults fill what a preset file omits.
@@ -58,8 +61,15 @@ DEFAULTS = {
         "augment": "none",  # per-minibatch augmentation drawn from the data seed (modelset.augment)
         "lr_step_size": 0,  # step schedule: lr *= lr_gamma after every lr_step_size epochs (0: never)
         "lr_gamma": 0.1,
+        # Options of the Small CNN Zoo's recipe (OPTIONAL_TRAIN): at these values they change nothing.
+        "dropout": 0.0,  # after every conv layer's activation, in training only (SmallCNN architectures)
+        "init_std": 0.0,  # the std of the normal, truncated_normal and uniform inits (which need it > 0)
+        "train_fraction": 1.0,  # a fixed random subset of the task's training images, drawn per model
     },
     "grid": {},
+    # [train] keys drawn at random per model: key = { loguniform = [lo, hi] } | { uniform = [lo, hi] }
+    # | { choice = [values] }.
+    "sample": {},
     # Per-family layer options, and [train] keys that override the recipe for that family only.
     "families": {name: dict(f.options) for name, f in FAMILIES.items()},
     "splits": {
@@ -69,6 +79,17 @@ DEFAULTS = {
         "epoch_max_rows": 1500,  # checkpoint rows per side of the epoch split (zoos with checkpoints)
     },
 }
+
+
+# [train] keys added after archives existed: a plan, a model table and a preset's stored text hold
+# them only where the preset uses them (a value other than this, or a [grid] or [sample] key), so
+# presets that do not keep their plan hashes and archives.
+OPTIONAL_TRAIN = {"dropout": 0.0, "init_std": 0.0, "train_fraction": 1.0}
+SAMPLERS = ("loguniform", "uniform", "choice")
+# Sampled numbers are scored by the hparams protocol in this many bins of equal width (in log
+# space for loguniform) between the distribution's bounds: ``Preset.sample_bins``.
+SAMPLE_BINS = 4
+_TABLES_OF_KEYS = ("grid", "sample")  # tables whose keys are [train] keys, not nested tables
 
 
 def list_presets() -> dict[str, str]:
@@ -93,8 +114,33 @@ class Preset:
 
     @property
     def text(self) -> str:
-        # No checkpoints: the text (stored in archives) is what it was before the key existed.
-        return tomli_w.dumps({k: v for k, v in self.data.items() if k != "checkpoints" or v})
+        # No checkpoints, no [sample] and no unused optional [train] key: the text (stored in
+        # archives) is what it was before these keys existed.
+        data = {k: v for k, v in self.data.items() if k not in ("checkpoints", "sample") or v}
+        data["train"] = {k: v for k, v in data["train"].items() if k in self.recipe_keys}
+        return tomli_w.dumps(data)
+
+    @property
+    def recipe_keys(self) -> tuple[str, ...]:
+        """The [train] keys of every model's recipe: all but the optional ones the preset leaves unused."""
+        d = self.data
+        used = {*d["grid"], *d["sample"]}
+        used |= {k for f in d["families"].values() if isinstance(f, dict) for k in f}
+        return tuple(k for k, v in d["train"].items() if k not in OPTIONAL_TRAIN or v != OPTIONAL_TRAIN[k] or k in used)
+
+    @property
+    def sample_bins(self) -> dict[str, list[float]]:
+        """{key: bin edges} of each sampled number (SAMPLE_BINS equal bins between its bounds)."""
+        out = {}
+        for key, dist in self.data["sample"].items():
+            (kind, args), lo, hi = next(iter(dist.items())), None, None
+            if kind == "loguniform":
+                lo, hi = math.log(args[0]), math.log(args[1])
+                out[key] = [math.exp(lo + (hi - lo) * i / SAMPLE_BINS) for i in range(SAMPLE_BINS + 1)]
+            elif kind == "uniform":
+                lo, hi = float(args[0]), float(args[1])
+                out[key] = [lo + (hi - lo) * i / SAMPLE_BINS for i in range(SAMPLE_BINS + 1)]
+        return out
 
     @property
     def checkpoints(self) -> tuple[int, ...]:
@@ -140,7 +186,7 @@ def _merge(base: dict, raw: dict, origin: str, prefix="") -> dict:
             raise ModelsetError(
                 f"preset {origin}: unknown key {prefix + key!r}; valid keys: {', '.join(_flat_keys(DEFAULTS))}"
             )
-        if isinstance(base[key], dict) and key != "grid":
+        if isinstance(base[key], dict) and key not in _TABLES_OF_KEYS:
             if not isinstance(value, dict):
                 raise ModelsetError(f"preset {origin}: {prefix + key!r} must be a table")
             if prefix == "families.":  # over the family's defaults, key by key as --set does
@@ -155,7 +201,7 @@ def _merge(base: dict, raw: dict, origin: str, prefix="") -> dict:
 def _flat_keys(d: dict, prefix="") -> list[str]:
     keys = []
     for k, v in d.items():
-        if isinstance(v, dict) and k != "grid" and prefix != "families.":
+        if isinstance(v, dict) and k not in _TABLES_OF_KEYS and prefix != "families.":
             keys += _flat_keys(v, prefix + k + ".")
         else:
             keys.append(prefix + k)
@@ -184,6 +230,9 @@ def _apply_override(data: dict, item: str) -> None:
                 )
             )
         data["grid"][key[5:]] = value
+        return
+    if key.startswith("sample."):  # checked with the rest of the preset
+        data["sample"][key[7:]] = value
         return
     if key.startswith("families.") and key.count(".") == 2:
         _, fam, leaf = key.split(".")
@@ -228,7 +277,58 @@ _TRAIN_CHECKS = {
     "augment": (lambda v: v in AUGMENTATIONS, "one of " + ", ".join(AUGMENTATIONS)),
     "lr_step_size": (lambda v: _is_int(v) and v >= 0, "a whole number of epochs >= 0 (0: constant lr)"),
     "lr_gamma": (lambda v: _is_num(v) and 0 < v <= 1, "a number in (0, 1]"),
+    "dropout": (lambda v: _is_num(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "init_std": (lambda v: _is_num(v) and v >= 0, "a number >= 0 (0: the init's own scale)"),
+    "train_fraction": (lambda v: _is_num(v) and 0 < v <= 1, "a number in (0, 1]"),
 }
+# Inits whose scale is train.init_std (modelset.archs.STD_INITS).
+_STD_INITS = ("normal", "truncated_normal", "uniform")
+
+
+def _check_sample(d: dict) -> None:
+    """Each [sample] key: a [train] key outside [grid], one distribution whose every value is valid."""
+    example = 'e.g. lr = { loguniform = [0.0005, 0.05] } or optimizer = { choice = ["sgd", "adam"] }'
+    for key, dist in d["sample"].items():
+        _check(key in _TRAIN_CHECKS, f"sample.{key}: sampled keys are [train] keys: {', '.join(_TRAIN_CHECKS)}")
+        _check(key not in d["grid"], f"sample.{key}: {key} is also a [grid] factor; sweep it in one of the two")
+        _check(
+            isinstance(dist, dict) and len(dist) == 1 and next(iter(dist)) in SAMPLERS,
+            f"sample.{key} must be one distribution ({', '.join(SAMPLERS)}), {example}; got {dist!r}",
+        )
+        (kind, args), (ok, what) = next(iter(dist.items())), _TRAIN_CHECKS[key]
+        if kind == "choice":
+            _check(isinstance(args, list) and args, f"sample.{key}: choice needs a non-empty list of values, {example}")
+            for v in args:
+                _check(ok(v), f"sample.{key}: each choice must be {what}, got {v!r}")
+            continue
+        _check(
+            isinstance(args, list) and len(args) == 2 and all(_is_num(v) for v in args) and args[0] < args[1],
+            f"sample.{key}: {kind} needs [low, high] with low < high, {example}; got {args!r}",
+        )
+        _check(
+            not _is_int(d["train"][key]),
+            f"sample.{key}: {key} takes whole numbers; draw it with choice = [...], not {kind}",
+        )
+        _check(kind != "loguniform" or args[0] > 0, f"sample.{key}: loguniform needs low > 0, got {args!r}")
+        for v in args:
+            _check(ok(v), f"sample.{key}: {kind} bounds must be {what}, got {v!r}")
+
+
+def _check_init_std(d: dict) -> None:
+    """A std-scaled init has a std > 0 everywhere it can be drawn."""
+    inits = {d["train"]["init"], *d["grid"].get("init", [])}
+    if "init" in d["sample"] and "choice" in d["sample"]["init"]:
+        inits |= set(d["sample"]["init"]["choice"])
+    stds = d["grid"].get("init_std") or [d["train"]["init_std"]]  # what models can draw
+    if "init_std" in d["sample"]:
+        stds = list(next(iter(d["sample"]["init_std"].values())))
+    needs = sorted(i for i in inits if i in _STD_INITS)
+    _check(
+        not needs or all(_is_num(s) and s > 0 for s in stds),
+        f"train.init = {needs[0]!r} draws weights with std train.init_std, which must be > 0 (e.g. init_std = 0.05)"
+        if needs
+        else "",
+    )
 
 
 def _check_checkpoints(d: dict) -> None:
@@ -245,6 +345,7 @@ def _check_checkpoints(d: dict) -> None:
     epochs = [
         d["train"]["epochs"],
         *d["grid"].get("epochs", []),
+        *d["sample"].get("epochs", {}).get("choice", []),
         *(f["epochs"] for f in d["families"].values() if isinstance(f, dict) and "epochs" in f),
     ]
     fewest = min((e for e in epochs if _is_int(e)), default=None)
@@ -289,6 +390,9 @@ def _validate(d: dict) -> None:
     _check(t["relation"] in RELATIONS, f"tasks.relation must be one of {', '.join(RELATIONS)}, got {t['relation']!r}")
     for key, (ok, what) in _TRAIN_CHECKS.items():
         _check(ok(d["train"][key]), f"train.{key} must be {what}, got {d['train'][key]!r}")
+    _check(isinstance(d["sample"], dict), "sample must be a table of [train] keys")
+    _check_sample(d)
+    _check_init_std(d)
     checks = {**_TRAIN_CHECKS, "family": (lambda v: v in FAMILIES, "one of " + ", ".join(FAMILIES))}
     for key, values in d["grid"].items():
         _check(

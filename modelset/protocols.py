@@ -12,6 +12,7 @@ What the public file holds for a split: the training rows' weights with their ta
 
 from __future__ import annotations
 
+import json
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -80,10 +81,32 @@ EPOCH = Split(
 SPLITS = Registry("split", (TASK_ID, RETRIEVAL, CROSS_FAMILY, EPOCH))  # in drawing order
 
 
+# Root attribute: JSON {key: bin edges} of the sampled numeric hyper-parameters, which the hparams
+# protocol predicts as the bin a model's value falls in (written by the build from the preset).
+SAMPLE_BINS = "sample_bins"
+
+
 def grid_factors(ms) -> list[str]:
-    """The training hyper-parameters the zoo's preset sweeps ([grid] keys of [train])."""
+    """The training hyper-parameters the zoo's preset sweeps ([grid] and [sample] keys of [train])
+    that vary between its models."""
     preset = tomllib.loads(ms.attrs["preset"])
-    return [k for k in preset.get("grid", {}) if k in preset.get("train", {}) and ms.models[k].nunique() > 1]
+    swept = [*preset.get("grid", {}), *preset.get("sample", {})]
+    return [k for k in swept if k in preset.get("train", {}) and ms.models[k].nunique() > 1]
+
+
+def sample_bins(ms) -> dict[str, list[float]]:
+    """{key: bin edges} of the zoo's sampled numeric hyper-parameters, as its archive states them."""
+    text = ms.attrs.get(SAMPLE_BINS)
+    return json.loads(text) if text else {}
+
+
+def factor_codes(ms, column: str, ids) -> np.ndarray:
+    """Class codes of a swept hyper-parameter: its bin for a sampled number, else its value's code."""
+    edges = sample_bins(ms).get(column)
+    if edges is None:
+        return codes(ms, column, ids)
+    values = ms.models[column].loc[ids].to_numpy(np.float64)
+    return np.digitize(values, edges[1:-1]).astype(np.int64)  # bin i: edges[i] <= value < edges[i + 1]
 
 
 def codes(ms, column: str, ids) -> np.ndarray:
@@ -102,7 +125,7 @@ def _gap(ms, ids) -> dict:
 
 
 def _hparams(ms, ids) -> dict:
-    return {f"hparam.{k}": codes(ms, k, ids) for k in grid_factors(ms)}
+    return {f"hparam.{k}": factor_codes(ms, k, ids) for k in grid_factors(ms)}
 
 
 def _family(ms, ids) -> dict:
@@ -122,15 +145,26 @@ class Protocol:
     board: str  # the board's table: "relations" (task relations) or "properties"
     targets: Callable | None = None  # (ms, row ids) -> {target: values}, the properties it predicts
     applies: Callable = field(default=lambda ms: True)  # beyond its split being stored
-    required: bool = False  # every archive has it: a result without it is not a result
+    # Every zoo of at least ``min_tasks`` tasks has it: a result on such a zoo without it is not a result.
+    required: bool = False
     classifies: bool = False  # scored by the method's own task classifier (predict_scores) when it has one
-    ranks: bool = False  # its first headline metric ranks the board (one protocol says so)
+    ranks: bool = False  # its first headline metric ranks the board where every result holds it (RANK_BY)
+    min_tasks: int = 1  # fewer tasks than this, and the protocol does not apply (task relations need two)
 
 
 PROTOCOLS: Registry[Protocol] = Registry(
     "protocol",
     (
-        Protocol("task_id", TASK_ID, "TaskIdEvaluator", ("top1", "top5"), "relations", required=True, classifies=True),
+        Protocol(
+            "task_id",
+            TASK_ID,
+            "TaskIdEvaluator",
+            ("top1", "top5"),
+            "relations",
+            required=True,
+            classifies=True,
+            min_tasks=2,
+        ),
         Protocol(
             "retrieval",
             RETRIEVAL,
@@ -139,11 +173,23 @@ PROTOCOLS: Registry[Protocol] = Registry(
             "relations",
             required=True,
             ranks=True,
+            min_tasks=2,
         ),
-        Protocol("relation", RETRIEVAL, "RelationEvaluator", ("spearman", "ndcg10"), "relations", required=True),
-        Protocol("clustering", RETRIEVAL, "ClusteringEvaluator", ("nmi",), "relations", required=True),
-        Protocol("cross_family", CROSS_FAMILY, "RetrievalEvaluator", ("map", "cmc1"), "relations"),
-        Protocol("accuracy", TASK_ID, "RegressionEvaluator", ("kendall", "r2"), "properties", _accuracy, required=True),
+        Protocol(
+            "relation", RETRIEVAL, "RelationEvaluator", ("spearman", "ndcg10"), "relations", required=True, min_tasks=2
+        ),
+        Protocol("clustering", RETRIEVAL, "ClusteringEvaluator", ("nmi",), "relations", required=True, min_tasks=2),
+        Protocol("cross_family", CROSS_FAMILY, "RetrievalEvaluator", ("map", "cmc1"), "relations", min_tasks=2),
+        Protocol(
+            "accuracy",
+            TASK_ID,
+            "RegressionEvaluator",
+            ("kendall", "r2"),
+            "properties",
+            _accuracy,
+            required=True,
+            ranks=True,
+        ),
         Protocol("gap", TASK_ID, "RegressionEvaluator", ("kendall",), "properties", _gap, required=True),
         Protocol(
             "hparams",
@@ -168,9 +214,31 @@ PROTOCOLS: Registry[Protocol] = Registry(
 )
 
 HEADLINE = [f"{p.name}.{m}" for p in PROTOCOLS.values() for m in p.headline]
-REQUIRED = [f"{p.name}.{m}" for p in PROTOCOLS.values() if p.required for m in p.headline]
-# The metric the board ranks by: the first headline of the protocol that ranks (a required one).
-(RANK_BY,) = [f"{p.name}.{p.headline[0]}" for p in PROTOCOLS.values() if p.ranks and p.required]
+
+
+# The metrics the board ranks by, in order: the first headline of each protocol that ranks, the
+# first one a zoo's results all hold (retrieval's mAP; accuracy's Kendall tau on a zoo of one task).
+RANK_BY = [f"{p.name}.{p.headline[0]}" for p in PROTOCOLS.values() if p.ranks]
+
+
+def required(n_tasks: int) -> list[str]:
+    """The headline metrics every result on a zoo of ``n_tasks`` tasks must hold: which protocols
+    are required is a property of the zoo (a zoo of one task has no task relations to score)."""
+    return [f"{p.name}.{m}" for p in PROTOCOLS.values() if p.required and n_tasks >= p.min_tasks for m in p.headline]
+
+
+def skipped(n_tasks: int) -> dict[str, str]:
+    """{protocol: why it is not scored} of the required protocols a zoo of ``n_tasks`` tasks skips."""
+    return {
+        p.name: f"needs {p.min_tasks} or more tasks; the zoo holds {n_tasks}"
+        for p in PROTOCOLS.values()
+        if p.required and n_tasks < p.min_tasks
+    }
+
+
+def required_splits(n_tasks: int) -> list[str]:
+    """The splits every archive of a zoo of ``n_tasks`` tasks stores: those its required protocols read."""
+    return list(dict.fromkeys(p.split.name for p in PROTOCOLS.values() if p.required and n_tasks >= p.min_tasks))
 
 
 def make_splits(zoo: Zoo, fractions: dict, seed: int) -> dict:
@@ -188,10 +256,14 @@ def applicable(ms, splits_only=None) -> list[Protocol]:
     """The protocols an opened archive supports (its split is stored and it applies), optionally only
     those on the splits named in ``splits_only``."""
     stored = set(ms.h5["splits"]) if "splits" in ms.h5 else set()
+    n_tasks = len(ms.tasks)
     return [
         p
         for p in PROTOCOLS.values()
-        if p.split.name in stored and p.applies(ms) and (splits_only is None or p.split.name in splits_only)
+        if p.split.name in stored
+        and n_tasks >= p.min_tasks
+        and p.applies(ms)
+        and (splits_only is None or p.split.name in splits_only)
     ]
 
 

@@ -62,8 +62,11 @@ def task_id(zoo: Zoo, fractions: dict, rng: np.random.Generator, drawn: dict) ->
 
 
 def retrieval(zoo: Zoo, fractions: dict, rng: np.random.Generator, drawn: dict) -> dict:
-    """A share of the tasks trains; each unseen task's seeds are divided into queries and gallery."""
+    """A share of the tasks trains; each unseen task's seeds are divided into queries and gallery.
+    None for a zoo of one task: there is no unseen task to retrieve."""
     models = zoo.models
+    if models.task.nunique() < 2:
+        return None
     tasks = rng.permutation(np.sort(models.task.unique()))
     k = _cut(len(tasks), fractions["retrieval_train_fraction"])
     parts = {"train": models.loc[models.task.isin(tasks[:k]), "id"].tolist(), "query": [], "gallery": []}
@@ -80,7 +83,7 @@ def cross_family(zoo: Zoo, fractions: dict, rng: np.random.Generator, drawn: dic
     order), gallery of every other family."""
     models = zoo.models
     families = list(dict.fromkeys(models["family"]))
-    if len(families) < 2:
+    if len(families) < 2 or "retrieval" not in drawn:
         return None
     fam = models.set_index("id")["family"]
     r = drawn["retrieval"]

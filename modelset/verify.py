@@ -69,8 +69,13 @@ def verify(path) -> list[str]:
         for name in CURVES:
             if name not in f["curves"] or f["curves"][name].shape[0] != n:
                 problems.append(f"/curves/{name} missing or not one row per model")
-        from .protocols import SPLITS
+        from .protocols import SPLITS, required_splits
 
+        problems += [
+            f"/splits/{name} missing: every zoo of {t} task(s) stores it"
+            for name in required_splits(t)
+            if name not in f["splits"]
+        ]
         for name, parts in f["splits"].items():
             if name not in SPLITS:
                 problems.append(f"/splits/{name} is not a split of this version ({', '.join(SPLITS)})")

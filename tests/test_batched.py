@@ -10,7 +10,10 @@ float32 ulps per step. What that becomes after training depends on the optimiser
 - Adam divides each gradient by its own running RMS, so components whose gradient sits at the
   float noise floor (sums that cancel) move by up to lr in either engine: after 3 epochs of the
   digits500 recipe the relative L2 error is <= 1e-2 (measured ~1.4e-3) and test accuracies agree
-  within one test image. The optimiser itself is checked bit for bit against torch.optim.
+  within one test image. RMSprop divides likewise, without Adam's bias correction (its first steps
+  are the largest): after 2 epochs of a unit of the recipe options <= RMS_REL (measured 1.2e-2),
+  test accuracies within two test images. The optimiser itself is checked bit for bit against
+  torch.optim.
 Over a whole build this drift makes single models differ; their accuracy distribution must not.
 """
 
@@ -31,6 +34,7 @@ from modelset.preset import load_preset
 from .helpers import SMALL, run_cli
 
 SGD_REL = 5e-5  # see the module docstring
+RMS_REL = 5e-2
 
 
 def _unit(overrides):
@@ -145,7 +149,9 @@ def test_grid_of_learning_rates_trains_in_one_unit():
     assert rel <= SGD_REL and metrics <= 1e-5
 
 
-@pytest.mark.parametrize("kind, weight_decay", [("adam", 0.0), ("adam", 0.01), ("adamw", 0.01), ("sgd", 0.01)])
+@pytest.mark.parametrize(
+    "kind, weight_decay", [("adam", 0.0), ("adam", 0.01), ("adamw", 0.01), ("sgd", 0.01), ("rmsprop", 0.01)]
+)
 def test_optimizer_is_torch_optim_bit_for_bit(kind, weight_decay):
     """Same gradients in, same parameters out, with models sitting out some steps."""
     torch.manual_seed(0)
@@ -153,7 +159,9 @@ def test_optimizer_is_torch_optim_bit_for_bit(kind, weight_decay):
     refs = [create_model("small_cnn", in_channels=1, n_classes=3) for _ in range(3)]
     for a, b in zip(models, refs):
         b.load_state_dict(a.state_dict())
-    hps = [dict(optimizer=kind, lr=0.003, weight_decay=weight_decay, momentum=0.9)] * 3
+    hps = [dict(optimizer=kind, lr=lr, weight_decay=weight_decay, momentum=0.9) for lr in (0.003, 0.003, 0.003)]
+    if kind == "rmsprop":  # per-model learning rates, too
+        hps = [{**h, "lr": lr} for h, lr in zip(hps, (0.003, 0.001, 0.01))]
     ref_opts = [make_optimizer(r.parameters(), h) for r, h in zip(refs, hps)]
     flat = _Flat(models, "cpu")
     opt = _Optimizer(flat, hps)
@@ -170,6 +178,60 @@ def test_optimizer_is_torch_optim_bit_for_bit(kind, weight_decay):
     for m in range(3):
         expected = torch.cat([p.detach().reshape(-1) for p in refs[m].parameters()]).numpy()
         assert flat.row(m).tobytes() == expected.tobytes()
+
+
+# The Small CNN Zoo's recipe options: each model its own dropout rate, init std and train
+# fraction (a subset of its task's images), with RMSprop and per-model learning rates.
+RECIPE_OPTIONS = [
+    "seeds=3",
+    "unit_size=6",
+    "epochs=2",
+    "batch_size=50",
+    "init=truncated_normal",
+    "sample.dropout={uniform=[0.1, 0.6]}",
+    "sample.init_std={loguniform=[0.02, 0.2]}",
+    "sample.lr={loguniform=[0.001, 0.01]}",
+    "sample.train_fraction={choice=[0.5]}",
+]
+
+
+@pytest.mark.parametrize("optimizer, tolerance", [("sgd", SGD_REL), ("rmsprop", RMS_REL)])
+def test_recipe_options_train_batched_and_equal_the_reference(optimizer, tolerance):
+    """Dropout masks are drawn per model as the reference loop draws them, so the engines agree as
+    without dropout; RMSprop, like Adam, divides by a running RMS (see the module docstring)."""
+    unit = _unit([*RECIPE_OPTIONS, f"optimizer={optimizer}"])
+    assert {e.engine for e in unit} == {"batched"} and len({e.hparams["dropout"] for e in unit}) == len(unit)
+    results, ref = train_batched(unit), [train_reference(e) for e in unit]
+    rel, curves, metrics = _compare(unit, results, ref)
+    assert rel <= tolerance, rel
+    if optimizer == "sgd":
+        assert curves <= 1e-5 and metrics <= 1e-5, (curves, metrics)
+    n_test = len(task_tensors(unit[0].dataset, unit[0].classes, unit[0].transform)[0][3])
+    assert max(abs(r.metrics["test_acc"] - b.metrics["test_acc"]) for r, b in zip(ref, results)) <= 2 / n_test + 1e-6
+
+
+def test_train_fraction_is_a_fixed_subset_per_model():
+    from builders.train import model_data
+
+    unit = _unit(["seeds=3", "train_fraction=0.25"])[:2]  # two seeds of one task
+    full = task_tensors(unit[0].dataset, unit[0].classes, unit[0].transform)[0]
+    x0, y0, xt, _ = model_data(unit[0])
+    assert len(y0) == round(0.25 * len(full[1])) and len(model_data(unit[1])[1]) == len(y0)
+    assert torch.equal(x0, model_data(unit[0])[0])  # fixed: the same images every time
+    assert not torch.equal(x0, model_data(unit[1])[0])  # its own per model
+    assert torch.equal(xt, full[2])  # scored on the whole test split
+
+
+def test_dropout_and_init_std_change_training():
+    """Dropout is really applied in training (and not in evaluation); the init std scales the init."""
+    base = ["seeds=1", "tasks.count=1", "epochs=1", "optimizer=sgd", "lr=0.05"]
+    plain, dropped = (train_batched(_unit(base + extra)) for extra in ([], ["dropout=0.5"]))
+    assert plain[0].params.tobytes() != dropped[0].params.tobytes()
+    from builders.train import init_model
+
+    small, large = (init_model(_unit(base + ["init=normal", f"init_std={s}"])[0]) for s in (0.01, 0.1))
+    ratio = small.convs[1].weight.std().item() / large.convs[1].weight.std().item()
+    assert abs(ratio - 0.1) < 0.02, ratio
 
 
 def test_engine_is_part_of_the_plan_hash_and_shards(tmp_path, opened):

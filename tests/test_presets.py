@@ -70,7 +70,7 @@ def test_changed_recipe_changes_unit_hash():
         (("digits500", ["seeds=0"]), "seeds must be a count >= 1"),
         (("digits500", ["bogus=1"]), "unknown key 'bogus'"),
         (("digits500", ["lr=-1"]), "train.lr must be a number > 0"),
-        (("digits500", ["optimizer=rmsprop"]), "train.optimizer must be one of"),
+        (("digits500", ["optimizer=lbfgs"]), "train.optimizer must be one of"),
         (("digits500", ["seeds"]), "expected key=value"),
         (("digits500", ["grid.tasks=[1]"]), "grid factors are [train] keys"),
         (("digits500", ["splits.task_id_train_fraction=1.5"]), "must be a fraction in (0, 1)"),

@@ -12,7 +12,7 @@ from metrics.protocols import FactorsEvaluator, RegressionEvaluator
 from metrics.public import make_public, read_public, write_public
 from modelset.errors import ModelsetError
 from modelset.preset import load_preset
-from modelset.protocols import HEADLINE, PROTOCOLS, REQUIRED, applicable
+from modelset.protocols import HEADLINE, PROTOCOLS, applicable, required
 
 # 4 tasks x 2 seeds x lr {0.003, 0.03} x {dense, STR}: 32 models, every factor on both sides of a split.
 SWEEP = ["seeds=2", "tasks.count=4", "epochs=2", "unit_size=4", "grid.lr=[0.003, 0.03]", 'grid.family=["dense", "str"]']
@@ -93,7 +93,7 @@ def test_a_new_protocol_is_one_record_and_its_evaluator(sweep, monkeypatch):
     # ConstantGuess embeds the first 4 weights of each unseen-task model: their mean cosine
     assert s["mean_similarity.mean"] == pytest.approx(np.mean(_cosine(public["retrieval"][1].params[:, :4])))
     # the properties of held-out models are scored on the task_id split: no extra fit per seed
-    assert PROTOCOLS["accuracy"].split is PROTOCOLS["task_id"].split and set(REQUIRED) <= set(HEADLINE)
+    assert PROTOCOLS["accuracy"].split is PROTOCOLS["task_id"].split and set(required(50)) <= set(HEADLINE)
 
 
 def _cosine(x):
