@@ -7,12 +7,17 @@ ratio, and the grouped-convolution kernels' own rate; the batched engine's profi
 build time of every built-in preset on this machine; and, unless --no-build, the wall time and
 peak RSS of `modelset build --preset digits500 --force`, the build step of `make modelset`.
 
-Timings are noisy on a shared machine, so engines are timed interleaved, unit by unit, and each
-unit's best of --rounds counts; compare the ratios, not absolute figures across runs. Everything
-runs pinned to one torch thread, as every work unit of a build does. To measure AVX2 kernels on an
-AVX-512 core: ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 make bench.
+Everything runs pinned to one torch thread, as every work unit of a build does, and is timed by
+that thread's CPU time: on a shared machine other processes delay a run but barely lengthen its
+CPU time (they still share caches and memory bandwidth). Engines are timed interleaved, unit by
+unit, and each unit's best of --rounds counts; compare the ratios, not absolute figures across
+runs. The full build is timed by the wall clock, with the load average beside it.
 
-    python benchmarks/bench_batched.py [--units 4] [--rounds 2] [--no-projection] [--no-build]
+``--isa avx2`` runs the whole benchmark again with oneDNN, ATen and MKL held to AVX2
+(benchmarks/machine.py ISA_ENV), as on a core without AVX-512; the machine line says which width
+the kernels really ran at (oneDNN's own log) and quotes that width's FMA peak.
+
+    python benchmarks/bench_batched.py [--isa native|avx2] [--units 4] [--rounds 2] [--no-projection] [--no-build]
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import describe, machine  # noqa: E402
+from machine import ISA_ENV, describe, machine, reexec_at  # noqa: E402
 from results import recorded  # noqa: E402
 
 from builders.batched import train_batched  # noqa: E402
@@ -50,15 +55,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def rate(fn, flops: float, seconds: float = 1.0) -> float:
-    """Best GFLOP/s of ``fn`` over a few timed bursts."""
+    """Best GFLOP/s of ``fn`` over a few timed bursts (thread CPU time)."""
     fn()
     best = 0.0
     for _ in range(3):
-        t, k = time.perf_counter(), 0
-        while time.perf_counter() - t < seconds / 3:
+        t, k = time.thread_time(), 0
+        while time.thread_time() - t < seconds / 3:
             fn()
             k += 1
-        best = max(best, flops * k / (time.perf_counter() - t) / 1e9)
+        best = max(best, flops * k / (time.thread_time() - t) / 1e9)
     return best
 
 
@@ -119,9 +124,10 @@ def count_flops(fn) -> int:
 
 
 def timed(fn) -> float:
-    t = time.perf_counter()
+    """CPU seconds of this thread in ``fn``: its time on a free core, whatever else runs."""
+    t = time.thread_time()
     fn()
-    return time.perf_counter() - t
+    return time.thread_time() - t
 
 
 def peak_tree_rss(proc: subprocess.Popen, every: float = 0.05) -> tuple[threading.Thread, dict]:
@@ -265,6 +271,12 @@ def project_presets(jobs: int, peak, root) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument(
+        "--isa",
+        choices=["native", *ISA_ENV],
+        default="native",
+        help="vector width to run at: native, or avx2 (oneDNN, ATen and MKL held to AVX2; runs itself again)",
+    )
     ap.add_argument("--units", type=int, default=4, help="digits500 work units timed per engine (default 4)")
     ap.add_argument("--rounds", type=int, default=2, help="timings per unit and engine; the best counts")
     ap.add_argument(
@@ -283,8 +295,8 @@ def main() -> None:
     peak = m["fma_peak_gflops"]
     print(describe(m))
     print(
-        "every figure below: one torch thread, as every work unit of a build; "
-        "other vector widths: ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 make bench"
+        "every figure below: one torch thread, as every work unit of a build, timed by its CPU time; "
+        "another vector width: --isa avx2"
     )
 
     units = work_units(make_plan(load_preset("digits500")))
@@ -319,5 +331,10 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    isa = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--isa=")), None)
+    if "--isa" in sys.argv[:-1]:
+        isa = sys.argv[sys.argv.index("--isa") + 1]
+    if isa in ISA_ENV:
+        reexec_at(isa)  # before anything is measured or recorded: the whole run at that width
     with recorded("bench_batched"):
         main()
