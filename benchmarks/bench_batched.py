@@ -92,14 +92,14 @@ def _conv_backward_flop(
     return flops
 
 
-def conv_kernels_rate(unit, batch: int, root=None) -> float:
+def conv_kernels_rate(unit, batch: int, root=None) -> tuple[float, list[str]]:
     """GFLOP/s of the unit's convolution kernels alone (forward, data and weight gradients of its
-    grouped layers, as the batched engine calls them): what the engine would reach if nothing else
-    cost anything."""
+    grouped layers, as the batched engine calls them, one after the other): what the engine would
+    reach if nothing else cost anything; and each call's own rate, repeated on warm data."""
     aten, cl, M = torch.ops.aten, torch.channels_last, len(unit)
     model = init_model(unit[0], root)
     h, w_ = task_tensors(unit[0].dataset, unit[0].classes, unit[0].transform, root)[0][0].shape[2:]
-    calls = []
+    calls, names = [], []
     for i, conv in enumerate(model.convs):
         cin, s = conv.in_channels, conv.stride
         x = torch.randn(batch, M * cin, h, w_).contiguous(memory_format=cl)
@@ -108,11 +108,15 @@ def conv_kernels_rate(unit, batch: int, root=None) -> float:
         args = (g, x, w, None, list(s), [1, 1], [1, 1], False, [0, 0], M)
         calls.append(lambda x=x, w=w, s=s: F.conv2d(x, w, None, stride=s, padding=1, groups=M))
         calls.append(lambda args=args: aten.convolution_backward(*args, [False, True, False]))
+        shape = f"layer {i + 1} ({cin}->{conv.out_channels} per model, {h}x{w_} stride {s[0]})"
+        names += [f"{shape} forward", f"{shape} weight gradient"]
         if i:
             calls.append(lambda args=args: aten.convolution_backward(*args, [True, False, False]))
+            names.append(f"{shape} data gradient")
         h, w_ = g.shape[2:]
     flops = count_flops(lambda: [c() for c in calls])
-    return rate(lambda: [c() for c in calls], flops)
+    each = [f"{name}: {rate(c, count_flops(c), 0.3):.0f} GFLOP/s" for name, c in zip(names, calls)]
+    return rate(lambda: [c() for c in calls], flops), each
 
 
 def count_flops(fn) -> int:
@@ -239,13 +243,15 @@ def report_engines(label, units, rounds, peak, root=None) -> None:
         g = flops / t / 1e9
         print(f"  {name:<12}{n_models / t:>10.2f}{g:>10.1f}{g / peak if peak else float('nan'):>9.0%}")
     print(f"  batched / reference: {total['reference'] / total['batched']:.2f}x   (target >= 3x)")
-    conv = conv_kernels_rate(units[0], hp["batch_size"], root)
+    conv, each = conv_kernels_rate(units[0], hp["batch_size"], root)
     print(
         f"  the unit's grouped-convolution kernels alone: {conv:.0f} GFLOP/s"
         + (f" ({conv / peak:.0%} of peak)" if peak else "")
         + "; the batched engine reaches "
-        f"{flops / total['batched'] / 1e9 / conv:.0%} of that"
+        f"{flops / total['batched'] / 1e9 / conv:.0%} of that, so with these kernels and nothing else "
+        f"costing anything, batched / reference would be at most {conv / (flops / total['reference'] / 1e9):.2f}x"
     )
+    print("  each kernel call alone, repeated on warm data:\n" + "\n".join(f"    {line}" for line in each))
 
 
 def project_presets(jobs: int, peak, root) -> None:
