@@ -52,4 +52,4 @@ clean-archives:
 
 # Batched engine vs reference loop on the same digits500 units, then a timed digits500 build.
 bench: $(STAMP)
-	$(PY) benchmarks/bench_batched.py
+	$(PY) benchmarks/bench_batched.py $(BENCH_ARGS)

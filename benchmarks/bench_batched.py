@@ -7,12 +7,17 @@ ratio, and the grouped-convolution kernels' own rate; the batched engine's profi
 build time of every built-in preset on this machine; and, unless --no-build, the wall time and
 peak RSS of `modelset build --preset digits500 --force`, the build step of `make modelset`.
 
-Timings are noisy on a shared machine, so engines are timed interleaved, unit by unit, and each
-unit's best of --rounds counts; compare the ratios, not absolute figures across runs. Everything
-runs pinned to one torch thread, as every work unit of a build does. To measure AVX2 kernels on an
-AVX-512 core: ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 make bench.
+Everything runs pinned to one torch thread, as every work unit of a build does, and is timed by
+that thread's CPU time: on a shared machine other processes delay a run but barely lengthen its
+CPU time (they still share caches and memory bandwidth). Engines are timed interleaved, unit by
+unit, and each unit's best of --rounds counts; compare the ratios, not absolute figures across
+runs. The full build is timed by the wall clock, with the load average beside it.
 
-    python benchmarks/bench_batched.py [--units 4] [--rounds 2] [--no-projection] [--no-build]
+``--isa avx2`` runs the whole benchmark again with oneDNN, ATen and MKL held to AVX2
+(benchmarks/machine.py ISA_ENV), as on a core without AVX-512; the machine line says which width
+the kernels really ran at (oneDNN's own log) and quotes that width's FMA peak.
+
+    python benchmarks/bench_batched.py [--isa native|avx2] [--units 4] [--rounds 2] [--no-projection] [--no-build]
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import describe, machine  # noqa: E402
+from machine import ISA_ENV, describe, machine, reexec_at  # noqa: E402
 from results import recorded  # noqa: E402
 
 from builders.batched import train_batched  # noqa: E402
@@ -50,15 +55,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def rate(fn, flops: float, seconds: float = 1.0) -> float:
-    """Best GFLOP/s of ``fn`` over a few timed bursts."""
+    """Best GFLOP/s of ``fn`` over a few timed bursts (thread CPU time)."""
     fn()
     best = 0.0
     for _ in range(3):
-        t, k = time.perf_counter(), 0
-        while time.perf_counter() - t < seconds / 3:
+        t, k = time.thread_time(), 0
+        while time.thread_time() - t < seconds / 3:
             fn()
             k += 1
-        best = max(best, flops * k / (time.perf_counter() - t) / 1e9)
+        best = max(best, flops * k / (time.thread_time() - t) / 1e9)
     return best
 
 
@@ -87,14 +92,14 @@ def _conv_backward_flop(
     return flops
 
 
-def conv_kernels_rate(unit, batch: int, root=None) -> float:
+def conv_kernels_rate(unit, batch: int, root=None) -> tuple[float, list[str]]:
     """GFLOP/s of the unit's convolution kernels alone (forward, data and weight gradients of its
-    grouped layers, as the batched engine calls them): what the engine would reach if nothing else
-    cost anything."""
+    grouped layers, as the batched engine calls them, one after the other): what the engine would
+    reach if nothing else cost anything; and each call's own rate, repeated on warm data."""
     aten, cl, M = torch.ops.aten, torch.channels_last, len(unit)
     model = init_model(unit[0], root)
     h, w_ = task_tensors(unit[0].dataset, unit[0].classes, unit[0].transform, root)[0][0].shape[2:]
-    calls = []
+    calls, names = [], []
     for i, conv in enumerate(model.convs):
         cin, s = conv.in_channels, conv.stride
         x = torch.randn(batch, M * cin, h, w_).contiguous(memory_format=cl)
@@ -103,11 +108,15 @@ def conv_kernels_rate(unit, batch: int, root=None) -> float:
         args = (g, x, w, None, list(s), [1, 1], [1, 1], False, [0, 0], M)
         calls.append(lambda x=x, w=w, s=s: F.conv2d(x, w, None, stride=s, padding=1, groups=M))
         calls.append(lambda args=args: aten.convolution_backward(*args, [False, True, False]))
+        shape = f"layer {i + 1} ({cin}->{conv.out_channels} per model, {h}x{w_} stride {s[0]})"
+        names += [f"{shape} forward", f"{shape} weight gradient"]
         if i:
             calls.append(lambda args=args: aten.convolution_backward(*args, [True, False, False]))
+            names.append(f"{shape} data gradient")
         h, w_ = g.shape[2:]
     flops = count_flops(lambda: [c() for c in calls])
-    return rate(lambda: [c() for c in calls], flops)
+    each = [f"{name}: {rate(c, count_flops(c), 0.3):.0f} GFLOP/s" for name, c in zip(names, calls)]
+    return rate(lambda: [c() for c in calls], flops), each
 
 
 def count_flops(fn) -> int:
@@ -119,9 +128,10 @@ def count_flops(fn) -> int:
 
 
 def timed(fn) -> float:
-    t = time.perf_counter()
+    """CPU seconds of this thread in ``fn``: its time on a free core, whatever else runs."""
+    t = time.thread_time()
     fn()
-    return time.perf_counter() - t
+    return time.thread_time() - t
 
 
 def peak_tree_rss(proc: subprocess.Popen, every: float = 0.05) -> tuple[threading.Thread, dict]:
@@ -233,13 +243,15 @@ def report_engines(label, units, rounds, peak, root=None) -> None:
         g = flops / t / 1e9
         print(f"  {name:<12}{n_models / t:>10.2f}{g:>10.1f}{g / peak if peak else float('nan'):>9.0%}")
     print(f"  batched / reference: {total['reference'] / total['batched']:.2f}x   (target >= 3x)")
-    conv = conv_kernels_rate(units[0], hp["batch_size"], root)
+    conv, each = conv_kernels_rate(units[0], hp["batch_size"], root)
     print(
         f"  the unit's grouped-convolution kernels alone: {conv:.0f} GFLOP/s"
         + (f" ({conv / peak:.0%} of peak)" if peak else "")
         + "; the batched engine reaches "
-        f"{flops / total['batched'] / 1e9 / conv:.0%} of that"
+        f"{flops / total['batched'] / 1e9 / conv:.0%} of that, so with these kernels and nothing else "
+        f"costing anything, batched / reference would be at most {conv / (flops / total['reference'] / 1e9):.2f}x"
     )
+    print("  each kernel call alone, repeated on warm data:\n" + "\n".join(f"    {line}" for line in each))
 
 
 def project_presets(jobs: int, peak, root) -> None:
@@ -265,6 +277,12 @@ def project_presets(jobs: int, peak, root) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument(
+        "--isa",
+        choices=["native", *ISA_ENV],
+        default="native",
+        help="vector width to run at: native, or avx2 (oneDNN, ATen and MKL held to AVX2; runs itself again)",
+    )
     ap.add_argument("--units", type=int, default=4, help="digits500 work units timed per engine (default 4)")
     ap.add_argument("--rounds", type=int, default=2, help="timings per unit and engine; the best counts")
     ap.add_argument(
@@ -283,8 +301,8 @@ def main() -> None:
     peak = m["fma_peak_gflops"]
     print(describe(m))
     print(
-        "every figure below: one torch thread, as every work unit of a build; "
-        "other vector widths: ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 make bench"
+        "every figure below: one torch thread, as every work unit of a build, timed by its CPU time; "
+        "another vector width: --isa avx2"
     )
 
     units = work_units(make_plan(load_preset("digits500")))
@@ -319,5 +337,10 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    isa = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--isa=")), None)
+    if "--isa" in sys.argv[:-1]:
+        isa = sys.argv[sys.argv.index("--isa") + 1]
+    if isa in ISA_ENV:
+        reexec_at(isa)  # before anything is measured or recorded: the whole run at that width
     with recorded("bench_batched"):
         main()

@@ -3,14 +3,21 @@ beside its figures, because the same build runs 2-4x apart on cores of different
 width (oneDNN picks other kernels with AVX2 alone than with AVX-512).
 
     python benchmarks/machine.py     # prints the line and the peak of each vector width
+
+A benchmark measures the vector width its kernels ran at, not the CPU's widest: ``measured_width``
+asks oneDNN (a convolution run with ONEDNN_VERBOSE) and ATen which ISA they dispatched to, and the
+peak quoted beside it is that width's. ``--isa avx2`` (``reexec_at``) runs a benchmark again with
+oneDNN, ATen and MKL held to AVX2, as on a core without AVX-512.
 """
 
 from __future__ import annotations
 
 import os
 import platform
+import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from functools import cache
 from pathlib import Path
@@ -36,6 +43,56 @@ def vector_width(flags: set[str]) -> str:
     if "avx2" in flags and "fma" in flags:
         return "AVX2"
     return "SSE" if flags else platform.machine()
+
+
+# The environment that holds every kernel library torch calls to a vector width: oneDNN
+# (convolutions), ATen's own kernels (elementwise, reductions) and MKL (matmul, bmm).
+ISA_ENV = {
+    "avx2": {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"},
+}
+
+
+def reexec_at(isa: str) -> None:
+    """Run this process again with ``ISA_ENV[isa]`` unless it already has it ("native": nothing);
+    before the benchmark starts, so all of it runs at that width."""
+    if isa == "native":
+        return
+    env = ISA_ENV[isa]
+    if all(os.environ.get(k) == v for k, v in env.items()):
+        return
+    sys.stdout.flush()
+    os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **env})
+
+
+_PROBE = (
+    "import torch; torch.set_num_threads(1); "
+    "torch.nn.functional.conv2d(torch.randn(2, 32, 8, 8).contiguous(memory_format=torch.channels_last), "
+    "torch.randn(32, 16, 3, 3), groups=2)"
+)
+
+
+@cache
+def onednn_isa() -> str:
+    """The ISA oneDNN dispatches to in a process with this environment, from its verbose log
+    ("Intel AVX2", "Intel AVX-512 with ..."), or "" where it says none."""
+    out = subprocess.run(
+        [sys.executable, "-c", _PROBE], env={**os.environ, "ONEDNN_VERBOSE": "1"}, capture_output=True, text=True
+    ).stdout
+    m = re.search(r"cpu,isa:([^\n]*)", out)
+    return m.group(1).strip() if m else ""
+
+
+def measured_width(aten: str, onednn: str) -> int | None:
+    """The vector width in bits that both ATen and oneDNN ran at (the narrower of the two)."""
+    bits = []
+    for name in (aten.upper(), onednn.upper()):
+        if "512" in name:
+            bits.append(512)
+        elif "AVX2" in name or "AVX" in name:
+            bits.append(256)
+        elif name:
+            bits.append(128)
+    return min(bits) if bits else None
 
 
 @cache
@@ -78,15 +135,18 @@ def machine() -> dict:
         else ""
     )
     peaks = fma_peaks()
+    aten, onednn = torch.backends.cpu.get_cpu_capability(), onednn_isa()
+    bits = measured_width(aten, onednn)
     return {
         "cpu": model or platform.processor(),
         "cores": len(os.sched_getaffinity(0)),
         "vector_width": vector_width(flags),
         # What torch's own kernels dispatch to (ATEN_CPU_CAPABILITY lowers it; oneDNN follows
-        # ONEDNN_MAX_CPU_ISA): a benchmark run under either measures that width.
-        "aten_capability": torch.backends.cpu.get_cpu_capability(),
-        "onednn_max_isa": os.environ.get("ONEDNN_MAX_CPU_ISA", "native"),
-        "fma_peak_gflops": fma_peak(),
+        # ONEDNN_MAX_CPU_ISA): a benchmark run under either measures that width, at its peak.
+        "aten_capability": aten,
+        "onednn_isa": onednn or "unknown",
+        "measured_bits": bits,
+        "fma_peak_gflops": peaks.get(bits, fma_peak()) if bits else fma_peak(),
         "fma_peak_by_bits": peaks,
         "torch": torch.__version__,
         "python": platform.python_version(),
@@ -96,15 +156,17 @@ def machine() -> dict:
 
 def describe(m: dict | None = None) -> str:
     m = m or machine()
+    bits = m["measured_bits"]
     peak = (
-        f"fp32 FMA peak {m['fma_peak_gflops']:.0f} GFLOP/s per core "
+        f"fp32 FMA peak at {bits}-bit {m['fma_peak_gflops']:.0f} GFLOP/s per core "
         f"({', '.join(f'{b}-bit {r:.0f}' for b, r in m['fma_peak_by_bits'].items())}; benchmarks/fma_peak.c)"
         if m["fma_peak_gflops"]
         else "FMA peak not measured (no C compiler)"
     )
     return (
-        f"machine: {m['cpu']}, {m['cores']} cores, {m['vector_width']} (torch kernels {m['aten_capability']}, "
-        f"oneDNN {m['onednn_max_isa']}); {peak}; torch {m['torch']}; load average {m['load_average_at_start'][0]:.2f}"
+        f"machine: {m['cpu']}, {m['cores']} cores, {m['vector_width']}; measured at {bits}-bit vectors "
+        f"(torch kernels {m['aten_capability']}, oneDNN {m['onednn_isa']}); {peak}; torch {m['torch']}; "
+        f"load average {m['load_average_at_start'][0]:.2f}"
     )
 
 

@@ -59,34 +59,52 @@ def train_batched(unit: list[PlanEntry], device="cpu", data_root=None) -> list[M
     return results
 
 
-class _Data:
-    """Each model's task data, padded to the largest task of the pass, on the device."""
+class _Split:
+    """One split of each model's task data: every distinct task once, padded to the largest of the
+    pass, (T, N, ...) inputs and (T, N) labels, and the task of each model. Models of a unit mostly
+    share a task (a unit is a task's seeds), so a unit holds its data once, not once per model."""
 
-    def __init__(self, entries, device, data_root=None):
-        tensors = [model_data(e, data_root) for e in entries]
-        self.n_train = [len(t[1]) for t in tensors]
-        self.n_test = [len(t[3]) for t in tensors]
-        self.train = self._stack([t[0] for t in tensors], [t[1] for t in tensors], device)
-        self.test = self._stack([t[2] for t in tensors], [t[3] for t in tensors], device)
-
-    @staticmethod
-    def _stack(xs, ys, device):
+    def __init__(self, xs, ys, task, device):
         n = max(len(y) for y in ys)
         x = torch.zeros(len(xs), n, *xs[0].shape[1:])
         y = torch.zeros(len(ys), n, dtype=torch.long)
-        for m, (xm, ym) in enumerate(zip(xs, ys)):
-            x[m, : len(ym)], y[m, : len(ym)] = xm, ym
-        return x.to(device), y.to(device)
+        for t, (xt, yt) in enumerate(zip(xs, ys)):
+            x[t, : len(yt)], y[t, : len(yt)] = xt, yt
+        self.x, self.y, self.size = x.to(device), y.to(device), n
+        self.task = torch.tensor(task, device=device)
+
+    def gather(self, idx):
+        """Rows ``idx[m]`` of model m's data: (M, B, ...) inputs and (M, B) labels. index_select on
+        the flattened data: ~10x faster than advanced indexing with two index tensors."""
+        flat = (idx + self.size * self.task[:, None]).view(-1)
+        x = self.x.view(-1, *self.x.shape[2:]).index_select(0, flat).view(*idx.shape, *self.x.shape[2:])
+        return x, self.y.view(-1).index_select(0, flat).view(idx.shape)
+
+    def rows(self, start, stop):
+        """Rows start:stop of every model's data."""
+        return self.x[:, start:stop].index_select(0, self.task), self.y[:, start:stop].index_select(0, self.task)
 
 
-def _gather(x, y, idx):
-    """Rows ``idx[m]`` of model m's data: (M, B, ...) inputs and (M, B) labels. index_select on
-    the flattened data: ~10x faster than advanced indexing with two index tensors."""
-    M, n = y.shape
-    flat = (idx + n * torch.arange(M, device=idx.device)[:, None]).view(-1)
-    return x.view(M * n, *x.shape[2:]).index_select(0, flat).view(*idx.shape, *x.shape[2:]), y.view(-1).index_select(
-        0, flat
-    ).view(idx.shape)
+class _Data:
+    """Each model's data, on the device: ``train`` and ``test`` splits, each distinct one held once.
+    A model's training data is its own fixed subset where its ``train_fraction`` is below 1
+    (``train.model_data``), so it is shared only by models of one task, fraction and data seed."""
+
+    def __init__(self, entries, device, data_root=None):
+        tasks = [(e.dataset, tuple(e.classes), e.transform) for e in entries]
+        fractions = [e.hparams.get("train_fraction", 1.0) for e in entries]
+        subsets = [(*t, f, e.data_seed if f < 1 else None) for t, f, e in zip(tasks, fractions, entries)]
+        self.train, self.n_train = self._split(entries, subsets, 0, device, data_root)
+        self.test, self.n_test = self._split(entries, tasks, 2, device, data_root)
+
+    @staticmethod
+    def _split(entries, keys, at, device, data_root) -> tuple[_Split, list[int]]:
+        distinct = list(dict.fromkeys(keys))
+        tensors = [model_data(entries[keys.index(k)], data_root)[at : at + 2] for k in distinct]
+        task = [distinct.index(k) for k in keys]
+        return _Split([t[0] for t in tensors], [t[1] for t in tensors], task, device), [
+            len(tensors[t][1]) for t in task
+        ]
 
 
 class _Flat:
@@ -270,18 +288,27 @@ class _GroupedCNN:
         with torch.set_grad_enabled(grad):
             return list(self._effective(*leaves)), leaves
 
-    def forward(self, x, keep=False):
-        """x (M, B, C, H, W) -> logits (M, B, K); with ``keep``, what backward needs."""
-        M, B, C, H, W = x.shape
-        effective, leaves = self._weights(grad=keep)
+    def prepare(self, grad: bool = False):
+        """Every layer's weights in the layout its kernels take (conv filters as one channels-last
+        grouped filter bank, biases flat), the effective weights and their leaves: once per step,
+        and once per evaluation, not once per chunk of it."""
+        effective, leaves = self._weights(grad)
         weights = [t.detach() for t in effective]
+        for i in range(self.n_conv):
+            w = weights[2 * i]
+            weights[2 * i] = w.reshape(self.M * w.shape[1], *w.shape[2:]).contiguous(memory_format=torch.channels_last)
+            weights[2 * i + 1] = weights[2 * i + 1].reshape(-1)
+        return weights, effective, leaves
+
+    def forward(self, x, keep=False, prepared=None):
+        """x (M, B, C, H, W) -> logits (M, B, K); with ``keep``, what backward needs. ``prepared``:
+        this step's ``prepare()``, computed here when not given."""
+        M, B, C, H, W = x.shape
+        weights, effective, leaves = prepared or self.prepare(grad=keep)
         h = x.permute(1, 0, 2, 3, 4).reshape(B, M * C, H, W).contiguous(memory_format=torch.channels_last)
         saved, dropped = [h], ([], [])  # dropped: activations before dropout, and their masks
         for i in range(self.n_conv):
-            w = weights[2 * i]
-            w = w.reshape(M * w.shape[1], *w.shape[2:]).contiguous(memory_format=torch.channels_last)
-            weights[2 * i] = w
-            z = F.conv2d(h, w, weights[2 * i + 1].reshape(-1), stride=self.strides[i], padding=1, groups=M)
+            z = F.conv2d(h, weights[2 * i], weights[2 * i + 1], stride=self.strides[i], padding=1, groups=M)
             # In place for relu (its backward needs only the output): out of place, relu on this
             # channels-last tensor costs as much as the convolution.
             h = z.relu_() if self.activation == "relu" else _ACT[self.activation](z)
@@ -369,20 +396,22 @@ ACT_BACKWARD = {
 EVAL_IMAGES = 32
 
 
-def _evaluate(net, data_x, data_y, n) -> tuple[np.ndarray, np.ndarray]:
+def _evaluate(net, split: _Split, n) -> tuple[np.ndarray, np.ndarray]:
     """Per-model mean cross-entropy and accuracy on each model's first ``n[m]`` samples, EVAL_IMAGES
     per model per pass."""
-    M, N = data_y.shape
+    M, N, device = len(n), split.size, split.y.device
     chunk = EVAL_IMAGES
-    valid = torch.arange(N, device=data_y.device)[None] < torch.tensor(n, device=data_y.device)[:, None]
-    loss_sum = torch.zeros(M, device=data_y.device)
-    correct = torch.zeros(M, dtype=torch.long, device=data_y.device)
+    valid = torch.arange(N, device=device)[None] < torch.tensor(n, device=device)[:, None]
+    loss_sum = torch.zeros(M, device=device)
+    correct = torch.zeros(M, dtype=torch.long, device=device)
     with torch.no_grad():
+        prepared = net.prepare()
         for s in range(0, N, chunk):
-            logits, y, v = net.forward(data_x[:, s : s + chunk]), data_y[:, s : s + chunk], valid[:, s : s + chunk]
+            x, y = split.rows(s, s + chunk)
+            logits, v = net.forward(x, prepared=prepared), valid[:, s : s + chunk]
             loss_sum += (F.cross_entropy(logits.transpose(1, 2), y, reduction="none") * v).sum(1)
             correct += ((logits.argmax(2) == y) & v).sum(1)
-    nt = torch.tensor(n, dtype=torch.float32, device=data_y.device)
+    nt = torch.tensor(n, dtype=torch.float32, device=device)
     return (loss_sum / nt).cpu().numpy(), (correct.float() / nt).cpu().numpy()
 
 
@@ -408,7 +437,7 @@ def _train_pass(entries: list[PlanEntry], device, data_root=None) -> list[ModelR
     train_metrics = []  # of the last checkpoint: a checkpoint at the last epoch is the final evaluation
 
     def record(test_loss, test_acc):
-        train_metrics[:] = _evaluate(net, *data.train, data.n_train)
+        train_metrics[:] = _evaluate(net, data.train, data.n_train)
         train_loss, train_acc = train_metrics
         for m, (entry, model) in enumerate(zip(entries, models)):
             flat.load_into(m, model)
@@ -424,7 +453,7 @@ def _train_pass(entries: list[PlanEntry], device, data_root=None) -> list[ModelR
             )
 
     if ckpts[0].wants(0):
-        record(*_evaluate(net, *data.test, data.n_test))
+        record(*_evaluate(net, data.test, data.n_test))
     for epoch in range(epochs):
         # Each model's own permutation, laid out as (step, model, position), padded with row 0.
         order = torch.zeros(steps.max() * bs, M, dtype=torch.long)
@@ -437,7 +466,7 @@ def _train_pass(entries: list[PlanEntry], device, data_root=None) -> list[ModelR
             count = np.clip(n - s * bs, 0, bs)  # real samples of each model in this step
             if net.dropout is not None:
                 net.dropout.counts = count
-            x, y = _gather(*data.train, order[s])
+            x, y = data.train.gather(order[s])
             count_t = torch.tensor(count, device=device)
             valid = torch.arange(bs, device=device)[None] < count_t[:, None]
             # Loss of model m = mean over its real samples, as F.cross_entropy in the reference.
@@ -454,13 +483,13 @@ def _train_pass(entries: list[PlanEntry], device, data_root=None) -> list[ModelR
             opt.step(count > 0)
         curves["train_loss"][:, epoch] = loss_sum.cpu().numpy() / n
         curves["train_acc"][:, epoch] = correct.cpu().numpy() / n
-        curves["test_loss"][:, epoch], curves["test_acc"][:, epoch] = _evaluate(net, *data.test, data.n_test)
+        curves["test_loss"][:, epoch], curves["test_acc"][:, epoch] = _evaluate(net, data.test, data.n_test)
         for m, model in enumerate(models):  # what the family itself records per epoch (DGConv groups)
             flat.load_into(m, model)
             curves["groups"][m, epoch] = mean_groups(model)
         if ckpts[0].wants(epoch + 1):  # the test metrics are the curve's, as stored (float32)
             record(curves["test_loss"][:, epoch], curves["test_acc"][:, epoch])
-    train_loss, train_acc = train_metrics if ckpts[0].wants(epochs) else _evaluate(net, *data.train, data.n_train)
+    train_loss, train_acc = train_metrics if ckpts[0].wants(epochs) else _evaluate(net, data.train, data.n_train)
     results = []
     for m, (entry, model) in enumerate(zip(entries, models)):
         flat.load_into(m, model)

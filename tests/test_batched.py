@@ -110,6 +110,25 @@ def test_families_train_batched_and_equal_the_reference(family):
         assert min(r.family_stats["sparsity"] for r in ref) > 0
 
 
+def test_a_unit_holds_each_task_once_and_every_model_reads_its_own():
+    """A unit of one task's seeds keeps that task's images once; in a unit of several tasks every
+    model's minibatch and evaluation rows are its own task's."""
+    assert batched._Data(_unit([]), "cpu").train.x.shape[0] == 1
+    unit = _unit(MIXED_SGD)
+    data = batched._Data(unit, "cpu")
+    tasks = [task_tensors(e.dataset, e.classes, e.transform)[0] for e in unit]
+    assert data.train.x.shape[0] == len({(e.dataset, tuple(e.classes)) for e in unit}) == 3
+    idx = torch.stack([torch.randperm(len(t[1]))[:50] for t in tasks])
+    x, y = data.train.gather(idx)
+    start, stop = 390, 410  # past the end of the smallest task: padded rows
+    xs, ys = data.train.rows(start, stop)
+    for m, t in enumerate(tasks):
+        assert torch.equal(x[m], t[0][idx[m]]) and torch.equal(y[m], t[1][idx[m]])
+        n = len(t[1][start:stop])
+        assert torch.equal(xs[m, :n], t[0][start:stop]) and torch.equal(ys[m, :n], t[1][start:stop])
+        assert data.n_train[m] == len(t[1]) and data.n_test[m] == len(t[3])
+
+
 def test_evaluation_in_chunks_gives_the_same_curves(monkeypatch):
     """Splits are evaluated a chunk at a time: the chunk size changes neither weights nor accuracies."""
     unit = _unit(["seeds=3", "unit_size=9", "epochs=2"])
