@@ -81,7 +81,7 @@ def test_a_new_protocol_is_one_record_and_its_evaluator(sweep, monkeypatch):
     import metrics.protocols
     from modelset.protocols import RETRIEVAL, Protocol
 
-    monkeypatch.setattr(metrics.protocols, "MeanSimilarityEvaluator", MeanSimilarityEvaluator, raising=False)
+    monkeypatch.setitem(metrics.protocols.EVALUATORS, "MeanSimilarityEvaluator", MeanSimilarityEvaluator)
     monkeypatch.setitem(
         PROTOCOLS,
         "mean_similarity",
