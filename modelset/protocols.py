@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import splits
+from .errors import ModelsetError
 from .splits import Zoo
 
 
@@ -81,8 +82,18 @@ SPLITS = {s.name: s for s in (TASK_ID, RETRIEVAL, CROSS_FAMILY, EPOCH)}  # in dr
 
 def grid_factors(ms) -> list[str]:
     """The training hyper-parameters the zoo's preset sweeps ([grid] keys of [train])."""
-    preset = tomllib.loads(ms.attrs["preset"])
-    return [k for k in preset.get("grid", {}) if k in preset.get("train", {}) and ms.models[k].nunique() > 1]
+    try:  # the archive's own record, which a file from elsewhere may have made anything
+        preset = tomllib.loads(str(ms.attrs.get("preset", "")))
+    except tomllib.TOMLDecodeError as e:
+        raise ModelsetError(
+            f"{ms.path}: root attribute preset is not TOML ({e}); the archive is damaged, rebuild it"
+        ) from None
+    grid, train = preset.get("grid", {}), preset.get("train", {})
+    if not (isinstance(grid, dict) and isinstance(train, dict)) or not set(grid) & set(train) <= set(ms.models.columns):
+        raise ModelsetError(
+            f"{ms.path}: the preset's [grid] and [train] are not tables of /models columns; the archive is damaged, rebuild it"
+        )
+    return [k for k in grid if k in train and ms.models[k].nunique() > 1]
 
 
 def codes(ms, column: str, ids) -> np.ndarray:

@@ -131,3 +131,14 @@ def test_a_format_version_that_is_not_a_number_is_one_line(small_archive, tmp_pa
     assert main(["info", str(path)]) == 2
     err = capsys.readouterr().err
     assert "no valid format_version" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    "text", ["[[[[ = not toml", "grid = 5", "[grid]\nnot_a_column = [1, 2]\n[train]\nnot_a_column = 1\n"]
+)
+def test_a_preset_attribute_that_is_not_the_archives_own_is_one_line(small_archive, tmp_path, text):
+    from modelset.protocols import grid_factors
+
+    path = _copy(small_archive, tmp_path, lambda f, _: f.attrs.__setitem__("preset", text))
+    with modelset.load(path) as ms, pytest.raises(ModelsetError, match="the archive is damaged"):
+        grid_factors(ms)
