@@ -2,10 +2,14 @@
 to make a reader copy other files on disk, exhaust memory, or slice outside its own matrices gets
 one line naming what is wrong, never a traceback, never the other file's bytes."""
 
+import gzip
+import os
 import shutil
+import zlib
 
 import h5py
 import numpy as np
+import pandas as pd
 import pytest
 
 import modelset
@@ -13,7 +17,10 @@ from modelset.archive import read_layout, table_to_struct
 from modelset.cli import main
 from modelset.errors import ModelsetError
 from modelset.schema import encode_shape
+from modelset.smallcnnzoo import CSV_SLACK
 from modelset.verify import verify
+
+from .test_smallcnnzoo import _write_zoo
 
 SECRET = b"PRIVATE-KEY-BYTES"
 
@@ -142,3 +149,84 @@ def test_a_preset_attribute_that_is_not_the_archives_own_is_one_line(small_archi
     path = _copy(small_archive, tmp_path, lambda f, _: f.attrs.__setitem__("preset", text))
     with modelset.load(path) as ms, pytest.raises(ModelsetError, match="the archive is damaged"):
         grid_factors(ms)
+
+
+# -- a Small CNN Zoo directory from elsewhere ------------------------------------------------------
+
+
+def _import(zoo, out, capsys):
+    code = main(["import", "small-cnn-zoo", str(zoo), "--out", str(out)])
+    return code, capsys.readouterr().err
+
+
+def _metrics(zoo, column, value, rows=1):
+    m = pd.read_csv(zoo / "metrics.csv.gz")
+    m[column] = m[column].astype(object)
+    m.loc[: rows - 1, column] = value
+    m.to_csv(zoo / "metrics.csv.gz", index=False)
+
+
+def _gzip_bomb(zoo):
+    """metrics.csv.gz of a few hundred KiB that inflates to more than the import's budget."""
+    head = (zoo / "metrics.csv.gz").read_bytes()
+    squeeze = zlib.compressobj(1, zlib.DEFLATED, 31)  # gzip container
+    with open(zoo / "metrics.csv.gz", "wb") as fh:
+        fh.write(squeeze.compress(gzip.decompress(head).splitlines(True)[0]))
+        chunk = b"0," * (1 << 19)
+        for _ in range((CSV_SLACK + (zoo / "weights.npy").stat().st_size) // len(chunk) + 2):
+            fh.write(squeeze.compress(chunk))
+        fh.write(squeeze.flush())
+
+
+def _link(target):
+    def fn(zoo):
+        os.remove(zoo / "layout.csv")
+        os.symlink(target(zoo), zoo / "layout.csv")
+
+    return fn
+
+
+ZOO_ATTACKS = {
+    "metrics gzip bomb": (_gzip_bomb, "decompresses to more than"),
+    "layout a link out of the directory": (_link(lambda z: _outside(z)), "a link out of the directory"),
+    "layout a link to /dev/zero": (_link(lambda z: "/dev/zero"), "not a regular file"),
+    "a step promising a huge curve": (lambda z: _metrics(z, "step", 10**12), "steps 0..1000"),
+    "a step that is not a number": (lambda z: _metrics(z, "step", "x"), "column step must hold whole numbers"),
+    "an accuracy that is not a number": (
+        lambda z: _metrics(z, "test_accuracy", "abc"),
+        "test_accuracy must hold numbers",
+    ),
+    "a run without a name": (lambda z: _metrics(z, "modeldir", np.nan), "modeldir must hold a run name"),
+    "a learning rate that is not a number": (
+        lambda z: _metrics(z, "config.learning_rate", "abc", rows=3),
+        "'abc', which is not a lr",
+    ),
+}
+
+
+def _outside(zoo):
+    outside = zoo.parent / "elsewhere.csv"
+    outside.write_text("varname,start_idx,end_idx,size,shape\n")
+    return outside
+
+
+@pytest.mark.parametrize("attack", sorted(ZOO_ATTACKS))
+def test_a_hostile_zoo_directory_is_one_line_and_an_existing_archive_survives(tmp_path, capsys, attack):
+    damage, message = ZOO_ATTACKS[attack]
+    _write_zoo(tmp_path / "zoo")
+    damage(tmp_path / "zoo")
+    out = tmp_path / "out" / "zoo.h5"
+    out.parent.mkdir()
+    out.write_bytes(b"an existing archive")
+    code, err = _import(tmp_path / "zoo", out, capsys)
+    assert code == 2 and message in err and err.count("\n") == 1, err
+    assert os.listdir(out.parent) == ["zoo.h5"] and out.read_bytes() == b"an existing archive"
+
+
+@pytest.mark.parametrize("name", ["weights.npy", "layout.csv"])
+def test_an_import_never_writes_over_the_zoo_it_reads(tmp_path, capsys, name):
+    _write_zoo(tmp_path / "zoo")
+    before = (tmp_path / "zoo" / name).read_bytes()
+    code, err = _import(tmp_path / "zoo", tmp_path / "zoo" / name, capsys)
+    assert code == 2 and "a file of the zoo being imported" in err, err
+    assert (tmp_path / "zoo" / name).read_bytes() == before
