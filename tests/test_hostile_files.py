@@ -230,3 +230,24 @@ def test_an_import_never_writes_over_the_zoo_it_reads(tmp_path, capsys, name):
     code, err = _import(tmp_path / "zoo", tmp_path / "zoo" / name, capsys)
     assert code == 2 and "a file of the zoo being imported" in err, err
     assert (tmp_path / "zoo" / name).read_bytes() == before
+
+
+# -- a preset from elsewhere -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ("seeds=1000000000000", "seeds must be at most"),
+        ("epochs=1000000000000", "train.epochs must be a whole number in 1.."),
+        ("batch_size=1000000000000", "train.batch_size must be a whole number in 1.."),
+        ("tasks.classes_per_task=1000000000000", "tasks.classes_per_task must be in 2.."),
+        ("seeds=100000", "the zoo would hold 5000000 models"),
+    ],
+)
+def test_a_preset_asking_for_endless_work_is_refused_before_planning(tmp_path, capsys, monkeypatch, setting, message):
+    monkeypatch.chdir(tmp_path)
+    code = main(["build", "--preset", "digits500", "--set", setting, "--jobs", "1", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and err.count("\n") == 1, err
+    assert not list(tmp_path.rglob("*"))
