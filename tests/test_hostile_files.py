@@ -251,3 +251,22 @@ def test_a_preset_asking_for_endless_work_is_refused_before_planning(tmp_path, c
     err = capsys.readouterr().err
     assert code == 2 and message in err and err.count("\n") == 1, err
     assert not list(tmp_path.rglob("*"))
+
+
+# -- dataset files from elsewhere ------------------------------------------------------------------
+
+
+def test_an_idx_gzip_bomb_is_refused_before_it_is_inflated(tmp_path):
+    from modelset.idx import MAX_BYTES, read_idx
+
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    squeeze = zlib.compressobj(1, zlib.DEFLATED, 31)
+    with open(path, "wb") as fh:  # a header promising 60000 images, then far more zeros than any dataset
+        fh.write(squeeze.compress(b"\0\0\x08\x03" + np.array([60000, 28, 28], ">u4").tobytes()))
+        chunk = bytes(1 << 22)
+        for _ in range(MAX_BYTES // len(chunk) + 1):
+            fh.write(squeeze.compress(chunk))
+        fh.write(squeeze.flush())
+    assert path.stat().st_size < MAX_BYTES // 100
+    with pytest.raises(ModelsetError, match="decompresses to more than"):
+        read_idx(path, 3)
