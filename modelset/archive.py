@@ -14,6 +14,7 @@ ms.h5                          # the read-only h5py.File itself: plain datasets 
 
 from __future__ import annotations
 
+import math
 import os
 
 import h5py
@@ -62,10 +63,24 @@ def read_layout(dataset) -> pd.DataFrame:
     return df
 
 
+def layout_problem(layout: pd.DataFrame, width: int) -> str | None:
+    """Why a layout table does not describe parameter rows of ``width`` values (its tensors one
+    after another from 0, each as many values as its shape holds), or None."""
+    at = 0
+    for name, shape, offset, size in layout[["name", "shape", "offset", "size"]].itertuples(index=False):
+        if offset != at or any(d < 0 for d in shape) or math.prod(shape) != size:
+            return f"layout entry {name!r} (offset {offset}, size {size}, shape {shape}) is not the next tensor: at offset {at}, as many values as its shape holds"
+        at += size
+    return None if at == width else f"layout covers {at} values, parameter rows have {width}"
+
+
 def _unflatten(row: np.ndarray, layout: pd.DataFrame):
     """A parameter row as a state dict, by a layout table (``read_layout``)."""
     from .archs import unflatten
 
+    problem = layout_problem(layout, len(row))
+    if problem:
+        raise ModelsetError(f"{problem}; the archive is damaged, check it with `modelset verify`")
     return unflatten(row, layout[["name", "shape", "offset", "size"]].itertuples(index=False))
 
 
@@ -81,7 +96,14 @@ def open_h5(path) -> h5py.File:
     if f.attrs.get("format") != FORMAT:
         f.close()
         raise ModelsetError(f"{path}: not a modelset archive (root attribute format != 'modelset')")
-    version = int(f.attrs.get("format_version", -1))
+    problem = _outside_or_oversized(f, os.path.getsize(path))
+    if problem:
+        f.close()
+        raise ModelsetError(f"{path}: {problem}; an archive holds its data itself, rebuild or re-download it")
+    try:
+        version = int(np.asarray(f.attrs.get("format_version", -1)).item())
+    except (TypeError, ValueError):
+        version = -1
     if version > FORMAT_VERSION:
         f.close()
         raise ModelsetError(
@@ -98,6 +120,41 @@ def open_h5(path) -> h5py.File:
             f"(v{FORMAT_VERSION}); rebuild it: modelset build --preset {name} --out {path}"
         )
     return f
+
+
+# What an archive may declare beyond its own size: its data compresses little (float weights), so
+# a dataset promising far more than the file holds is a decompression bomb or a never-written
+# (fill value) dataset, either of which would exhaust memory when read.
+MAX_EXPANSION = 64
+MAX_SLACK = 256 << 20
+
+
+def _outside_or_oversized(f: h5py.File, size: int) -> str | None:
+    """Why ``f`` cannot be read safely, or None. HDF5 follows external links, external storage and
+    virtual datasets to other files on disk: an archive from elsewhere could make a reader (the
+    leaderboard's scorer) copy any file it can read, another archive's held-out splits or a key,
+    into what it writes. Builds never make these, so any is refused."""
+    declared = 0
+
+    def check(name, link):
+        nonlocal declared
+        if isinstance(link, h5py.ExternalLink):
+            return f"/{name} is an external link to {link.filename}"
+        if isinstance(link, h5py.SoftLink):
+            return None  # a name for an object of this file, checked under its own name
+        obj = f.get(name)
+        if isinstance(obj, h5py.Dataset):
+            if obj.is_virtual:
+                return f"/{name} is a virtual dataset (its data lives in other files)"
+            if obj.external:
+                return f"/{name} keeps its data in an external file ({obj.external[0][0]!r})"
+            declared += obj.size * obj.dtype.itemsize
+        return None
+
+    problem = f.visititems_links(check)
+    if problem is None and declared > MAX_EXPANSION * size + MAX_SLACK:
+        problem = f"its datasets declare {declared} bytes, far more than its {size} bytes can hold"
+    return problem
 
 
 class Archive:
@@ -214,6 +271,12 @@ class Archive:
         rows = m.loc[ids, "row"].to_numpy()
         uniq, inverse = np.unique(rows, return_inverse=True)  # h5py wants increasing indices
         node = f"architectures/{archs[0]}"
+        n_rows = self.h5[f"{node}/params"].shape[0]
+        if uniq[0] < 0 or uniq[-1] >= n_rows:
+            raise ModelsetError(
+                f"a model's row points outside the {n_rows} rows of /{node}/params; the archive is damaged, "
+                f"check it with `modelset verify`"
+            )
         return (self.h5[f"{node}/params"][uniq] if k is None else self.h5[f"{node}/checkpoints"][uniq, k])[inverse]
 
     def state_dict(self, model_id: int, epoch=None):
@@ -229,6 +292,11 @@ class Archive:
             return self.state_dict(model_id, epoch)
         k = self._checkpoint(epoch)
         g = self.h5[f"architectures/{row.arch}/families/{row.family}"]
+        if not 0 <= int(row.family_row) < g["params"].shape[0]:
+            raise ModelsetError(
+                f"model {model_id}: family_row {row.family_row} outside /{g.name}/params; the archive is damaged, "
+                f"check it with `modelset verify`"
+            )
         values = g["params"][int(row.family_row)] if k is None else g["checkpoints"][int(row.family_row), k]
         return _unflatten(values, read_layout(g["layout"]))
 

@@ -265,9 +265,16 @@ def _is_num(v):
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+# Bounds far past any zoo's, so that a preset from elsewhere cannot make the planner or a trainer
+# allocate without end (seeds = 10**12 is a list of 10**12 seeds; epochs a curve point per epoch).
+MAX_EPOCHS = 10_000
+MAX_BATCH = 1_000_000  # more than any dataset's training images
+MAX_MODELS = 1_000_000
+MAX_CLASSES_PER_TASK = 1_000
+
 _TRAIN_CHECKS = {
-    "epochs": (lambda v: _is_int(v) and v >= 1, "a whole number >= 1"),
-    "batch_size": (lambda v: _is_int(v) and v >= 1, "a whole number >= 1"),
+    "epochs": (lambda v: _is_int(v) and 1 <= v <= MAX_EPOCHS, f"a whole number in 1..{MAX_EPOCHS}"),
+    "batch_size": (lambda v: _is_int(v) and 1 <= v <= MAX_BATCH, f"a whole number in 1..{MAX_BATCH}"),
     "optimizer": (lambda v: v in OPTIMIZERS, "one of " + ", ".join(OPTIMIZERS)),
     "lr": (lambda v: _is_num(v) and v > 0, "a number > 0"),
     "momentum": (lambda v: _is_num(v) and 0 <= v < 1, "a number in [0, 1)"),
@@ -370,11 +377,15 @@ def _validate(d: dict) -> None:
         or (isinstance(s, list) and s and all(_is_int(v) and v >= 0 for v in s) and len(set(s)) == len(s)),
         f"seeds must be a count >= 1 or a list of distinct seeds >= 0, got {s!r}",
     )
+    _check(_is_int(s) and s <= MAX_MODELS or isinstance(s, list), f"seeds must be at most {MAX_MODELS}, got {s!r}")
     _check(_is_int(d["unit_size"]) and d["unit_size"] >= 1, "unit_size must be a whole number >= 1")
     _check(d["engine"] in ENGINES, f"engine must be one of {', '.join(ENGINES)}, got {d['engine']!r}")
     _check_checkpoints(d)
     t = d["tasks"]
-    _check(_is_int(t["classes_per_task"]) and t["classes_per_task"] >= 2, "tasks.classes_per_task must be >= 2")
+    _check(
+        _is_int(t["classes_per_task"]) and 2 <= t["classes_per_task"] <= MAX_CLASSES_PER_TASK,
+        f"tasks.classes_per_task must be in 2..{MAX_CLASSES_PER_TASK}",
+    )
     _check(_is_int(t["count"]) and t["count"] >= 1, "tasks.count must be a whole number >= 1")
     _check(
         isinstance(t["classes"], list)
@@ -405,6 +416,12 @@ def _validate(d: dict) -> None:
         ok, what = checks[key]
         for v in values:
             _check(ok(v), f"grid.{key}: each value must be {what}, got {v!r}")
+    n_models = (s if _is_int(s) else len(s)) * max(t["count"], len(t["classes"]))
+    for values in d["grid"].values():
+        n_models *= len(values)
+    _check(
+        n_models <= MAX_MODELS, f"the zoo would hold {n_models} models, more than {MAX_MODELS}; fewer seeds or tasks"
+    )
     for fam, opts in d["families"].items():
         _check(fam in FAMILIES, f"families.{fam}: unknown family; available: {', '.join(FAMILIES)}")
         _check(isinstance(opts, dict), f"families.{fam} must be a table")

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import splits
+from .errors import ModelsetError
 from .registry import Registry
 from .splits import Zoo
 
@@ -89,9 +90,20 @@ SAMPLE_BINS = "sample_bins"
 def grid_factors(ms) -> list[str]:
     """The training hyper-parameters the zoo's preset sweeps ([grid] and [sample] keys of [train])
     that vary between its models."""
-    preset = tomllib.loads(ms.attrs["preset"])
-    swept = [*preset.get("grid", {}), *preset.get("sample", {})]
-    return [k for k in swept if k in preset.get("train", {}) and ms.models[k].nunique() > 1]
+    try:  # the archive's own record, which a file from elsewhere may have made anything
+        preset = tomllib.loads(str(ms.attrs.get("preset", "")))
+    except tomllib.TOMLDecodeError as e:
+        raise ModelsetError(
+            f"{ms.path}: root attribute preset is not TOML ({e}); the archive is damaged, rebuild it"
+        ) from None
+    grid, sample, train = preset.get("grid", {}), preset.get("sample", {}), preset.get("train", {})
+    if not all(isinstance(t, dict) for t in (grid, sample, train)) or not (set(grid) | set(sample)) & set(train) <= set(
+        ms.models.columns
+    ):
+        raise ModelsetError(
+            f"{ms.path}: the preset's [grid], [sample] and [train] are not tables of /models columns; the archive is damaged, rebuild it"
+        )
+    return [k for k in [*grid, *sample] if k in train and ms.models[k].nunique() > 1]
 
 
 def sample_bins(ms) -> dict[str, list[float]]:

@@ -23,11 +23,15 @@ trip rebuilds the same models, tasks and checkpoints. What does not travel is in
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import io
 import json
+import math
 import os
 import shutil
 import tempfile
+import zlib
 
 import numpy as np
 import pandas as pd
@@ -237,6 +241,12 @@ def _read_dir(src: str):
     if len(splits) > 1:
         raise ModelsetError(f"{src}: several split files ({', '.join(splits)}); keep the one in nfn's form")
     files = ["weights.npy", metrics_name, "layout.csv", *splits]
+    for f in files:  # a link out of DIR or a device (/dev/zero) is not a zoo's file
+        real = os.path.realpath(os.path.join(src, f))
+        if os.path.commonpath([real, os.path.realpath(src)]) != os.path.realpath(src) or not os.path.isfile(real):
+            raise ModelsetError(
+                f"{src}/{f}: a link out of the directory or not a regular file ({real}); copy the file in"
+            )
     sums = {f: _sha256(os.path.join(src, f)) for f in files}
     try:
         weights = np.load(os.path.join(src, "weights.npy"), mmap_mode="r", allow_pickle=False)
@@ -247,11 +257,14 @@ def _read_dir(src: str):
             f"{src}/weights.npy: expected a 2-D float matrix (rows x parameters), "
             f"got {weights.dtype} of shape {weights.shape}"
         )
+    # A metrics row is far shorter than a weights row: the table never decompresses to more than
+    # weights.npy's size (plus room for a small zoo), which stops a gzip bomb before it is parsed.
+    limit = CSV_SLACK + os.path.getsize(os.path.join(src, "weights.npy"))
     try:
-        metrics = pd.read_csv(os.path.join(src, metrics_name))
-        layout = pd.read_csv(os.path.join(src, "layout.csv"))
-        order = pd.read_csv(os.path.join(src, splits[0]), header=None)[0].to_numpy() if splits else None
-    except (ValueError, OSError, pd.errors.ParserError, EOFError) as e:
+        metrics = _read_csv(os.path.join(src, metrics_name), limit)
+        layout = _read_csv(os.path.join(src, "layout.csv"), limit)
+        order = _read_csv(os.path.join(src, splits[0]), limit, header=None)[0].to_numpy() if splits else None
+    except (ValueError, OSError, pd.errors.ParserError, EOFError, zlib.error) as e:
         raise ModelsetError(
             f"{src}: cannot read a CSV file ({str(e).splitlines()[0]}); re-download or re-export it"
         ) from None
@@ -278,6 +291,59 @@ def _read_dir(src: str):
     return weights, metrics, layout, order, sums
 
 
+CSV_SLACK = 64 << 20
+
+
+def _read_csv(path: str, limit: int, **kwargs) -> pd.DataFrame:
+    """A CSV file, gzipped if its name ends in .gz, refused once it decompresses past ``limit`` bytes."""
+    with (gzip.open if path.endswith(".gz") else open)(path, "rb") as fh:
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise ModelsetError(
+            f"{path}: decompresses to more than {limit} bytes, more than a zoo with this weights.npy "
+            f"describes (a gzip bomb or the wrong file); re-download or re-export it"
+        )
+    return pd.read_csv(io.BytesIO(data), **kwargs)
+
+
+MAX_STEP = 1000  # the release's last step is 86; the import allocates a curve point per step
+MAX_CLASSES = 100_000  # of a task's base dataset (tasks_classes is a task x class mask)
+
+
+def _checked_metrics(src, metrics: pd.DataFrame, n_classes: int) -> pd.DataFrame:
+    """The metrics table with every column the import computes with checked to hold what the format
+    says (a run name, whole steps within MAX_STEP, numbers, task ids and classes of the head)."""
+
+    def bad(col, what):
+        return ModelsetError(f"{src}: metrics column {col} must hold {what}; re-download or re-export the zoo")
+
+    if metrics["modeldir"].isna().any():
+        raise bad("modeldir", "a run name in every row")
+    whole = {"step": MAX_STEP, **{f"modelset.{c}": None for c in ("model", "task", "seed", "data_seed")}}
+    for col in [c for c in (*whole, *METRIC_COLUMNS) if c in metrics.columns]:
+        values = pd.to_numeric(metrics[col], errors="coerce")
+        if col in whole:
+            top = whole[col]
+            if values.isna().any() or (values != values.round()).any() or (values < (0 if top else -(2**62))).any():
+                raise bad(col, "whole numbers" + (" >= 0" if top else ""))
+            if top is not None and (values > top).any():
+                raise bad(col, f"steps 0..{top}")
+            values = values.astype(np.int64)
+        elif values.isna().sum() > metrics[col].isna().sum():
+            raise bad(col, "numbers")
+        metrics[col] = values
+    if "modelset.classes" in metrics.columns:
+        for c in metrics["modelset.classes"].unique():
+            parts = str(c).split(";")
+            if (
+                not all(p.isdigit() and int(p) < MAX_CLASSES for p in parts)
+                or len(set(parts)) != n_classes
+                or len(parts) != n_classes
+            ):
+                raise bad("modelset.classes", f"{n_classes} distinct class indices joined by ';', got {c!r}")
+    return metrics
+
+
 def _tensors(src, layout: pd.DataFrame, width: int):
     """[(kernel start, end, TF shape), (bias start, end, shape)] per layer, checked to cover the row."""
     rows = []
@@ -286,10 +352,10 @@ def _tensors(src, layout: pd.DataFrame, width: int):
             shape = tuple(int(d) for d in str(r.shape).strip("()[] ").replace(" ", "").split(",") if d)
         except ValueError:
             raise ModelsetError(f"{src}/layout.csv: shape {r.shape!r} of {r.varname} is not a tuple of sizes") from None
-        if int(r.end_idx) - int(r.start_idx) != int(np.prod(shape)):
+        if int(r.end_idx) - int(r.start_idx) != math.prod(shape):
             raise ModelsetError(
                 f"{src}/layout.csv: {r.varname} spans {r.end_idx - r.start_idx} values, "
-                f"its shape {shape} holds {int(np.prod(shape))}"
+                f"its shape {shape} holds {math.prod(shape)}"
             )
         kind = (
             "kernel" if str(r.varname).endswith("kernel:0") else "bias" if str(r.varname).endswith("bias:0") else None
@@ -328,9 +394,13 @@ def import_zoo(src, out, data_root=None) -> dict:
     from .writer import ArchiveWriter
 
     src = os.path.abspath(os.fspath(src))
+    if os.path.isdir(src) and os.path.realpath(out) in {
+        os.path.realpath(os.path.join(src, n)) for n in os.listdir(src)
+    }:
+        raise ModelsetError(f"--out {out} is a file of the zoo being imported; give the archive a path of its own")
     weights, metrics, layout, order, sums = _read_dir(src)
     layers = _tensors(src, layout, weights.shape[1])
-    metrics = metrics.reset_index(drop=True)
+    metrics = _checked_metrics(src, metrics.reset_index(drop=True), layers[-1][1][3][0])
     runs = list(dict.fromkeys(metrics["modeldir"]))
     rows_of = metrics.groupby("modeldir", sort=False).indices
     # One row per run: final states only (an export of an archive without checkpoints), at any step.
@@ -378,7 +448,14 @@ def import_zoo(src, out, data_root=None) -> dict:
     skip = {"dataset", "random_seed", *(_EXPORT_CONSTANTS if ours else ())}
     for col in [c for c in metrics.columns if c.startswith("config.") and c[len("config.") :] not in skip]:
         key, back = _FROM_ZOO.get(col[len("config.") :], (col[len("config.") :], lambda v: v))
-        recipe[key] = [back(v) for v in fm[col]]
+        recipe[key] = []
+        for v in fm[col]:
+            try:
+                recipe[key].append(back(v))
+            except (TypeError, ValueError):
+                raise ModelsetError(
+                    f"{src}: column {col} holds {v!r}, which is not a {key}; re-export the zoo"
+                ) from None
     recipe.setdefault("activation", ["relu"] * n)
     dataset_name = str(metrics["config.dataset"].iloc[0]) if "config.dataset" in metrics.columns else "unknown"
     if ours:
@@ -402,6 +479,10 @@ def import_zoo(src, out, data_root=None) -> dict:
             why_not = f"the dataset {dataset_name!r} the models were trained on is not here ({e})"
         if dataset is not None and dataset.fingerprint != str(fm["modelset.dataset_fingerprint"].iloc[0]):
             dataset, why_not = None, f"the {dataset_name!r} here is not the data these models saw (fingerprint differs)"
+        if dataset is not None and max(max(t.classes) for t in tasks) >= dataset.n_classes:
+            raise ModelsetError(
+                f"{src}: modelset.classes names classes {dataset_name!r} does not have; re-export the zoo"
+            )
     else:
         why_not = (
             f"the zoo's inputs are TFDS {dataset_name} images averaged to grayscale and scaled to [-1, 1]; "

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .archive import Archive, read_layout, struct_to_table
+from .archive import Archive, layout_problem, read_layout, struct_to_table
 from .schema import CHECKPOINT_EPOCHS, CHECKPOINT_TABLE_COLUMNS, CURVES, REQUIRED_MODEL_COLUMNS, param_checksum
 
 REQUIRED_ATTRS = (
@@ -172,6 +172,9 @@ def _check_rows(f, node: str, layout, group, row_col: str, checksum_col: str, wh
         return [f"/{node} has no layout"]
     if len(params.shape) != 2 or int(layout["size"].sum()) != params.shape[1]:
         return [f"/{node}: layout covers {layout['size'].sum()} values, params rows have shape {params.shape}"]
+    problem = layout_problem(layout, params.shape[1])
+    if problem:
+        return [f"/{node}: {problem}"]
     rows = group[row_col].to_numpy()
     if sorted(rows) != list(range(params.shape[0])):
         return [f"/{node}: model rows do not map one-to-one onto the {params.shape[0]} parameter rows"]

@@ -9,6 +9,7 @@ header says (file name, time stamp), does not change what is read.
 from __future__ import annotations
 
 import gzip
+import io
 import math
 import struct
 import zlib
@@ -22,15 +23,27 @@ UBYTE = 0x08
 GZIP_MAGIC = b"\x1f\x8b"
 
 
-def read_bytes(path: Path) -> bytes:
-    """The file's content, decompressed when it is a gzip stream (by its magic, not its name)."""
+# The most an IDX file may decompress to (MNIST's largest holds 47 MB): a gzip bomb stops here.
+MAX_BYTES = 256 << 20
+
+
+def read_bytes(path: Path, limit: int = MAX_BYTES) -> bytes:
+    """The file's content, decompressed when it is a gzip stream (by its magic, not its name),
+    refused past ``limit`` bytes once decompressed."""
     data = Path(path).read_bytes()
     if data[:2] != GZIP_MAGIC:
         if path.name.endswith(".gz"):
             raise ModelsetError(f"{path}: not a gzip file (no gzip magic number); re-download or re-copy it")
         return data
     try:
-        return gzip.decompress(data)
+        with gzip.GzipFile(fileobj=io.BytesIO(data)) as fh:
+            out = fh.read(limit + 1)
+        if len(out) > limit:
+            raise ModelsetError(
+                f"{path}: decompresses to more than {limit} bytes, more than these datasets hold "
+                f"(a gzip bomb or another file); re-download or re-copy it"
+            )
+        return out
     except (OSError, EOFError, zlib.error) as e:  # BadGzipFile is an OSError
         raise ModelsetError(
             f"{path}: corrupt gzip stream ({' '.join(str(e).split()) or type(e).__name__}); re-download or re-copy it"
