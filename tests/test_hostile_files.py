@@ -257,7 +257,7 @@ def test_a_preset_asking_for_endless_work_is_refused_before_planning(tmp_path, c
 
 
 def test_an_idx_gzip_bomb_is_refused_before_it_is_inflated(tmp_path):
-    from modelset.idx import MAX_BYTES, read_idx
+    from modelset.datasets.idx import MAX_BYTES, read_idx
 
     path = tmp_path / "train-images-idx3-ubyte.gz"
     squeeze = zlib.compressobj(1, zlib.DEFLATED, 31)
