@@ -70,13 +70,16 @@ class _StatsPredictor(SimilarityMethod):
 class StatsGBM(_StatsPredictor):
     """Per-tensor statistics into gradient boosting (HistGradientBoosting); see the module docstring."""
 
-    def __init__(self, seed: int = 0, max_iter: int = 500, learning_rate: float = 0.05, max_leaf_nodes: int = 15):
-        self.seed, self.max_iter, self.learning_rate, self.max_leaf_nodes = (
-            seed,
-            max_iter,
-            learning_rate,
-            max_leaf_nodes,
-        )
+    def __init__(
+        self,
+        seed: int = 0,
+        max_iter: int = 500,
+        learning_rate: float = 0.05,
+        max_leaf_nodes: int = 15,
+        min_samples_leaf: int = 20,
+    ):
+        self.seed, self.max_iter, self.learning_rate = seed, max_iter, learning_rate
+        self.max_leaf_nodes, self.min_samples_leaf = max_leaf_nodes, min_samples_leaf
 
     def _model(self, numeric: bool):
         cls = HistGradientBoostingRegressor if numeric else HistGradientBoostingClassifier
@@ -84,6 +87,7 @@ class StatsGBM(_StatsPredictor):
             max_iter=self.max_iter,
             learning_rate=self.learning_rate,
             max_leaf_nodes=self.max_leaf_nodes,
+            min_samples_leaf=self.min_samples_leaf,
             early_stopping=False,
             random_state=self.seed,
         )
