@@ -33,14 +33,21 @@ from results import recorded  # noqa: E402
 import modelset  # noqa: E402
 from metrics.leaderboard import render  # noqa: E402
 from metrics.methods import BUILTIN  # noqa: E402
-from modelset.protocols import grid_factors  # noqa: E402
+from modelset.protocols import factor_codes, grid_factors, sample_bins  # noqa: E402
 
 
 def spread(path: Path) -> tuple[str, dict]:
     """Test accuracy quantiles overall and per level of every swept factor, as a markdown table."""
     with modelset.load(path) as ms:
-        m = ms.models
-        groups = [("all", m)] + [(f"{k} = {v}", g) for k in grid_factors(ms) for v, g in m.groupby(k)]
+        m, bins = ms.models, sample_bins(ms)
+        groups = [("all", m)]
+        for k in grid_factors(ms):
+            if k in bins:  # a sampled number: by the bins the hparams protocol scores
+                codes = factor_codes(ms, k, m["id"].to_numpy())
+                e = bins[k]
+                groups += [(f"{k} in [{e[c]:.3g}, {e[c + 1]:.3g})", m[codes == c]) for c in np.unique(codes)]
+            else:
+                groups += [(f"{k} = {v}", g) for v, g in m.groupby(k)]
     q = (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
     rows = ["| models | n | mean | min | p10 | p25 | median | p75 | p90 | max | below 0.5 |", "|---" * 11 + "|"]
     for name, g in groups:

@@ -13,7 +13,9 @@ parameters) was measured at 0.6x this one's speed on digits500 units and removed
 
 Each model keeps everything the reference loop gives it (``train.train_reference``): its init
 (``init_model``), its own ``torch.Generator(data_seed)`` and ``randperm`` per epoch, its task's
-data, its own optimiser state and step count. Models whose tasks have different train-set sizes
+data (its own subset of it: ``train.model_data``), its dropout masks (drawn from its own generator
+for its real samples, layer by layer, as the reference loop draws them), its own optimiser state
+and step count. Models whose tasks have different train-set sizes
 take different numbers of steps per epoch and a different last batch: batches are padded to the
 batch size, padded samples are masked out of loss and gradient, the loss is averaged over each
 model's real samples, and a model with no batch left in an epoch is not stepped. The result

@@ -62,6 +62,8 @@ BUILTIN = {
     "learned-probes": Builtin("metrics.lps:LearnedProbes", learned=True),
     "nfn": Builtin("metrics.equivariant:NFN", learned=True),
     "statnn": Builtin("metrics.statnn:StatNN", learned=True),
+    "stats-gbm": Builtin("metrics.properties:StatsGBM"),
+    "stats-linear": Builtin("metrics.properties:StatsLinear"),
     "cka": Builtin("metrics.baselines:LinearCKA", functional=True),
     "output-agreement": Builtin("metrics.baselines:OutputAgreement", functional=True),
 }

@@ -74,6 +74,8 @@ def fit_task_embedding(
     """
     classes, y = np.unique(labels, return_inverse=True)
     yt = torch.from_numpy(y).long()
+    if len(classes) < 2:  # one task (a zoo of one task): nothing to tell apart, nothing to train
+        epochs = 0
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         gen = torch.Generator().manual_seed(seed)
@@ -107,3 +109,52 @@ class Identity(nn.Module):
 
     def forward(self, x):
         return x
+
+
+class Regressor(nn.Module):
+    """encoder -> standardise -> MLP -> one number per model (the standardised target)."""
+
+    def __init__(self, encoder: nn.Module, n_features: int, hidden: int = 256, dropout: float = 0.1):
+        super().__init__()
+        self.encoder = encoder
+        self.head = nn.Sequential(
+            Standardize(n_features),
+            nn.Linear(n_features, hidden),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, 1),
+        )
+
+    def forward(self, x):
+        return self.head(self.encoder(x))[:, 0]
+
+
+def fit_regressor(make_encoder, x, y: np.ndarray, seed: int, epochs: int = 500, lr: float = 1e-3, weight_decay=1e-4):
+    """(trained Regressor in eval mode, target mean, target std): mean squared error on the
+    standardised target, full batch, Adam, seeded as ``fit_task_embedding``."""
+    y = np.asarray(y, np.float64)
+    mean, std = float(y.mean()), float(y.std()) or 1.0
+    yt = torch.from_numpy((y - mean) / std).float()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        encoder = make_encoder()
+        net = Regressor(encoder, encoder.n_features)
+        opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
+        net.train()
+        for _ in range(epochs):
+            loss = F.mse_loss(net(x), yt)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():  # the standardisation's statistics under the final encoder
+            net(x)
+    return net.eval(), mean, std
+
+
+@torch.no_grad()
+def regress(fitted, x) -> np.ndarray:
+    """A fitted regressor's (net, mean, std) predictions in the target's units."""
+    net, mean, std = fitted
+    return net(x).double().numpy() * std + mean
