@@ -19,7 +19,9 @@ MAX_MEMBERS = 4096
 _HEADER = 65536  # bytes an .npy header may take (numpy's own cap is 10000)
 # seed-<s>/<split>.<field>, as metrics.runner writes them
 FUNCTION = {"embedding": "embed()", "similarity": "similarity()", "scores": "predict_scores()", "classes": "classes_"}
-RUN_KEY = re.compile(r"seed-(\d{1,9})/([A-Za-z_]+)\.(embedding|similarity|scores|classes|predict\.[A-Za-z0-9_]+)")
+RUN_KEY = re.compile(
+    r"seed-(\d{1,9})/([A-Za-z_]+)\.(embedding|similarity|scores|classes|predict\.[A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)?)"
+)
 
 
 class OutputError(ValueError):

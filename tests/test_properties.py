@@ -69,3 +69,17 @@ def test_gradient_boosting_ranks_accuracy(one_task):
     # a few dozen training models: leaves of 3 (the default 20 suits zoos of hundreds)
     predicted = StatsGBM(min_samples_leaf=3).fit(train).predict_property(test, "test_acc")
     assert truth.std() > 0.05 and kendalltau(truth, predicted).statistic > 0.4, (truth.std(), predicted)
+
+
+def test_a_predictor_is_scored_through_the_sandboxed_board_on_every_target(one_task, tmp_path):
+    """The scorer reads the run's arrays by name: a target with a dot (``hparam.<key>``) is one of
+    them, so its predictions are scored, not refused as an unexpected array."""
+    import json
+
+    from .helpers import run_cli
+
+    r = run_cli("leaderboard", "submit", "--archive", one_task, "--method", "stats-linear", "--results", tmp_path)
+    assert r.returncode == 0, r.stderr
+    (result,) = [json.loads(p.read_text()) for p in tmp_path.glob("stats-linear--*.json")]
+    scores = result["scores"]
+    assert 0 <= scores["hparams.mean"]["mean"] <= 1 and -1 <= scores["accuracy.kendall"]["mean"] <= 1
