@@ -28,17 +28,15 @@ import resource
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-import psutil
 import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import ISA_ENV, describe, machine, reexec_at  # noqa: E402
+from machine import ISA_ENV, describe, machine, reexec_at, watch_tree  # noqa: E402
 from results import recorded  # noqa: E402
 
 from builders.batched import train_batched  # noqa: E402
@@ -134,34 +132,12 @@ def timed(fn) -> float:
     return time.thread_time() - t
 
 
-def peak_tree_rss(proc: subprocess.Popen, every: float = 0.05) -> tuple[threading.Thread, dict]:
-    """Sample the summed RSS of ``proc`` and its descendants until it exits, and their CPU time."""
-    peak = {"rss": 0, "cpu": {}}
-
-    def sample():
-        p = psutil.Process(proc.pid)
-        while proc.poll() is None:
-            try:
-                tree = [p, *p.children(recursive=True)]
-                peak["rss"] = max(peak["rss"], sum(c.memory_info().rss for c in tree))
-                for c in tree:
-                    t = c.cpu_times()
-                    peak["cpu"][c.pid] = t.user + t.system
-            except psutil.Error:
-                pass
-            time.sleep(every)
-
-    t = threading.Thread(target=sample, daemon=True)
-    t.start()
-    return t, peak
-
-
 def timed_command(cmd: list[str]) -> tuple[float, int, float]:
     """Run ``cmd`` (from the repository root): its wall time, the peak summed RSS of its process
     tree and that tree's CPU seconds; a failure ends the benchmark with its stderr."""
     t = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
-    sampler, peak = peak_tree_rss(proc)
+    sampler, peak = watch_tree(proc, every=0.05)
     _, stderr = proc.communicate()
     wall = time.perf_counter() - t
     sampler.join()

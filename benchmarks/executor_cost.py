@@ -19,46 +19,25 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import h5py
-import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import describe  # noqa: E402
+from machine import describe, watch_tree  # noqa: E402
 from results import recorded  # noqa: E402
 
 DEFAULT_SET = ["tasks.count=8", "epochs=5"]
-
-
-def _sample(proc: subprocess.Popen, peak: dict, every: float = 0.1) -> None:
-    root = psutil.Process(proc.pid)
-    while proc.poll() is None:
-        try:
-            tree = [root, *root.children(recursive=True)]
-            mems = [p.memory_full_info() for p in tree]
-            peak["pss"] = max(peak["pss"], sum(m.pss for m in mems))
-            peak["rss"] = max(peak["rss"], sum(m.rss for m in mems))
-            peak["procs"] = max(peak["procs"], len(tree))
-            for p in tree:
-                t = p.cpu_times()
-                peak["cpu"][p.pid] = t.user + t.system
-        except psutil.Error:
-            pass
-        time.sleep(every)
 
 
 def run_build(tree: Path, preset: str, overrides: list[str], jobs: int, out: Path) -> dict:
     cmd = [sys.executable, "-m", "modelset.cli", "build", "--preset", preset, "--out", str(out)]
     cmd += ["--jobs", str(jobs), "--force", "--no-progress", *[a for s in overrides for a in ("--set", s)]]
     env = {**os.environ, "PYTHONPATH": str(tree.resolve())}
-    peak = {"pss": 0, "rss": 0, "procs": 0, "cpu": {}}
     t = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tree)
-    sampler = threading.Thread(target=_sample, args=(proc, peak), daemon=True)
-    sampler.start()
+    sampler, peak = watch_tree(proc, pss=True)
     _, stderr = proc.communicate()
     wall = time.perf_counter() - t
     sampler.join()
