@@ -125,6 +125,23 @@ def count_flops(fn) -> int:
     return fc.get_total_flops()
 
 
+def build_flops(plan, root=None) -> float:
+    """FLOPs of training a whole plan (its evaluations included), counted on the reference loop,
+    the batched engine's arithmetic: one model per distinct (architecture, family, data size,
+    recipe length, checkpoints), times the models like it. A sampled recipe changes a model's
+    FLOPs only through its train fraction."""
+    per_key, total = {}, 0.0
+    for e in plan.entries:
+        (xtr, _, xte, _), _, _ = task_tensors(e.dataset, e.classes, e.transform, root)
+        n_train = max(1, round(e.hparams.get("train_fraction", 1.0) * len(xtr)))
+        key = (e.arch, e.family, e.family_options, e.dataset, tuple(xtr.shape[1:]), len(e.classes), n_train, len(xte))
+        key += (e.hparams["epochs"], e.hparams["batch_size"], e.checkpoints)
+        if key not in per_key:
+            per_key[key] = count_flops(lambda e=e: train_reference(e, data_root=root))
+        total += per_key[key]
+    return total
+
+
 def timed(fn) -> float:
     """CPU seconds of this thread in ``fn``: its time on a free core, whatever else runs."""
     t = time.thread_time()

@@ -3,7 +3,7 @@ the leaderboard of every built-in method on it, in one run.
 
 Cores differ about 2.7x between machines, so beside every time this prints the machine, the
 core's fp32 FMA peak measured in the same run (benchmarks/fma_peak.c) and the share of that peak
-the build used (training FLOPs counted by torch's FlopCounterMode on one model). It also times one
+the build used (its FLOPs counted by torch's FlopCounterMode: bench_batched.build_flops). It also times one
 work unit with torch on one thread and on two, against the two single-threaded processes a build
 uses, which is why a build pins every unit to one thread and runs one process per core.
 
@@ -27,29 +27,18 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_batched import count_flops, timed_command  # noqa: E402
+from bench_batched import build_flops, timed_command  # noqa: E402
 from machine import describe, machine  # noqa: E402
 from results import recorded  # noqa: E402
 
 import modelset  # noqa: E402
 from builders.batched import train_batched  # noqa: E402
 from builders.plan import make_plan, work_units  # noqa: E402
-from builders.train import train_reference  # noqa: E402
 from metrics.methods import BUILTIN  # noqa: E402
 from modelset.preset import load_preset  # noqa: E402
 
 PRESET = "fashion-mnist500"
 DEBIAN = "/usr/share/datasets/fashion-mnist"
-
-
-def training_flops(plan, root) -> float:
-    """FLOPs of training the whole zoo: one model's single epoch (with its evaluations) counted on
-    the reference loop, the same arithmetic as the batched engine, times epochs and models. Every
-    task has 18,000 training images, so one model stands for all."""
-    one = make_plan(load_preset(PRESET, ["epochs=1", "seeds=1", "tasks.count=1"]), data_root=root).entries[0]
-    return (
-        count_flops(lambda: train_reference(one, data_root=root)) * plan.preset["train"]["epochs"] * len(plan.entries)
-    )
 
 
 def time_threads(plan, root) -> dict:
@@ -162,7 +151,7 @@ def main() -> int:
     peak = report["machine"]["fma_peak_gflops"]
     print(describe(report["machine"]), flush=True)
     plan = make_plan(load_preset(PRESET), data_root=args.data_root)
-    flops = training_flops(plan, args.data_root)
+    flops = build_flops(plan, args.data_root)
     if not args.no_threads:
         th = report["unit_seconds_by_threads"] = time_threads(plan, args.data_root)
         print(

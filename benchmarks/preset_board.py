@@ -4,13 +4,16 @@
         [--build-budget S] [--board-budget S] [--no-build] [--timeout S] [--board-jobs N]
 
 Prints the machine, the core's fp32 FMA peak measured in the same run (benchmarks/fma_peak.c), the
-build's wall time with its ratio to the budget (default 900 s: the sweep's 15 min), the spread of
-test accuracy overall and per swept factor, then every built-in method's time and the board, run
+build's wall time with its ratio to the budget (default 900 s: the sweep's 15 min) and its share of
+that peak (the build's FLOPs counted by torch's FlopCounterMode: bench_batched.build_flops), the
+spread of test accuracy overall and per swept factor, then every built-in method's time and the board, run
 as `make leaderboard` runs it, with its wall time against the board budget (default 300 s: `make
 leaderboard` on digits500). Times move about 2.7x between machines: read them beside the FMA peak
 printed with them.
 
     .venv/bin/python benchmarks/preset_board.py --preset digits500    # the board's 5-minute budget
+    MODELSET_DATA=/usr/share/datasets/fashion-mnist .venv/bin/python benchmarks/preset_board.py \
+        --preset fashion-mnist-scz --build-budget 1800 --board-budget 1200   # its 30 and 20 min
 """
 
 from __future__ import annotations
@@ -26,13 +29,15 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_batched import timed_command  # noqa: E402
+from bench_batched import build_flops, timed_command  # noqa: E402
 from machine import describe, machine  # noqa: E402
 from results import recorded  # noqa: E402
 
 import modelset  # noqa: E402
+from builders.plan import make_plan  # noqa: E402
 from metrics.leaderboard import render  # noqa: E402
 from metrics.methods import BUILTIN  # noqa: E402
+from modelset.preset import load_preset  # noqa: E402
 from modelset.protocols import factor_codes, grid_factors, sample_bins  # noqa: E402
 
 
@@ -133,11 +138,15 @@ def main() -> int:
                 "--no-progress",
             ]
         )
-        report["build"] = {"wall_s": wall, "cpu_s": cpu, "peak_rss_gib": rss / 2**30}
+        flops = build_flops(make_plan(load_preset(args.preset)))  # $MODELSET_DATA, as the build's
+        cores = min(args.jobs, len(os.sched_getaffinity(0)))
+        per_core, peak = flops / wall / cores / 1e9, report["machine"]["fma_peak_gflops"]
+        report["build"] = {"wall_s": wall, "cpu_s": cpu, "peak_rss_gib": rss / 2**30, "tflop": flops / 1e12}
         print(
             f"build --jobs {args.jobs}: {wall:.0f} s wall ({wall / 60:.1f} min) = {wall / args.build_budget:.2f} "
             f"of the {args.build_budget:.0f} s budget; {cpu:.0f} s CPU, peak RSS {rss / 2**30:.2f} GiB, "
-            f"archive {archive.stat().st_size / 2**20:.0f} MiB",
+            f"archive {archive.stat().st_size / 2**20:.0f} MiB; {flops / 1e12:.1f} TFLOP = {per_core:.1f} GFLOP/s "
+            f"per core on {cores}" + (f" = {per_core / peak:.0%} of the FMA peak" if peak else ""),
             flush=True,
         )
     table, report["accuracy"] = spread(archive)
