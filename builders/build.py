@@ -8,11 +8,13 @@ on --jobs, the executor or interruptions.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import shutil
 import sys
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 
 import h5py
@@ -62,10 +64,27 @@ def pinned_threads(n: int = 1):
         torch.set_num_threads(old)
 
 
+@cache
+def hold_freed_memory() -> bool:
+    """Keep memory that training frees in the process, for its next step (glibc's mallopt; elsewhere
+    nothing to do). By default glibc hands blocks above its mmap threshold, and any free top of the
+    heap, back to the kernel, so every step's activations, allocated anew, fault in fresh zeroed
+    pages: time spent in the kernel, not training. The weights are the same either way; peak memory
+    too, since the same sizes come back each step (benchmarks/executor_cost.py compares builds)."""
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
+    settings = ((m_mmap_threshold, 32 << 20), (m_trim_threshold, 1 << 30), (m_top_pad, 64 << 20))
+    return all(mallopt(k, v) == 1 for k, v in settings)  # 32 MiB: glibc's largest mmap threshold
+
+
 def train_unit(unit, device: str = "cpu", data_root=None) -> tuple[str, list]:
     """Train one work unit; runs in a worker or in-process, with the same thread pinning. The
     data directory comes as an argument (workers share no environment with the build)."""
     failpoint("unit")  # in whichever process trains it: a worker's death, for tests
+    hold_freed_memory()
     with pinned_threads(1):
         # A unit can hold both kinds: a grid may give some entries augmentation or an lr schedule.
         batched = [e for e in unit if e.engine == "batched"]
