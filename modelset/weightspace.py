@@ -32,13 +32,12 @@ import os
 from collections.abc import Sequence
 from functools import cached_property
 
-import h5py
 import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
-from .archive import Archive, load
+from .archive import Archive, load, open_h5
 from .errors import ModelsetError
 from .splits import VAL_RULE, val_models
 from .symmetry import chain
@@ -189,7 +188,16 @@ class WeightSpaceDataset(Dataset):
     def _h5(self):
         pid = os.getpid()
         if pid not in self._files:  # never share an HDF5 handle across a fork
-            self._files = {pid: h5py.File(self.ms.path, "r")}
+            # The path is opened again, perhaps long after load(): the file there may have been
+            # replaced since, so it gets load()'s checks again, and must be the same archive.
+            f = open_h5(self.ms.path)
+            if any(f.attrs.get(k) != self.ms.h5.attrs.get(k) for k in ("plan_hash", "created")):
+                f.close()
+                raise ModelsetError(
+                    f"{self.ms.path}: another file than the archive this dataset was made from "
+                    "(replaced since it was loaded); load it again"
+                )
+            self._files = {pid: f}
         return self._files[pid][self._node]
 
     def read(self, index) -> np.ndarray:

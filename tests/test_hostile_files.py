@@ -270,3 +270,22 @@ def test_an_idx_gzip_bomb_is_refused_before_it_is_inflated(tmp_path):
     assert path.stat().st_size < MAX_BYTES // 100
     with pytest.raises(ModelsetError, match="decompresses to more than"):
         read_idx(path, 3)
+
+
+def _other_archive(f, tmp_path):  # a sound archive, but not the one the dataset was made from
+    f.attrs["plan_hash"] = "0" * 40
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [(_external_link, "external link"), (_virtual_dataset, "virtual dataset"), (_other_archive, "replaced")],
+)
+def test_a_dataset_reopening_its_archive_refuses_a_file_swapped_in_since(small_archive, tmp_path, change, message):
+    path = tmp_path / "zoo.h5"
+    shutil.copy(small_archive, path)
+    ms = modelset.load(path)
+    ds = modelset.WeightSpaceDataset(ms, "task_id", "train", "test_acc", layout="flat")
+    os.replace(_copy(small_archive, tmp_path, change), path)  # before the first read reopens the path
+    with pytest.raises(ModelsetError, match=message):
+        ds[0]
+    ms.close()
