@@ -75,9 +75,16 @@ def shard_files(out) -> list:
     return sorted(out.parent.glob(f".{out.name}.shards/unit-*.npz"))
 
 
+def _as_a_terminal_runs_it() -> None:
+    """In the child before exec: Ctrl-C's default action. A job started in the background of a
+    script (nohup ... &, as CI may run the suite) inherits SIGINT ignored, and Python then never
+    raises KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_build(out, sets, *, preset="digits500", jobs=1, failpoint=None, new_session=False) -> subprocess.Popen:
     """The build in a child process; ``new_session``: in a process group of its own (its workers
-    too), as a terminal runs it."""
+    too), with SIGINT's default action, as a terminal runs it."""
     return subprocess.Popen(
         build_command(out, sets, preset, jobs),
         env=_env(failpoint),
@@ -85,6 +92,7 @@ def start_build(out, sets, *, preset="digits500", jobs=1, failpoint=None, new_se
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=new_session,
+        preexec_fn=_as_a_terminal_runs_it if new_session else None,
     )
 
 
