@@ -5,8 +5,8 @@ A built-in property method (default stats-gbm) is fitted on random subsets of th
 models, --repeats draws per size, and scored on all of the held-out models as the board scores it
 (R² and Kendall tau of test accuracy); the last size is the whole training part, the board's own
 setting. A straight line through R² (and tau) against log2(models) over the last three sizes then
-says how many training models --target (and --tau-target) would take. This reads the held-out labels, as the scorer does: a maintainer's
-diagnostic, not a submission.
+says how many training models --target (and --tau-target) would take. This reads the held-out
+labels, as the scorer does: a maintainer's diagnostic, not a submission.
 
     .venv/bin/python benchmarks/learning_curve.py data/fashion-mnist-scz.h5 [--method stats-gbm]
         [--sizes 100,200,400,600] [--repeats 5] [--target 0.95] [--tau-target 0.85]
@@ -19,14 +19,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import kendalltau
-from sklearn.metrics import r2_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results import recorded  # noqa: E402
 
 import modelset  # noqa: E402
 from metrics.methods import BUILTIN, load_method  # noqa: E402
+from metrics.protocols import RegressionEvaluator  # noqa: E402
 from metrics.views import archive_view  # noqa: E402
 from modelset.protocols import PROTOCOLS, split_targets  # noqa: E402
 
@@ -34,7 +33,7 @@ from modelset.protocols import PROTOCOLS, split_targets  # noqa: E402
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("archive")
-    ap.add_argument("--method", default="stats-gbm", choices=[n for n in BUILTIN])
+    ap.add_argument("--method", default="stats-gbm", choices=list(BUILTIN))
     ap.add_argument("--sizes", default="100,200,400,600", help="training-model counts below the whole part")
     ap.add_argument("--repeats", type=int, default=5, help="random subsets per size (and method seeds)")
     ap.add_argument("--target", type=float, default=0.95, help="the R² to project the zoo size of")
@@ -60,8 +59,9 @@ def main() -> int:
             idx = np.sort(np.random.default_rng([n, r]).permutation(len(train))[:n])
             method = load_method(BUILTIN[args.method].spec)(seed=r)
             method.fit(view.subset(idx))
-            pred = np.asarray(method.predict_property(held_out, "test_acc"), np.float64)
-            scores.append((r2_score(truth, pred), kendalltau(truth, pred)[0]))
+            pred = method.predict_property(held_out, "test_acc")
+            score = RegressionEvaluator().eval({"y_true": truth, "y_pred": pred})  # as the board scores it
+            scores.append((score["r2"], score["kendall"]))
         s = np.array(scores)
         rows.append((n, *s.mean(0)))
         print(f"  {n:>6}  {s[:, 0].mean():>8.3f}  {s[:, 0].std():>6.3f}  {s[:, 1].mean():>8.3f}  {s[:, 1].std():>6.3f}")

@@ -6,8 +6,8 @@
 Prints the machine, the core's fp32 FMA peak measured in the same run (benchmarks/fma_peak.c), the
 build's wall time with its ratio to the budget (default 900 s: the sweep's 15 min) and its share of
 that peak (the build's FLOPs counted by torch's FlopCounterMode: bench_batched.build_flops), the
-spread of test accuracy overall and per swept factor, then every built-in method's time and the board, run
-as `make leaderboard` runs it, with its wall time against the board budget (default 300 s: `make
+spread of test accuracy overall and per swept factor, then every built-in method's time and the
+board, run as `make leaderboard` runs it, with its wall time against the board budget (default 300 s: `make
 leaderboard` on digits500). Times move about 2.7x between machines: read them beside the FMA peak
 printed with them.
 
