@@ -3,14 +3,16 @@
 Prints the machine (CPU, cores, vector width, the fp32 FMA peak of each width, measured now by
 benchmarks/fma_peak.c); for digits500 (small_cnn) and one fashion-mnist500 unit (small_cnn_zoo,
 where the files are) each engine's models per second, GFLOP/s and share of that peak, their
-ratio, and the grouped-convolution kernels' own rate; the batched engine's profile; the projected
-build time of every built-in preset on this machine; and, unless --no-build, the wall time and
-peak RSS of `modelset build --preset digits500 --force`, the build step of `make modelset`.
+ratio, and the convolutions inside the batched engine, kernel by kernel as oneDNN names and times
+them, with the ratio they alone would allow; the batched engine's profile; the projected build
+time of every built-in preset on this machine; and, unless --no-build, the wall time and peak RSS
+of `modelset build --preset digits500 --force`, the build step of `make modelset`, beside its floor
+(its FLOPs at the convolutions' rate).
 
 Everything runs pinned to one torch thread, as every work unit of a build does, and is timed by
 that thread's CPU time: on a shared machine other processes delay a run but barely lengthen its
 CPU time (they still share caches and memory bandwidth). Engines are timed interleaved, unit by
-unit, and each unit's best of --rounds counts; compare the ratios, not absolute figures across
+unit, after one untimed run each, and each unit's best of --rounds counts; compare the ratios, not absolute figures across
 runs. The full build is timed by the wall clock, with the load average beside it.
 
 ``--isa avx2`` runs the whole benchmark again with oneDNN, ATen and MKL held to AVX2
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -32,7 +35,6 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -40,9 +42,9 @@ from machine import ISA_ENV, describe, machine, reexec_at, watch_tree  # noqa: E
 from results import recorded  # noqa: E402
 
 from builders.batched import train_batched  # noqa: E402
-from builders.build import train_unit  # noqa: E402
+from builders.build import hold_freed_memory, train_unit  # noqa: E402
 from builders.plan import make_plan, work_units  # noqa: E402
-from builders.train import init_model, task_tensors, train_reference  # noqa: E402
+from builders.train import task_tensors, train_reference  # noqa: E402
 from modelset.datasets import DATA_ENV  # noqa: E402
 from modelset.errors import ModelsetError  # noqa: E402
 from modelset.preset import list_presets, load_preset  # noqa: E402
@@ -50,19 +52,6 @@ from modelset.preset import list_presets, load_preset  # noqa: E402
 DEBIAN_FASHION = "/usr/share/datasets/fashion-mnist"  # Debian's dataset-fashion-mnist
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def rate(fn, flops: float, seconds: float = 1.0) -> float:
-    """Best GFLOP/s of ``fn`` over a few timed bursts (thread CPU time)."""
-    fn()
-    best = 0.0
-    for _ in range(3):
-        t, k = time.thread_time(), 0
-        while time.thread_time() - t < seconds / 3:
-            fn()
-            k += 1
-        best = max(best, flops * k / (time.thread_time() - t) / 1e9)
-    return best
 
 
 def _conv_backward_flop(
@@ -90,31 +79,41 @@ def _conv_backward_flop(
     return flops
 
 
-def conv_kernels_rate(unit, batch: int, root=None) -> tuple[float, list[str]]:
-    """GFLOP/s of the unit's convolution kernels alone (forward, data and weight gradients of its
-    grouped layers, as the batched engine calls them, one after the other): what the engine would
-    reach if nothing else cost anything; and each call's own rate, repeated on warm data."""
-    aten, cl, M = torch.ops.aten, torch.channels_last, len(unit)
-    model = init_model(unit[0], root)
-    h, w_ = task_tensors(unit[0].dataset, unit[0].classes, unit[0].transform, root)[0][0].shape[2:]
-    calls, names = [], []
-    for i, conv in enumerate(model.convs):
-        cin, s = conv.in_channels, conv.stride
-        x = torch.randn(batch, M * cin, h, w_).contiguous(memory_format=cl)
-        w = torch.randn(M * conv.out_channels, cin, 3, 3).contiguous(memory_format=cl)
-        g = F.conv2d(x, w, None, stride=s, padding=1, groups=M)
-        args = (g, x, w, None, list(s), [1, 1], [1, 1], False, [0, 0], M)
-        calls.append(lambda x=x, w=w, s=s: F.conv2d(x, w, None, stride=s, padding=1, groups=M))
-        calls.append(lambda args=args: aten.convolution_backward(*args, [False, True, False]))
-        shape = f"layer {i + 1} ({cin}->{conv.out_channels} per model, {h}x{w_} stride {s[0]})"
-        names += [f"{shape} forward", f"{shape} weight gradient"]
-        if i:
-            calls.append(lambda args=args: aten.convolution_backward(*args, [True, False, False]))
-            names.append(f"{shape} data gradient")
-        h, w_ = g.shape[2:]
-    flops = count_flops(lambda: [c() for c in calls])
-    each = [f"{name}: {rate(c, count_flops(c), 0.3):.0f} GFLOP/s" for name, c in zip(names, calls)]
-    return rate(lambda: [c() for c in calls], flops), each
+_CONV = re.compile(r"(?:g(\d+))?mb(\d+)_ic(\d+)oc(\d+)_ih(\d+)oh(\d+)kh(\d+)sh(\d+)\D.*?_iw(\d+)ow(\d+)kw(\d+)")
+
+
+def convolutions_in_engine(unit, root=None) -> tuple[float, float, list[str]]:
+    """The convolutions inside one run of the batched engine on ``unit``, timed by oneDNN itself
+    (its verbose log, which names the kernel it chose): their seconds, their FLOPs (counted as
+    torch's counter counts them, padded taps included), and one line per kernel and layer. Their
+    time is a floor under the engine's: what it would take if nothing else cost anything."""
+    per: dict[str, list[float]] = {}
+    with tempfile.TemporaryFile("w+") as log:
+        sys.stdout.flush()
+        saved = os.dup(1)  # oneDNN writes its log to the C-level stdout
+        os.dup2(log.fileno(), 1)
+        try:
+            with torch.backends.mkldnn.verbose(torch.backends.mkldnn.VERBOSE_ON):
+                train_batched(unit, data_root=root)
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+        log.seek(0)
+        for line in log:
+            f = line.rstrip().split(",")
+            if len(f) < 8 or f[3] != "exec" or f[5] != "convolution":
+                continue
+            g, mb, ic, oc, ih, oh, kh, sh, iw, ow, kw = (int(x) if x else 1 for x in _CONV.search(f[-2]).groups())
+            key = f"{f[6]} {f[7]}, {ic // g}->{oc // g} per model, {ih}x{iw} stride {sh}"
+            acc = per.setdefault(key, [0.0, 0.0])
+            acc[0] += float(f[-1]) / 1e3
+            acc[1] += 2.0 * mb * oc * oh * ow * (ic // g) * kh * kw
+    if not per:
+        raise SystemExit("oneDNN logged no convolution: is torch built with oneDNN (torch.backends.mkldnn)?")
+    lines = [
+        f"{k}: {t:.2f} s, {f / t / 1e9:.0f} GFLOP/s" for k, (t, f) in sorted(per.items(), key=lambda kv: -kv[1][0])
+    ]
+    return sum(t for t, _ in per.values()), sum(f for _, f in per.values()), lines
 
 
 def count_flops(fn) -> int:
@@ -208,21 +207,26 @@ def profile_batched(unit, root=None, rows: int = 12) -> str:
 
 
 def compare(units, rounds: int, root=None) -> dict:
-    """Best wall time of each engine on each unit, the engines interleaved unit by unit so that
-    the machine's load falls on both alike; the sums per engine."""
+    """Best time of each engine on each unit, the engines interleaved unit by unit so that the
+    machine's load falls on both alike, after one untimed run of each: a build's worker pays its
+    start (oneDNN's kernel generation, the first allocations) once for dozens of units."""
     engines = {
         "reference": lambda u: [train_reference(e, data_root=root) for e in u],
         "batched": lambda u: train_batched(u, data_root=root),
     }
     best = {name: [float("inf")] * len(units) for name in engines}
+    for fn in engines.values():  # untimed: oneDNN generates its kernels on first use, once per worker
+        fn(units[0])
     for _ in range(rounds):
         for i, u in enumerate(units):
             for name, fn in engines.items():
                 best[name][i] = min(best[name][i], timed(lambda fn=fn, u=u: fn(u)))
-    return {name: sum(ts) for name, ts in best.items()}
+    return best
 
 
-def report_engines(label, units, rounds, peak, root=None) -> None:
+def report_engines(label, units, rounds, peak, root=None) -> float:
+    """Print both engines' rates on ``units`` and the convolutions inside the batched engine;
+    return those convolutions' GFLOP/s."""
     n_models = sum(len(u) for u in units)
     flops = sum(count_flops(lambda u=u: train_reference(u[0], data_root=root)) * len(u) for u in units)
     hp = units[0][0].hparams
@@ -230,26 +234,24 @@ def report_engines(label, units, rounds, peak, root=None) -> None:
         f"\n{label}: {units[0][0].arch}, {n_models} models in {len(units)} work unit(s) of {len(units[0])}, "
         f"{hp['epochs']} epoch(s), {flops / n_models / 1e9:.2f} GFLOP per model (torch.utils.flop_counter)"
     )
-    total = compare(units, rounds, root)
+    best = compare(units, rounds, root)
+    total = {name: sum(ts) for name, ts in best.items()}
     print(f"  {'engine':<12}{'models/s':>10}{'GFLOP/s':>10}{'of peak':>9}")
     for name, t in total.items():
         g = flops / t / 1e9
         print(f"  {name:<12}{n_models / t:>10.2f}{g:>10.1f}{g / peak if peak else float('nan'):>9.0%}")
     print(f"  batched / reference: {total['reference'] / total['batched']:.2f}x   (target >= 3x)")
-    conv, each = conv_kernels_rate(units[0], hp["batch_size"], root)
-    reached = flops / total["batched"] / 1e9 / conv
+    conv_s, conv_flops, lines = convolutions_in_engine(units[0], root)
+    g = conv_flops / conv_s / 1e9
     print(
-        f"  the unit's grouped-convolution kernels alone: {conv:.0f} GFLOP/s"
-        + (f" ({conv / peak:.0%} of peak)" if peak else "")
-        + f"; the batched engine reaches {reached:.0%} of that"
-        + (
-            f", so with these kernels and nothing else costing anything, batched / reference would be at most "
-            f"{conv / (flops / total['reference'] / 1e9):.2f}x"
-            if reached <= 1
-            else " (the calls timed back to back, each on its own tensors, run slower than in the engine: no bound)"
-        )
+        f"  convolutions inside the batched engine (the first unit, timed by oneDNN): {conv_s:.2f} s of its "
+        f"{best['batched'][0]:.2f} s ({conv_s / best['batched'][0]:.0%}), {g:.0f} GFLOP/s"
+        + (f" = {g / peak:.0%} of peak" if peak else "")
+        + f"; were nothing else to cost anything, batched / reference would be at most "
+        f"{best['reference'][0] / conv_s:.2f}x"
     )
-    print("  each kernel call alone, repeated on warm data:\n" + "\n".join(f"    {line}" for line in each))
+    print("  by kernel (oneDNN's name) and layer:\n" + "\n".join(f"    {line}" for line in lines))
+    return g
 
 
 def project_presets(jobs: int, peak, root) -> None:
@@ -295,6 +297,7 @@ def main() -> None:
     args = ap.parse_args()
 
     torch.set_num_threads(1)  # as every work unit of a build
+    hold_freed_memory()  # as every build worker does (train_unit): both engines time without page faults
     m = machine()
     peak = m["fma_peak_gflops"]
     print(describe(m))
@@ -304,7 +307,9 @@ def main() -> None:
     )
 
     units = work_units(make_plan(load_preset("digits500")))
-    report_engines("digits500", [units[i * len(units) // args.units] for i in range(args.units)], args.rounds, peak)
+    conv_rate = report_engines(
+        "digits500", [units[i * len(units) // args.units] for i in range(args.units)], args.rounds, peak
+    )
     try:
         fashion = work_units(make_plan(load_preset("fashion-mnist500", ["epochs=1"]), data_root=args.data_root))[0]
     except ModelsetError as e:
@@ -332,6 +337,13 @@ def main() -> None:
             f"{os.getloadavg()[0]:.1f}"
         )
         print(f"  {acc}")
+    if builds:
+        flops, cores = build_flops(make_plan(load_preset("digits500"))), min(args.jobs, os.cpu_count())
+        print(
+            f"  its floor: {flops / 1e12:.1f} TFLOP at the convolutions' rate inside the engine "
+            f"({conv_rate:.0f} GFLOP/s) on {cores} cores, nothing else costing anything: "
+            f"{flops / conv_rate / 1e9 / cores:.0f} s"
+        )
 
 
 if __name__ == "__main__":
