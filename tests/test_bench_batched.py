@@ -1,25 +1,16 @@
 """benchmarks/bench_batched.py reads the convolutions inside the batched engine from oneDNN's own log."""
 
-import importlib.util
-from pathlib import Path
-
 from torch.utils.flop_counter import FlopCounterMode
 
 from builders.batched import train_batched
 from builders.plan import make_plan, work_units
 from modelset.preset import load_preset
 
-
-def _bench():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_batched.py"
-    spec = importlib.util.spec_from_file_location("bench_batched", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from .helpers import load_benchmark
 
 
 def test_the_convolutions_onednn_logs_are_those_torch_counts():
-    bench = _bench()
+    bench = load_benchmark("bench_batched")
     plan = make_plan(load_preset("digits500", ["epochs=1", "seeds=2", "tasks.count=2", "unit_size=2"]))
     unit = work_units(plan)[0]
     seconds, run, flops, lines = bench.convolutions_in_engine(unit)

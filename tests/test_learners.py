@@ -16,7 +16,7 @@ from metrics.views import ModelView, archive_view, probe_batch
 from modelset.archs import create_model, flatten, layout
 from modelset.errors import ModelsetError
 
-from .helpers import permute_hidden_units
+from .helpers import load_benchmark, permute_hidden_units
 
 
 @pytest.fixture(scope="module")
@@ -111,19 +111,8 @@ def test_the_augmentation_permutes_hidden_units_and_keeps_every_function(views):
             torch.testing.assert_close(a(x), b(x), rtol=1e-4, atol=1e-5)
 
 
-def _learners_benchmark():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "learners.py"
-    spec = importlib.util.spec_from_file_location("learners_benchmark", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_the_ablation_builds_its_variants_from_constructor_arguments(small_archive, opened):
-    learners = _learners_benchmark()
+    learners = load_benchmark("learners")
     for row, cls, options in learners.ABLATION:  # an unknown argument is a TypeError here
         method = learners.variant(cls, options)(seed=2)
         assert type(method) is cls and method.get_params() == {**cls(seed=2).get_params(), **options}, row
