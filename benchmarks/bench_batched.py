@@ -38,7 +38,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import ISA_ENV, describe, machine, reexec_at, watch_tree  # noqa: E402
+from machine import ISA_ENV, describe, machine, reexec_at_requested_isa, watch_tree  # noqa: E402
 from results import recorded  # noqa: E402
 
 from builders.batched import train_batched  # noqa: E402
@@ -220,7 +220,7 @@ def compare(units, rounds: int, root=None) -> dict:
     }
     best = {name: [float("inf")] * len(units) for name in engines}
     for fn in engines.values():  # untimed: oneDNN generates its kernels on first use, once per worker
-        fn(units[0])
+        fn(units[0][:1] if fn is engines["reference"] else units[0])  # one reference model suffices
     for _ in range(rounds):
         for i, u in enumerate(units):
             for name, fn in engines.items():
@@ -350,10 +350,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    isa = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--isa=")), None)
-    if "--isa" in sys.argv[:-1]:
-        isa = sys.argv[sys.argv.index("--isa") + 1]
-    if isa in ISA_ENV:
-        reexec_at(isa)  # before anything is measured or recorded: the whole run at that width
+    reexec_at_requested_isa(sys.argv)
     with recorded("bench_batched"):
         main()

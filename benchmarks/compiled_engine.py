@@ -23,7 +23,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import ISA_ENV, describe, machine, reexec_at  # noqa: E402
+from bench_batched import DEBIAN_FASHION  # noqa: E402
+from machine import ISA_ENV, describe, machine, reexec_at_requested_isa  # noqa: E402
 from results import recorded  # noqa: E402
 
 from builders import batched  # noqa: E402
@@ -32,8 +33,6 @@ from builders.plan import make_plan, work_units  # noqa: E402
 from modelset.datasets import DATA_ENV  # noqa: E402
 from modelset.errors import ModelsetError  # noqa: E402
 from modelset.preset import load_preset  # noqa: E402
-
-DEBIAN_FASHION = "/usr/share/datasets/fashion-mnist"
 
 
 def runs(unit, root, rounds: int) -> tuple[float, float, list]:
@@ -89,8 +88,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    isa = sys.argv[sys.argv.index("--isa") + 1] if "--isa" in sys.argv[:-1] else None
-    if isa in ISA_ENV:
-        reexec_at(isa)
+    reexec_at_requested_isa(sys.argv)
     with recorded("compiled_engine"):
         main()

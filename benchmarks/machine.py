@@ -52,6 +52,16 @@ ISA_ENV = {
 }
 
 
+def reexec_at_requested_isa(argv: list[str]) -> None:
+    """``reexec_at`` the width a benchmark's ``--isa`` asks for (``--isa X`` or ``--isa=X``), before
+    anything is measured or recorded: the whole run at that width."""
+    isa = next((a.split("=", 1)[1] for a in argv if a.startswith("--isa=")), None)
+    if "--isa" in argv[:-1]:
+        isa = argv[argv.index("--isa") + 1]
+    if isa in ISA_ENV:
+        reexec_at(isa)
+
+
 def reexec_at(isa: str) -> None:
     """Run this process again with ``ISA_ENV[isa]`` unless it already has it ("native": nothing);
     before the benchmark starts, so all of it runs at that width."""
