@@ -65,7 +65,8 @@ def write_section(key: str, body: str, path: Path | None = None) -> None:
 def recorded(name: str, argv: list[str] | None = None):
     import torch
 
-    command = shlex.join(["python", f"benchmarks/{name}.py", *(sys.argv[1:] if argv is None else argv)])
+    args = sys.argv[1:] if argv is None else argv
+    command = shlex.join(["python", f"benchmarks/{name}.py", *args])
     width = torch.backends.cpu.get_cpu_capability()
     isa = os.environ.get("ONEDNN_MAX_CPU_ISA")
     key = f"{command} [{width}{', oneDNN ' + isa if isa else ''}]"
@@ -80,7 +81,10 @@ def recorded(name: str, argv: list[str] | None = None):
         finished = e
     finally:
         sys.stdout = saved
-    # Only a run that finished gets here: an interrupted or failed one leaves the old section.
+    # Only a run that finished gets here: an interrupted or failed one leaves the old section, and
+    # argparse's --help, which also exits with 0, measured nothing.
+    if {"-h", "--help"} & set(args):
+        raise finished or SystemExit(0)
     date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     body = f"## `{command}`\n\n{date}; torch kernels {width}\n\n```\n{tee.buffer_.getvalue().rstrip()}\n```\n"
     write_section(key, body)

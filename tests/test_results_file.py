@@ -60,3 +60,17 @@ def test_a_benchmark_that_exits_with_success_is_recorded_and_a_failing_one_is_no
         print("failed")
         sys.exit(1)
     assert "failed" not in (tmp_path / "RESULTS.md").read_text()
+
+
+def test_help_writes_no_section(tmp_path, monkeypatch):
+    """argparse's --help exits with 0 too, before anything is measured: the file keeps what it had."""
+    monkeypatch.setattr(results, "RESULTS", tmp_path / "RESULTS.md")
+    with results.recorded("bench_a", []):
+        print("measured")
+    before = (tmp_path / "RESULTS.md").read_text()
+    for flag in ("--help", "-h"):
+        with pytest.raises(SystemExit) as e, results.recorded("bench_a", [flag]):
+            print("usage: bench_a.py")
+            sys.exit(0)
+        assert e.value.code == 0
+    assert (tmp_path / "RESULTS.md").read_text() == before
